@@ -1,0 +1,282 @@
+"""Reading and writing CoNLL column files, and the tag schemes.
+
+Internally nerwin uses one scheme, IOB2 (BIO): every entity starts with ``B-TYPE`` and
+continues with ``I-TYPE``. Files in IOB1, IOB2, IOBES or IO are converted on reading.
+
+The one repair rule (the way conlleval reads a sequence): an ``I-X`` (or IOBES ``E-X``)
+that does not continue an entity of type X, i.e. that follows ``O``, another type or the
+start of the sentence, starts a new entity: it becomes ``B-X``. In IOB1 and IO this is the
+scheme's own meaning, so it is a conversion; in IOB2 and IOBES it is a repair of an invalid
+sequence, and it is counted.
+
+The reader never drops a sentence or a token: any line it cannot read is an error that
+names the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nerwin.errors import NerwinError
+
+DOCSTART = "-DOCSTART-"
+SCHEMES = ("iob1", "iob2", "iobes", "io")
+_TAG = re.compile(r"^(?:O|([BIES])-(\S.*))$")
+# Which prefixes each scheme may use (besides O).
+_PREFIXES = {"iob1": "BI", "iob2": "BI", "iobes": "BIES", "io": "I"}
+_SCHEME_HELP = {"iob1": "O, B-TYPE or I-TYPE", "iob2": "O, B-TYPE or I-TYPE",
+                "iobes": "O, B-TYPE, I-TYPE, E-TYPE or S-TYPE", "io": "O or I-TYPE"}
+
+
+@dataclass
+class Sentence:
+    """One sentence: tokens, their IOB2 tags and the file line of its first token."""
+
+    tokens: list[str]
+    tags: list[str]
+    line: int
+
+
+@dataclass
+class Corpus:
+    """A read CoNLL file: sentences with IOB2 tags plus what the reader saw."""
+
+    path: Path
+    sentences: list[Sentence]
+    scheme: str  # the scheme of the file (detected when asked for "auto")
+    repaired: int = 0  # tags changed by the repair rule (invalid IOB2/IOBES only)
+    columns: int = 0
+    docs: int = 0  # -DOCSTART- lines
+    tag_lines: dict[str, int] = field(default_factory=dict)  # first line of each tag
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(s.tokens) for s in self.sentences)
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``."""
+    if tag == "O":
+        return "O", None
+    return tag[0], tag[2:]
+
+
+def to_iob2(tags: Sequence[str], scheme: str) -> tuple[list[str], int]:
+    """Convert a tag sequence of ``scheme`` to IOB2; return the tags and the repair count.
+
+    Tags must already be well-formed for the scheme (see :func:`read_conll`).
+    """
+    out: list[str] = []
+    repaired = 0
+    prev_type: str | None = None  # type of the entity the previous token is inside
+    for tag in tags:
+        prefix, typ = split_tag(tag)
+        if prefix == "O":
+            out.append("O")
+            prev_type = None
+            continue
+        if prefix in "BS":
+            out.append(f"B-{typ}")
+        elif prev_type == typ:  # I or E continuing an entity of its own type
+            out.append(f"I-{typ}")
+        else:  # I or E that starts an entity: conversion in iob1/io, repair otherwise
+            out.append(f"B-{typ}")
+            if scheme in ("iob2", "iobes"):
+                repaired += 1
+        # After E- or S- the entity is closed in IOBES; an I- after it starts a new one.
+        prev_type = None if prefix in "ES" else typ
+    return out, repaired
+
+
+def from_iob2(tags: Sequence[str], scheme: str) -> list[str]:
+    """Convert valid IOB2 tags to ``scheme`` (for writing and round-trip tests).
+
+    IO cannot mark a boundary between two adjacent entities of one type; they merge.
+    """
+    out = []
+    n = len(tags)
+    for i, tag in enumerate(tags):
+        prefix, typ = split_tag(tag)
+        nxt = tags[i + 1] if i + 1 < n else "O"
+        continues = nxt == f"I-{typ}"
+        if prefix == "O" or scheme == "iob2":
+            out.append(tag)
+        elif scheme == "io":
+            out.append(f"I-{typ}")
+        elif scheme == "iob1":
+            # B- only where an entity follows one of the same type directly.
+            prev = tags[i - 1] if i > 0 else "O"
+            same_before = prefix == "B" and prev != "O" and split_tag(prev)[1] == typ
+            out.append(f"B-{typ}" if same_before else f"I-{typ}")
+        elif scheme == "iobes":
+            if prefix == "B":
+                out.append(f"B-{typ}" if continues else f"S-{typ}")
+            else:
+                out.append(f"I-{typ}" if continues else f"E-{typ}")
+        else:
+            raise ValueError(f"unknown scheme {scheme!r}; expected one of {SCHEMES}")
+    return out
+
+
+def detect_scheme(sentences_tags: Iterable[Sequence[str]]) -> str:
+    """Guess the scheme from tag prefixes alone (never from column contents).
+
+    E-/S- anywhere: iobes. No B- at all: io. An I-X that starts an entity while B- is used
+    only between adjacent entities of one type: iob1. Otherwise iob2.
+    """
+    has_b = has_es = i_starts = b_after_o = False
+    for tags in sentences_tags:
+        prev = "O"
+        for tag in tags:
+            p, typ = split_tag(tag)
+            if p in "ES":
+                has_es = True
+            elif p == "B":
+                has_b = True
+                if prev == "O" or split_tag(prev)[1] != typ:
+                    b_after_o = True
+            elif p == "I" and (prev == "O" or split_tag(prev)[1] != typ):
+                i_starts = True
+            prev = tag
+    if has_es:
+        return "iobes"
+    if not has_b:
+        return "io"
+    if i_starts and not b_after_o:
+        return "iob1"
+    return "iob2"
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte "
+                          f"0x{data[e.start]:02x}); save the file as UTF-8") from None
+    return text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is tolerated
+
+
+def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) -> Corpus:
+    """Read a CoNLL column file: token in column 0, NER tag in ``tag_column``.
+
+    Columns are split on tabs if the file has any tab, else on spaces; a blank line ends a
+    sentence; ``-DOCSTART-`` lines are skipped. Tags are checked against ``scheme`` (or the
+    detected one for ``"auto"``) and converted to IOB2.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NerwinError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NerwinError(f"{path}: is a folder, expected a CoNLL file") from None
+    text = _decode(path, data)
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not any(line.strip() for line in lines):
+        raise NerwinError(f"{path}: the file is empty; expected CoNLL lines 'token ... TAG'")
+    sep = "\t" if "\t" in text else " "
+
+    raw_sents: list[tuple[list[str], list[str], int, list[int]]] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    lines_of: list[int] = []
+    ncols = 0
+    first_line = 0
+    docs = 0
+    tag_lines: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
+        if line.strip(" \t") == "":
+            if tokens:
+                raw_sents.append((tokens, tags, lines_of[0], lines_of))
+                tokens, tags, lines_of = [], [], []
+            continue
+        parts = line.split(sep)
+        if sep == " ":
+            parts = [p for p in parts if p != ""]
+        if parts[0] == DOCSTART:
+            docs += 1
+            if tokens:  # a document break also ends a sentence
+                raw_sents.append((tokens, tags, lines_of[0], lines_of))
+                tokens, tags, lines_of = [], [], []
+            continue
+        if ncols == 0:
+            ncols, first_line = len(parts), lineno
+            if ncols < 2:
+                raise NerwinError(f"{path}:{lineno}: found 1 column ({line!r}); expected at "
+                                  f"least 2: the token first and the NER tag "
+                                  f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
+            if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
+                raise NerwinError(f"{path}:{lineno}: tag column {tag_column} does not exist "
+                                  f"or is the token column; the file has {ncols} columns")
+        elif len(parts) != ncols:
+            raise NerwinError(f"{path}:{lineno}: found {len(parts)} columns, expected {ncols} "
+                              f"as on line {first_line} ({'tab' if sep == chr(9) else 'space'}"
+                              f"-separated)")
+        tag = parts[tag_column]
+        if not _TAG.match(tag):
+            raise NerwinError(f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
+                              f"PREFIX-TYPE with PREFIX one of B, I, E, S (token {parts[0]!r})")
+        tokens.append(parts[0])
+        tags.append(tag)
+        lines_of.append(lineno)
+        tag_lines.setdefault(tag, lineno)
+    if tokens:
+        raw_sents.append((tokens, tags, lines_of[0], lines_of))
+    if not raw_sents:
+        raise NerwinError(f"{path}: no tokens found (only -DOCSTART- lines or blank lines)")
+
+    found = detect_scheme(t for _, t, _, _ in raw_sents)
+    use = found if scheme == "auto" else scheme
+    if use not in _PREFIXES:
+        raise NerwinError(f"unknown tag scheme {scheme!r}; expected auto or one of {SCHEMES}")
+    allowed = _PREFIXES[use]
+    sentences = []
+    repaired = 0
+    for toks, tgs, first, line_nos in raw_sents:
+        for tag, ln in zip(tgs, line_nos):
+            if tag != "O" and tag[0] not in allowed:
+                how = "detected" if scheme == "auto" else "configured"
+                raise NerwinError(f"{path}:{ln}: tag {tag!r} does not fit the {how} scheme "
+                                  f"{use} (expected {_SCHEME_HELP[use]}); set data.scheme")
+        iob2, r = to_iob2(tgs, use)
+        repaired += r
+        sentences.append(Sentence(toks, iob2, first))
+    return Corpus(path=path, sentences=sentences, scheme=use, repaired=repaired, columns=ncols,
+                  docs=docs, tag_lines=tag_lines)
+
+
+def entity_counts(sentences: Iterable[Sentence]) -> Counter:
+    """Number of entities per type (B- tags of IOB2)."""
+    c: Counter = Counter()
+    for s in sentences:
+        for t in s.tags:
+            if t.startswith("B-"):
+                c[t[2:]] += 1
+    return c
+
+
+def format_predictions(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> str:
+    """CoNLL columns ``token gold predicted``, one token a line, blank line between sentences.
+
+    conlleval reads the last two columns as gold and guess, so this file can be fed to it.
+    Tokens holding a space are written with U+00A0 in its place so the columns stay aligned.
+    """
+    out = []
+    if len(sentences) != len(predicted):
+        raise ValueError(f"{len(sentences)} sentences but {len(predicted)} predictions")
+    for s, pred in zip(sentences, predicted):
+        if len(pred) != len(s.tokens):
+            raise ValueError(f"sentence at line {s.line}: {len(s.tokens)} tokens but "
+                             f"{len(pred)} predicted tags")
+        for tok, gold, guess in zip(s.tokens, s.tags, pred):
+            out.append(f"{tok.replace(' ', chr(0xA0))} {gold} {guess}\n")
+        out.append("\n")
+    return "".join(out)

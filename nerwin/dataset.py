@@ -1,0 +1,94 @@
+"""From config to int windows: read the splits, build the vocabularies, encode.
+
+file -> sentences (conll) -> ids (vocab) -> windows (windows). The vocabulary holds the
+training words (``features.min_count``, ``features.max_size``) plus, when pretrained vectors
+are configured, every other word of the configured files that has a vector: those rows are
+known without labels, so dev and test words need not be ``<unk>``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nerwin.config import Config, FeaturesConfig
+from nerwin.conll import Corpus, read_conll
+from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
+from nerwin.vocab import (
+    BOS_ID,
+    CASE_PAD,
+    EOS_ID,
+    Vocab,
+    build_tag_vocab,
+    build_word_vocab,
+    encode_casing,
+    encode_tags,
+    encode_words,
+    normalise,
+)
+from nerwin.windows import WindowData, make_windows
+
+
+def read_split(cfg: Config, path: str | Path) -> Corpus:
+    """Read one data file with the config's scheme and tag column."""
+    return read_conll(path, scheme=cfg.data.scheme, tag_column=cfg.data.tag_column)
+
+
+@dataclass
+class Lexicon:
+    """What the model needs to turn text into ids: the word index and the tag index.
+
+    ``pretrained`` (V, d) float32 and ``pretrained_mask`` (V,) bool say which rows come from
+    the vectors file (None when no vectors are configured).
+    """
+
+    words: Vocab
+    tags: Vocab
+    pretrained: np.ndarray | None = None
+    pretrained_mask: np.ndarray | None = None
+    coverage: Coverage | None = None
+
+
+def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = ()) -> Lexicon:
+    """Build the word and tag vocabularies (and match pretrained vectors)."""
+    f = cfg.features
+    norm = lambda w: normalise(w, lowercase=f.lowercase, digits=f.digits)  # noqa: E731
+    counts = Counter(norm(t) for s in train.sentences for t in s.tokens)
+    tags = build_tag_vocab(s.tags for s in train.sentences)
+    if f.vectors is None:
+        words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size)
+        return Lexicon(words, tags)
+    every = set(counts)
+    for c in others:
+        every.update(norm(t) for s in c.sentences for t in s.tokens)
+    wanted = {k for w in every for k in lookup_candidates(w)}
+    vecs = load_vectors(f.vectors, wanted, dim=f.dim)
+    has_vec = {w for w in every if any(k in vecs.index for k in lookup_candidates(w))}
+    words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size,
+                             extra=has_vec)
+    rows, found, coverage = match_rows(words.itos[3:], vecs)
+    pretrained = np.zeros((len(words), f.dim), dtype=np.float32)
+    mask = np.zeros(len(words), dtype=bool)
+    pretrained[3:][found] = vecs.vectors[rows[found]]
+    mask[3:] = found
+    return Lexicon(words, tags, pretrained, mask, coverage)
+
+
+def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
+    """Windows of word ids and casing ids plus tag ids for every token of ``corpus``."""
+    sents = corpus.sentences
+    word_seqs = [encode_words(s.tokens, lex.words, lowercase=f.lowercase, digits=f.digits)
+                 for s in sents]
+    case_seqs = [encode_casing(s.tokens) for s in sents]
+    labels = [encode_tags(s.tags, lex.tags, path=corpus.path, first_line=s.line) for s in sents]
+    m = f.window
+    return WindowData(
+        words=make_windows(word_seqs, m, BOS_ID, EOS_ID),
+        casing=make_windows(case_seqs, m, CASE_PAD, CASE_PAD, dtype=np.int8),
+        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32),
+        lengths=np.array([len(s.tokens) for s in sents], dtype=np.int64),
+    )

@@ -1,0 +1,184 @@
+"""Numerical gradient checking by central differences.
+
+For a parameter entry θ_j the numeric gradient is (J(θ + ε e_j) - J(θ - ε e_j)) / 2ε, whose
+truncation error is O(ε²) (the ε and ε³ terms cancel), against O(ε) for a one-sided
+difference. It is compared with the analytic gradient by the relative error
+|a - n| / max(1e-8, |a| + |n|), which is ~1e-7 or smaller in float64 when the derivation is
+right and O(1) when it is wrong. Checks need float64: in float32 the rounding error of J,
+divided by 2ε, swamps the difference.
+
+Frozen parameters are listed with ``checked == 0`` (and max_rel_error 0.0) so the table shows
+that they were deliberately skipped rather than forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nerwin.nn.network import WindowNet
+from nerwin.nn.rowgrad import RowGrad
+
+EMBEDDINGS = ("E_word", "E_case")
+#: How many rows not used in the batch are sampled into an embedding check; their analytic
+#: and numeric gradients must both be exactly 0.
+N_UNUSED_ROWS = 3
+
+
+@dataclass(frozen=True)
+class GradCheckRow:
+    """Result for one parameter: how many entries were checked and the worst relative error."""
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int
+    max_rel_error: float
+
+
+def rel_error(a: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
+    """|a - n| / max(1e-8, |a| + |n|), elementwise (0 when both are 0)."""
+    a, n = np.asarray(a, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    return np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n))
+
+
+def numerical_gradient(
+    f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
+    entries: np.ndarray | None = None,
+) -> np.ndarray:
+    """Central-difference gradient of the scalar ``f()`` with respect to the array ``x``.
+
+    ``x`` is perturbed in place (and restored exactly, even if f raises). entries: flat
+    indices to differentiate (default all). Returns an array shaped like x (float64) holding
+    the numeric derivatives at ``entries`` and 0 elsewhere.
+    """
+    grad = np.zeros(x.shape, dtype=np.float64)
+    idx_list = range(x.size) if entries is None else entries
+    for flat in idx_list:
+        idx = np.unravel_index(int(flat), x.shape)
+        old = x[idx]
+        try:
+            x[idx] = old + eps
+            plus = f()
+            x[idx] = old - eps
+            minus = f()
+        finally:
+            x[idx] = old
+        grad[idx] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def _sample_entries(
+    name: str, param: np.ndarray, ids: np.ndarray | None, max_entries: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Flat indices of the entries to check (sorted)."""
+    if param.size <= max_entries:
+        return np.arange(param.size)
+    if name in EMBEDDINGS and ids is not None:
+        V, d = param.shape
+        used = np.unique(ids)
+        unused = np.setdiff1d(np.arange(V), used)
+        unused = rng.choice(unused, min(N_UNUSED_ROWS, unused.size), replace=False)
+        cols = np.arange(d)
+        used_flat = (used[:, None] * d + cols).reshape(-1)
+        unused_flat = (unused[:, None] * d + cols).reshape(-1)
+        # Reserve about a tenth of the budget for the unused rows, give the rest to used
+        # rows, and hand any budget the used rows cannot fill back to unused ones.
+        reserve = min(unused_flat.size, max(1, max_entries // 10))
+        k_used = min(used_flat.size, max_entries - reserve)
+        k_unused = min(unused_flat.size, max_entries - k_used)
+        picked = np.concatenate([rng.choice(used_flat, k_used, replace=False),
+                                 rng.choice(unused_flat, k_unused, replace=False)])
+        return np.sort(picked)
+    return np.sort(rng.choice(param.size, max_entries, replace=False))
+
+
+def _analytic_at(grad: np.ndarray | RowGrad, shape: tuple[int, ...],
+                 entries: np.ndarray) -> np.ndarray:
+    """The analytic gradient at the given flat indices, without densifying a RowGrad."""
+    if isinstance(grad, RowGrad):
+        rows, cols = np.unravel_index(entries, shape)
+        out = np.zeros(entries.shape, dtype=np.float64)
+        if grad.rows.size:
+            # grad.rows is sorted and unique: find each wanted row, 0 where it is absent.
+            pos = np.minimum(np.searchsorted(grad.rows, rows), grad.rows.size - 1)
+            present = grad.rows[pos] == rows
+            out[present] = grad.values[pos[present], cols[present]]
+        return out
+    return np.asarray(grad, dtype=np.float64).reshape(-1)[entries]
+
+
+def check_gradients(
+    net: WindowNet, word_ids: np.ndarray, case_ids: np.ndarray | None, y: np.ndarray, *,
+    eps: float = 1e-6, max_entries: int = 200, rng: np.random.Generator,
+) -> list[GradCheckRow]:
+    """Compare ``net.loss_and_grads`` with central differences of ``net.loss``, per parameter.
+
+    word_ids, case_ids: (B, 2m+1) int; y: (B,). The params must be float64 (ValueError
+    otherwise). Dropout is off on both sides (analytic from loss_and_grads(train=False),
+    numeric from the eval-mode net.loss). A parameter with at most ``max_entries`` entries is
+    checked entirely; a larger one on a random sample of ``max_entries`` entries drawn with
+    ``rng`` -- for embedding tables from the rows used in the batch plus up to
+    N_UNUSED_ROWS unused rows (whose gradients must both be exactly 0). Frozen parameters
+    appear with checked == 0. Returns one row per parameter, in the params' order.
+    """
+    for name, value in net.params.items():
+        if value.dtype != np.float64:
+            raise ValueError(f"gradient checks need float64 parameters; {name} is {value.dtype}")
+    _, grads = net.loss_and_grads(word_ids, case_ids, y, train=False)
+
+    def f() -> float:
+        return net.loss(word_ids, case_ids, y)
+
+    rows: list[GradCheckRow] = []
+    for name, param in net.params.items():
+        shape = tuple(param.shape)
+        if name in net.frozen:
+            if name in grads:
+                raise ValueError(f"frozen parameter {name} has a gradient entry")
+            rows.append(GradCheckRow(name, shape, 0, 0.0))
+            continue
+        if name not in grads:
+            raise ValueError(f"loss_and_grads returned no gradient for trainable {name}")
+        grad = grads[name]
+        if isinstance(grad, RowGrad):
+            got, ok = grad.values.shape, grad.values.shape[1:] == shape[1:]
+        else:
+            got = np.shape(grad)
+            ok = got == shape
+        if not ok:
+            raise ValueError(f"gradient of {name} has shape {got}, expected {shape}")
+        ids = word_ids if name == "E_word" else case_ids if name == "E_case" else None
+        entries = _sample_entries(name, param, None if ids is None else np.asarray(ids),
+                                  max_entries, rng)
+        numeric = numerical_gradient(f, param, eps, entries).reshape(-1)[entries]
+        analytic = _analytic_at(grad, shape, entries)
+        err = float(rel_error(analytic, numeric).max()) if entries.size else 0.0
+        rows.append(GradCheckRow(name, shape, int(entries.size), err))
+    return rows
+
+
+def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
+    """A plain-text table: parameter, shape, entries checked, max relative error, status.
+
+    status is "ok" (max_rel_error <= tol), "FAIL", or "frozen" (checked == 0).
+    """
+    header = ("param", "shape", "checked", "max rel err", "status")
+    body = []
+    for r in rows:
+        if r.checked == 0:
+            body.append((r.name, str(r.shape), "0", "-", "frozen"))
+        else:
+            status = "ok" if r.max_rel_error <= tol else "FAIL"
+            body.append((r.name, str(r.shape), str(r.checked), f"{r.max_rel_error:.2e}", status))
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"tolerance {tol:.0e}: "
+                 + ("all ok" if all(r.checked == 0 or r.max_rel_error <= tol for r in rows)
+                    else "FAILED"))
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,185 @@
+"""A trained or fresh model: config + lexicon + network, and its checkpoint form.
+
+This is the piece ``train`` and ``eval`` share, so a score computed during training and one
+computed later from ``best/`` come from the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nerwin import __version__
+from nerwin.checkpoint import load_checkpoint
+from nerwin.config import Config, ConfigError, from_dict, to_dict
+from nerwin.conll import Corpus, to_iob2
+from nerwin.dataset import Lexicon, encode
+from nerwin.errors import NerwinError
+from nerwin.metrics import score
+from nerwin.nn.network import NetSpec, WindowNet, init_params
+from nerwin.vocab import CASINGS, Vocab
+from nerwin.windows import WindowData
+
+PREDICT_BATCH = 4096  # rows per forward pass at evaluation: bounds memory, keeps BLAS busy
+
+
+def net_spec(cfg: Config, lex: Lexicon) -> NetSpec:
+    """The network shape the config asks for, sized by the lexicon."""
+    m, f = cfg.model, cfg.features
+    return NetSpec(
+        n_words=len(lex.words), word_dim=f.dim, n_casing=len(CASINGS), casing_dim=f.casing_dim,
+        window=f.window, hidden=tuple(m.hidden), nonlinearity=m.nonlinearity, head=m.head,
+        n_out=len(lex.tags) if m.head == "softmax" else 1, init=m.init,
+        init_scale=m.init_scale, dropout=m.dropout, l2=cfg.training.l2, l1=cfg.training.l1)
+
+
+@dataclass
+class Model:
+    """Everything needed to tag text: the resolved config, the lexicon and the network."""
+
+    cfg: Config
+    lex: Lexicon
+    net: WindowNet
+
+    # ------------------------------------------------------------------ targets
+
+    @property
+    def positive_ids(self) -> np.ndarray:
+        """Tag ids that count as positive for the logistic head (B-X and I-X)."""
+        p = self.cfg.model.positive
+        return np.array([self.lex.tags.stoi[t] for t in (f"B-{p}", f"I-{p}")], dtype=np.int32)
+
+    def targets(self, labels: np.ndarray) -> np.ndarray:
+        """What the head is trained on: tag ids (softmax) or 1/0 "is a <positive>" (logistic)."""
+        if self.cfg.model.head == "softmax":
+            return labels
+        return np.isin(labels, self.positive_ids).astype(np.int32)
+
+    def gold_tags(self, corpus: Corpus) -> list[list[str]]:
+        """Gold IOB2 tags as the model is scored: for the logistic head, other types -> O."""
+        if self.cfg.model.head == "softmax":
+            return [list(s.tags) for s in corpus.sentences]
+        p = self.cfg.model.positive
+        return [[t if t != "O" and t[2:] == p else "O" for t in s.tags]
+                for s in corpus.sentences]
+
+    # ------------------------------------------------------------------ prediction
+
+    def encode(self, corpus: Corpus) -> WindowData:
+        return encode(corpus, self.lex, self.cfg.features)
+
+    def predict_ids(self, data: WindowData) -> np.ndarray:
+        """(N,) predicted class per token (tag id, or 1/0 for logistic), in batches."""
+        out = np.empty(len(data), dtype=np.int32)
+        for i in range(0, len(data), PREDICT_BATCH):
+            sl = slice(i, i + PREDICT_BATCH)
+            out[sl] = self.net.predict(data.words[sl], data.casing[sl])
+        return out
+
+    def decode(self, data: WindowData, pred: np.ndarray) -> list[list[str]]:
+        """Per-sentence IOB2 tags from per-token predictions.
+
+        The argmax decoder can emit an I-X that does not continue an X; the repair rule of
+        nerwin.conll (it becomes B-X, which is how conlleval reads it anyway) makes the
+        output valid IOB2 without changing its score. For the logistic head, a run of
+        positive tokens is one entity (IO reading).
+        """
+        if self.cfg.model.head == "softmax":
+            itos = self.lex.tags.itos
+            raw = [[itos[i] for i in s] for s in data.split(pred)]
+            return [to_iob2(tags, "iob2")[0] for tags in raw]
+        p = self.cfg.model.positive
+        return [to_iob2([f"I-{p}" if v else "O" for v in s], "io")[0]
+                for s in data.split(pred)]
+
+    def evaluate(self, corpus: Corpus, data: WindowData | None = None
+                 ) -> tuple[dict[str, Any], list[list[str]]]:
+        """Entity-level scores on ``corpus`` (plus its mean loss) and the predicted tags."""
+        data = self.encode(corpus) if data is None else data
+        pred = self.decode(data, self.predict_ids(data))
+        scores = score(self.gold_tags(corpus), pred)
+        scores["loss"] = self.mean_loss(data)
+        return scores, pred
+
+    def mean_loss(self, data: WindowData) -> float:
+        """Mean loss over all windows (eval mode; includes the regulariser once)."""
+        y = self.targets(data.labels)
+        total = 0.0
+        for i in range(0, len(data), PREDICT_BATCH):
+            sl = slice(i, i + PREDICT_BATCH)
+            n = len(y[sl])
+            total += self.net.loss(data.words[sl], data.casing[sl], y[sl]) * n
+        return total / max(1, len(data))
+
+    # ------------------------------------------------------------------ checkpoint form
+
+    def meta(self) -> dict[str, Any]:
+        """The JSON part of a checkpoint: version, config, vocabularies."""
+        return {"nerwin_version": __version__, "config": to_dict(self.cfg),
+                "words": list(self.lex.words.itos), "tags": list(self.lex.tags.itos),
+                "frozen": sorted(self.net.frozen)}
+
+
+def check_head(cfg: Config, lex: Lexicon) -> None:
+    """The logistic head's positive type must occur in the training tags."""
+    p = cfg.model.positive
+    if cfg.model.head == "logistic" and f"B-{p}" not in lex.tags:
+        types = sorted({t[2:] for t in lex.tags.itos if t != "O"})
+        raise ConfigError(cfg.source, "model.positive", f"{p!r} is not an entity type of the "
+                          f"training data; expected one of {', '.join(types)}")
+
+
+def new_model(cfg: Config, lex: Lexicon, rng: np.random.Generator,
+              dtype: type = np.float32) -> Model:
+    """A freshly initialised model (pretrained rows kept, the rest from ``rng``)."""
+    check_head(cfg, lex)
+    spec = net_spec(cfg, lex)
+    params = init_params(spec, rng, dtype, lex.pretrained, lex.pretrained_mask)
+    frozen = frozenset({"E_word"}) if cfg.features.freeze else frozenset()
+    return Model(cfg, lex, WindowNet(spec, params, frozen))
+
+
+def model_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                      where: Path | str) -> Model:
+    """Rebuild a model from checkpoint arrays (names without a prefix) and meta."""
+    try:
+        cfg = from_dict(meta["config"], source=f"{where}/meta.json", check_files=False)
+        lex = Lexicon(Vocab(tuple(meta["words"])), Vocab(tuple(meta["tags"])))
+        frozen = frozenset(meta.get("frozen", []))
+    except (KeyError, TypeError, ValueError) as e:
+        raise NerwinError(f"{where}/meta.json: not a nerwin model ({e})") from None
+    spec = net_spec(cfg, lex)
+    params = {k: v for k, v in arrays.items() if "/" not in k}
+    try:
+        net = WindowNet(spec, params, frozen)
+    except ValueError as e:
+        raise NerwinError(f"{where}: parameters do not fit the saved config: {e}") from None
+    return Model(cfg, lex, net)
+
+
+def load_model(directory: str | Path) -> Model:
+    """Load a model checkpoint (``best/`` or ``last/`` of a run)."""
+    arrays, meta = load_checkpoint(directory)
+    return model_from_arrays(arrays, meta, directory)
+
+
+
+def gradcheck_batch(cfg: Config, samples: int, seed: int = 0
+                    ) -> tuple[WindowNet, np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+    """The configured network in float64 and ``samples`` random training windows.
+
+    What ``nerwin gradcheck`` checks: the same lexicon, features and head as training,
+    with a fixed seed so a failure can be reproduced.
+    """
+    from nerwin.dataset import build_lexicon, read_split
+
+    train = read_split(cfg, cfg.data.train)
+    lex = build_lexicon(cfg, train)
+    rng = np.random.default_rng(seed)
+    model = new_model(cfg, lex, rng, dtype=np.float64)
+    data = model.encode(train)
+    idx = rng.choice(len(data), size=min(samples, len(data)), replace=False)
+    return (model.net, data.words[idx], data.casing[idx], model.targets(data.labels[idx]), rng)

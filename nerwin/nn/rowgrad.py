@@ -1,0 +1,45 @@
+"""Row-sparse gradients for embedding tables.
+
+An embedding lookup touches only the rows whose ids occur in the batch, so its gradient
+is zero everywhere else. We never allocate the dense V x d gradient: a :class:`RowGrad`
+holds the unique row ids and one summed gradient row per id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RowGrad:
+    """Gradient of a (V, d) table that is non-zero only on ``rows``.
+
+    rows:   (R,) int64, unique and sorted.
+    values: (R, d), ``values[i]`` is dJ/dE[rows[i]] (contributions of repeated ids summed).
+    """
+
+    rows: np.ndarray
+    values: np.ndarray
+
+    @staticmethod
+    def from_ids(ids: np.ndarray, grads: np.ndarray) -> RowGrad:
+        """Sum per-occurrence gradient rows into one row per unique id.
+
+        ids: (n,) int, grads: (n, d). Repeated ids are summed, not overwritten: a word that
+        occurs twice in a batch gets both upstream contributions (gradients sum where paths
+        branch).
+        """
+        ids = np.asarray(ids).reshape(-1)
+        grads = np.asarray(grads).reshape(ids.shape[0], -1)
+        rows, inverse = np.unique(ids, return_inverse=True)
+        values = np.zeros((rows.shape[0], grads.shape[1]), dtype=grads.dtype)
+        np.add.at(values, inverse.reshape(-1), grads)
+        return RowGrad(rows.astype(np.int64), values)
+
+    def to_dense(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The dense gradient (for tests and gradient checks only)."""
+        out = np.zeros(shape, dtype=self.values.dtype)
+        out[self.rows] = self.values
+        return out

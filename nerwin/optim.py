@@ -1,0 +1,452 @@
+"""First-order optimisers (SGD, Adagrad, RMSprop, Adam) and global-norm gradient clipping.
+
+Every optimiser updates a ``dict[str, np.ndarray]`` of parameters in place. Notation: θ is a
+parameter, g its gradient, lr the learning rate of this step (the schedule owns it, so it is
+an argument of :meth:`Optimizer.step`, not a hyperparameter), t the number of steps taken so
+far including this one. All products and powers are element-wise.
+
+==========  ===========================================================================
+sgd         v ← μ v + g ;  θ ← θ - lr · v          (μ = 0: θ ← θ - lr · g, no state)
+adagrad     G ← G + g² ;  θ ← θ - lr · g / (√G + eps)
+rmsprop     s ← ρ s + (1 - ρ) g² ;  θ ← θ - lr · g / (√s + eps)
+adam        m ← β1 m + (1 - β1) g ;  v ← β2 v + (1 - β2) g² ;
+            m̂ = m / (1 - β1^t) ;  v̂ = v / (1 - β2^t) ;  θ ← θ - lr · m̂ / (√v̂ + eps)
+==========  ===========================================================================
+
+Row-sparse (lazy) updates
+-------------------------
+An embedding table's gradient arrives as a :class:`~nerwin.nn.rowgrad.RowGrad`: only the rows
+of words in the batch are non-zero. For such a gradient we read, update and write back ONLY
+those rows, of the parameter and of every state array (like PyTorch's ``SparseAdam`` and
+sparse Adagrad). The other rows are bit-for-bit untouched. Consequences per rule:
+
+* plain SGD and Adagrad: a zero gradient row changes neither θ nor G under the dense rule
+  either, so lazy == dense exactly.
+* SGD with momentum, RMSprop, Adam: the dense rule would still act on an absent row (v, s,
+  m, v decay towards zero; θ keeps moving by lr·v, or lr·m̂/(√v̂+eps) on stale momentum). The
+  lazy rule freezes absent rows instead: their moments do not decay and they do not move.
+  A row that is present is updated with its own (possibly old) moments as if the steps in
+  between had not happened.
+* Adam bias correction uses the global step count t (one per :meth:`Optimizer.step` call),
+  as SparseAdam does, not a per-row count. A rare word's first update at step t = 1000 thus
+  gets m̂ ≈ (1-β1)·g (no 1/(1-β1^t) boost), i.e. an effective step about (1-β1)/√(1-β2)
+  ≈ 3.2 times smaller than the first step of a fresh dense Adam would be.
+
+Lazy updates cost O(R·d) per step instead of O(V·d), which is why they exist.
+
+Numerics
+--------
+Arithmetic stays in the parameter's dtype: scalars (lr, β, ...) are cast to it first, because
+a float64 scalar such as ``np.float64`` (what numpy arithmetic on an lr returns) upcasts
+float32 arrays under numpy >= 2 promotion rules, and ``p -= lr * g`` would then build a
+float64 temporary and round it back. Updates are in place with one scratch array per step,
+and the same sequence of steps always gives bit-identical results, including across
+:meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nerwin.nn.rowgrad import RowGrad
+
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "Adagrad",
+    "Adam",
+    "Optimizer",
+    "RMSprop",
+    "clip_by_global_norm",
+    "make_optimizer",
+]
+
+Grad = np.ndarray | RowGrad
+
+
+def _check_unit_interval(name: str, value: float, *, allow_zero: bool) -> float:
+    """Return ``value`` as float if it lies in [0, 1) (or (0, 1)), else raise ValueError."""
+    value = float(value)
+    lo_ok = value >= 0.0 if allow_zero else value > 0.0
+    if not (lo_ok and value < 1.0):
+        bound = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"{name} must be in {bound}, got {value!r}")
+    return value
+
+
+def _check_eps(eps: float) -> float:
+    eps = float(eps)
+    if not (eps > 0.0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    return eps
+
+
+def _check_rows(name: str, grad: RowGrad, param: np.ndarray) -> np.ndarray:
+    """Validate a RowGrad against its (V, ...) parameter and return its rows as int64.
+
+    Fancy-index assignment ``p[rows] -= u`` silently keeps only one update per repeated row
+    and wraps negative ids, so both are rejected here rather than corrupting the table.
+    """
+    rows = np.asarray(grad.rows)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"RowGrad for {name!r}: rows must be a 1-D integer array")
+    values = np.asarray(grad.values)
+    if values.shape != (rows.shape[0], *param.shape[1:]):
+        raise ValueError(
+            f"RowGrad for {name!r}: values shape {values.shape} does not match "
+            f"{rows.shape[0]} rows of a parameter of shape {param.shape}"
+        )
+    if rows.size:
+        if rows[0] < 0 or rows[-1] >= param.shape[0]:
+            raise ValueError(f"RowGrad for {name!r}: row ids out of range [0, {param.shape[0]})")
+        if rows.size > 1 and not np.all(rows[1:] > rows[:-1]):
+            raise ValueError(f"RowGrad for {name!r}: rows must be unique and sorted")
+    return rows.astype(np.int64, copy=False)
+
+
+class Optimizer:
+    """Shared interface: per-parameter state arrays named ``"<slot>/<param>"`` plus a step count.
+
+    Subclasses set ``name`` and ``slots`` (names of the per-parameter state arrays, each with
+    the parameter's shape and dtype) and implement :meth:`_dense` and :meth:`_sparse`.
+    """
+
+    name: str = "optimizer"
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: dict[str, np.ndarray]) -> None:
+        # Allocate every state array now (zeros, the parameter's dtype) so that the checkpoint
+        # of a fresh optimiser already has every key and load_state_dict can check them all.
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, np.dtype] = {}
+        for pname, p in params.items():
+            p = np.asarray(p)
+            if not np.issubdtype(p.dtype, np.floating):
+                raise ValueError(f"parameter {pname!r} must be floating point, got {p.dtype}")
+            self.shapes[pname] = p.shape
+            self.dtypes[pname] = p.dtype
+        self.state: dict[str, np.ndarray] = {
+            f"{slot}/{pname}": np.zeros(self.shapes[pname], dtype=self.dtypes[pname])
+            for slot in self.slots
+            for pname in params
+        }
+        self.t = 0  # steps taken; Adam's bias correction needs it, the others just record it
+
+    # -- the update ---------------------------------------------------------------------------
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, Grad], lr: float) -> None:
+        """Update ``params[name]`` in place for every ``name`` in ``grads``.
+
+        params: the same names, shapes and dtypes the optimiser was built with.
+        grads:  name -> dense gradient (same shape as the parameter) or a RowGrad with
+                values (R, *param.shape[1:]). Names absent from ``grads`` (frozen
+                parameters) are neither moved nor have their state touched.
+        lr:     learning rate of this step, >= 0.
+        """
+        lr = float(lr)
+        if not (lr >= 0.0 and math.isfinite(lr)):
+            raise ValueError(f"learning rate must be a finite number >= 0, got {lr!r}")
+        for pname in grads:
+            if pname not in self.shapes:
+                raise ValueError(f"gradient for unknown parameter {pname!r}")
+            p = params[pname]
+            if p.shape != self.shapes[pname] or p.dtype != self.dtypes[pname]:
+                raise ValueError(
+                    f"parameter {pname!r} is {p.dtype}{p.shape}, optimiser was built for "
+                    f"{self.dtypes[pname]}{self.shapes[pname]}"
+                )
+        self.t += 1
+        for pname, g in grads.items():
+            p = params[pname]
+            dt = p.dtype.type
+            if isinstance(g, RowGrad):
+                rows = _check_rows(pname, g, p)
+                if rows.size:
+                    self._sparse(pname, p, rows, np.asarray(g.values, dtype=p.dtype), dt(lr))
+            else:
+                g = np.asarray(g, dtype=p.dtype)
+                if g.shape != p.shape:
+                    raise ValueError(
+                        f"gradient for {pname!r} has shape {g.shape}, parameter {p.shape}"
+                    )
+                self._dense(pname, p, g, dt(lr))
+
+    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+        raise NotImplementedError
+
+    def _sparse(
+        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
+    ) -> None:
+        raise NotImplementedError
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat copy of the state: ``{"<slot>/<param>": array, ..., "t": int64 scalar}``.
+
+        Copies, so that later steps do not alter a checkpoint already taken. Only numeric
+        ndarrays, so ``np.savez`` stores it without pickle.
+        """
+        out = {key: arr.copy() for key, arr in self.state.items()}
+        out["t"] = np.array(self.t, dtype=np.int64)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the state with ``state`` after checking its keys, shapes and dtypes.
+
+        Raises ValueError naming the first missing, unexpected or mismatching key; on error
+        the current state is left unchanged.
+        """
+        expected = set(self.state) | {"t"}
+        for key in sorted(expected - set(state)):
+            raise ValueError(f"optimizer state ({self.name}): missing key {key!r}")
+        for key in sorted(set(state) - expected):
+            raise ValueError(f"optimizer state ({self.name}): unexpected key {key!r}")
+        t = np.asarray(state["t"])
+        if t.shape != () or not np.issubdtype(t.dtype, np.integer) or int(t) < 0:
+            raise ValueError(
+                f"optimizer state ({self.name}): key 't' must be a non-negative integer scalar, "
+                f"got {t.dtype}{t.shape}"
+            )
+        for key, mine in self.state.items():
+            arr = np.asarray(state[key])
+            if arr.shape != mine.shape or arr.dtype != mine.dtype:
+                raise ValueError(
+                    f"optimizer state ({self.name}): key {key!r} is {arr.dtype}{arr.shape}, "
+                    f"expected {mine.dtype}{mine.shape}"
+                )
+        # Copy, so the caller's arrays (e.g. an open npz) are not mutated by later steps.
+        self.state = {key: np.array(state[key], copy=True) for key in self.state}
+        self.t = int(t)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(params={len(self.shapes)}, t={self.t})"
+
+
+class SGD(Optimizer):
+    """v ← μ v + g ; θ ← θ - lr · v. With μ = 0 this is θ ← θ - lr · g and keeps no state."""
+
+    name = "sgd"
+
+    def __init__(self, params: dict[str, np.ndarray], *, momentum: float = 0.0) -> None:
+        self.momentum = _check_unit_interval("momentum", momentum, allow_zero=True)
+        self.slots = ("v",) if self.momentum > 0.0 else ()
+        super().__init__(params)
+
+    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+        if not self.slots:
+            p -= lr * g  # θ ← θ - lr·g
+            return
+        v = self.state[f"v/{pname}"]
+        v *= p.dtype.type(self.momentum)  # v ← μ v + g
+        v += g
+        p -= lr * v  # θ ← θ - lr·v
+
+    def _sparse(
+        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
+    ) -> None:
+        if not self.slots:
+            # Same element-wise arithmetic as the dense rule (p - lr·g), so for the rows given
+            # the result is bit-identical; elsewhere dense subtracts lr·0 = 0, also a no-op.
+            p[rows] -= lr * g
+            return
+        v_state = self.state[f"v/{pname}"]
+        v = v_state[rows]  # gathered copy of the rows present
+        v *= p.dtype.type(self.momentum)  # v ← μ v + g   (rows present only)
+        v += g
+        v_state[rows] = v
+        p[rows] -= lr * v  # θ ← θ - lr·v
+
+
+class Adagrad(Optimizer):
+    """G ← G + g² ; θ ← θ - lr · g / (√G + eps)."""
+
+    name = "adagrad"
+    slots = ("G",)
+
+    def __init__(self, params: dict[str, np.ndarray], *, eps: float = 1e-8) -> None:
+        self.eps = _check_eps(eps)
+        super().__init__(params)
+
+    def _rule(self, p: np.ndarray, G: np.ndarray, g: np.ndarray, lr: np.floating) -> np.ndarray:
+        """Update accumulator ``G`` in place; return the step lr·g/(√G + eps) (a fresh array)."""
+        G += g * g  # G ← G + g²
+        u = np.sqrt(G)  # the one scratch array, reused for every remaining operation
+        u += p.dtype.type(self.eps)
+        np.divide(g, u, out=u)
+        u *= lr
+        return u
+
+    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+        p -= self._rule(p, self.state[f"G/{pname}"], g, lr)
+
+    def _sparse(
+        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
+    ) -> None:
+        G_state = self.state[f"G/{pname}"]
+        G = G_state[rows]
+        u = self._rule(p, G, g, lr)
+        G_state[rows] = G
+        p[rows] -= u
+
+
+class RMSprop(Optimizer):
+    """s ← ρ s + (1 - ρ) g² ; θ ← θ - lr · g / (√s + eps)."""
+
+    name = "rmsprop"
+    slots = ("s",)
+
+    def __init__(
+        self, params: dict[str, np.ndarray], *, rho: float = 0.9, eps: float = 1e-8
+    ) -> None:
+        self.rho = _check_unit_interval("rho", rho, allow_zero=True)
+        self.eps = _check_eps(eps)
+        super().__init__(params)
+
+    def _rule(self, p: np.ndarray, s: np.ndarray, g: np.ndarray, lr: np.floating) -> np.ndarray:
+        """Update ``s`` in place; return the step lr·g/(√s + eps) (a fresh array)."""
+        dt = p.dtype.type
+        u = g * g
+        u *= dt(1.0 - self.rho)
+        s *= dt(self.rho)  # s ← ρ s + (1-ρ) g²
+        s += u
+        np.sqrt(s, out=u)
+        u += dt(self.eps)
+        np.divide(g, u, out=u)
+        u *= lr
+        return u
+
+    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+        p -= self._rule(p, self.state[f"s/{pname}"], g, lr)
+
+    def _sparse(
+        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
+    ) -> None:
+        s_state = self.state[f"s/{pname}"]
+        s = s_state[rows]
+        u = self._rule(p, s, g, lr)
+        s_state[rows] = s
+        p[rows] -= u
+
+
+class Adam(Optimizer):
+    """m ← β1 m + (1-β1) g ; v ← β2 v + (1-β2) g² ; θ ← θ - lr · m̂ / (√v̂ + eps).
+
+    m̂ = m / (1 - β1^t), v̂ = v / (1 - β2^t) with t the global step count (also for lazy rows).
+    """
+
+    name = "adam"
+    slots = ("m", "v")
+
+    def __init__(
+        self,
+        params: dict[str, np.ndarray],
+        *,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+    ) -> None:
+        self.beta1 = _check_unit_interval("beta1", beta1, allow_zero=True)
+        self.beta2 = _check_unit_interval("beta2", beta2, allow_zero=True)
+        self.eps = _check_eps(eps)
+        super().__init__(params)
+
+    def _rule(
+        self, p: np.ndarray, m: np.ndarray, v: np.ndarray, g: np.ndarray, lr: np.floating
+    ) -> np.ndarray:
+        """Update ``m`` and ``v`` in place; return the step lr·m̂/(√v̂ + eps) (a fresh array)."""
+        dt = p.dtype.type
+        b1, b2 = self.beta1, self.beta2
+        # Bias corrections in float64 (β^t for large t underflows gracefully to 0 -> 1).
+        bc1 = 1.0 - b1**self.t
+        bc2 = 1.0 - b2**self.t
+        u = g * dt(1.0 - b1)
+        m *= dt(b1)  # m ← β1 m + (1-β1) g
+        m += u
+        np.multiply(g, g, out=u)
+        u *= dt(1.0 - b2)
+        v *= dt(b2)  # v ← β2 v + (1-β2) g²
+        v += u
+        np.divide(v, dt(bc2), out=u)  # v̂ = v / (1-β2^t)
+        np.sqrt(u, out=u)
+        u += dt(self.eps)
+        np.divide(m, u, out=u)  # m / (√v̂ + eps)
+        u *= dt(float(lr) / bc1)  # · lr/(1-β1^t), i.e. lr·m̂/(√v̂ + eps)
+        return u
+
+    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+        p -= self._rule(p, self.state[f"m/{pname}"], self.state[f"v/{pname}"], g, lr)
+
+    def _sparse(
+        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
+    ) -> None:
+        m_state, v_state = self.state[f"m/{pname}"], self.state[f"v/{pname}"]
+        m, v = m_state[rows], v_state[rows]
+        u = self._rule(p, m, v, g, lr)
+        m_state[rows] = m
+        v_state[rows] = v
+        p[rows] -= u
+
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adagrad", "rmsprop", "adam")
+
+
+def make_optimizer(
+    name: str,
+    params: dict[str, np.ndarray],
+    *,
+    momentum: float = 0.0,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    rho: float = 0.9,
+) -> Optimizer:
+    """Build optimiser ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
+
+    Only the hyperparameters the chosen rule uses are read: sgd -> momentum; adagrad -> eps;
+    rmsprop -> rho, eps; adam -> beta1, beta2, eps. Raises ValueError for an unknown name
+    (listing the valid ones) or an out-of-range hyperparameter.
+    """
+    if name == "sgd":
+        return SGD(params, momentum=momentum)
+    if name == "adagrad":
+        return Adagrad(params, eps=eps)
+    if name == "rmsprop":
+        return RMSprop(params, rho=rho, eps=eps)
+    if name == "adam":
+        return Adam(params, beta1=beta1, beta2=beta2, eps=eps)
+    raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+
+
+def _sq_norm(a: np.ndarray) -> float:
+    """Σ a² accumulated in float64 (a float32 dot product loses digits over 10⁵ entries)."""
+    flat = np.asarray(a).reshape(-1)
+    if flat.dtype != np.float64:
+        flat = flat.astype(np.float64)
+    return float(np.dot(flat, flat))
+
+
+def clip_by_global_norm(grads: dict[str, Grad], max_norm: float) -> float:
+    """Rescale all gradients together so their joint L2 norm is at most ``max_norm``.
+
+    ‖g‖ = √(Σ over every dense entry and every RowGrad value of g²); if ‖g‖ > max_norm every
+    gradient is multiplied in place by max_norm / ‖g‖ (RowGrad values too), which keeps the
+    direction and makes the norm exactly max_norm (up to rounding). Returns ‖g‖ before
+    clipping. A non-finite norm (inf/nan gradients) is returned without scaling anything:
+    scaling by max_norm/inf = 0 would silently hide the blow-up, so the caller must check.
+    """
+    max_norm = float(max_norm)
+    if not (max_norm > 0.0 and math.isfinite(max_norm)):
+        raise ValueError(f"max_norm must be a positive finite number, got {max_norm!r}")
+    total = 0.0
+    for g in grads.values():
+        total += _sq_norm(g.values if isinstance(g, RowGrad) else g)
+    norm = math.sqrt(total)
+    if math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / norm
+        for g in grads.values():
+            arr = g.values if isinstance(g, RowGrad) else g
+            arr *= arr.dtype.type(scale)
+    return norm

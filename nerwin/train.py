@@ -1,0 +1,284 @@
+"""The training loop: epochs of shuffled minibatches, dev scores, checkpoints, resume.
+
+A run directory holds::
+
+    config.yaml        the resolved config (defaults filled in, absolute paths)
+    metrics.jsonl      one JSON line per epoch
+    best/              the model with the best dev F1 (params.npz + meta.json)
+    last/              the model after the last finished epoch, with the optimiser state,
+                       the RNG state and the loop counters: what --resume continues from
+    test_scores.json   scores of best/ on data.test, when configured
+
+Every file is written atomically (temp file, then rename), so an interrupted run leaves
+the previous epoch's checkpoints intact. Resuming from ``last/`` gives the same weights, bit
+for bit, as a run that was never interrupted: the only state is the parameters, the
+optimiser arrays, the epoch/step counters and the one numpy Generator (shuffling and
+dropout), and all of it is in ``last/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from nerwin.checkpoint import append_jsonl, atomic_write_text, load_checkpoint, save_checkpoint
+from nerwin.config import Config, dump_yaml, to_dict
+from nerwin.dataset import build_lexicon, read_split
+from nerwin.errors import NerwinError, TrainingError
+from nerwin.model import Model, model_from_arrays, new_model
+from nerwin.optim import Optimizer, clip_by_global_norm, make_optimizer
+from nerwin.schedules import make_schedule
+from nerwin.windows import batches
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "best", "last", "test_scores.json")
+OPT_PREFIX = "opt/"
+# Keys a resumed run may change: how long to go on, not what is trained.
+RESUMABLE_CHANGES = {"training.epochs", "training.patience", "output.dir"}
+
+
+@dataclass
+class LoopState:
+    """Counters of the loop; saved in last/meta.json."""
+
+    epoch: int = 0  # finished epochs
+    step: int = 0  # optimiser steps taken
+    best_f1: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best one
+    stopped_early: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    state: LoopState
+    history: list[dict[str, Any]] = field(default_factory=list)
+    test_scores: dict[str, Any] | None = None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a run silently; with ``force``, remove nerwin's files only."""
+    existing = [n for n in RUN_FILES if (out / n).exists()]
+    if resume:
+        if not (out / "last").is_dir():
+            raise NerwinError(f"{out}: nothing to resume (no last/ checkpoint here)")
+        return
+    if existing and not force:
+        raise NerwinError(f"{out}: a run is already there ({', '.join(existing)}); use "
+                          f"--resume to continue it, --force to overwrite it, or --out DIR")
+    for name in existing:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _check_resume_config(saved: dict[str, Any], cfg: Config, where: Path) -> None:
+    a, b = _flatten(saved), _flatten(to_dict(cfg))
+    changed = sorted(k for k in set(a) | set(b)
+                     if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    if changed:
+        diffs = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:5])
+        raise NerwinError(f"{where}: cannot resume with a different config ({diffs}); only "
+                          f"{', '.join(sorted(RESUMABLE_CHANGES))} may change")
+
+
+def _save_last(out: Path, model: Model, opt: Optimizer, state: LoopState,
+               rng: np.random.Generator) -> None:
+    arrays = dict(model.net.params)
+    arrays.update({OPT_PREFIX + k: v for k, v in opt.state_dict().items()})
+    meta = model.meta()
+    meta["optimizer"] = opt.name
+    meta["loop"] = state.to_json()
+    meta["rng"] = rng.bit_generator.state
+    save_checkpoint(out / "last", arrays, meta)
+
+
+def _save_best(out: Path, model: Model, state: LoopState, dev_scores: dict[str, Any] | None
+               ) -> None:
+    meta = model.meta()
+    meta["epoch"], meta["step"] = state.epoch, state.step
+    if dev_scores is not None:
+        meta["dev"] = {k: dev_scores[k] for k in ("precision", "recall", "f1", "loss")}
+    save_checkpoint(out / "best", dict(model.net.params), meta)
+
+
+def _resume(out: Path, cfg: Config) -> tuple[Model, dict[str, np.ndarray], LoopState,
+                                              np.random.Generator, str]:
+    arrays, meta = load_checkpoint(out / "last")
+    _check_resume_config(meta["config"], cfg, out / "last")
+    model = model_from_arrays(arrays, meta, out / "last")
+    model.cfg = cfg  # equal to the saved one but for the allowed changes (epochs, patience)
+    opt_state = {k[len(OPT_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPT_PREFIX)}
+    state = LoopState(**meta["loop"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng"]
+    return model, opt_state, state, rng, meta["optimizer"]
+
+
+def _truncate_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
+    """Keep metrics lines up to ``epoch``: a crash after a line was written but before
+    last/ was saved would otherwise leave a line for an epoch that will run again."""
+    if not path.exists():
+        return []
+    kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    kept = [r for r in kept if r["epoch"] <= epoch]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
+
+
+def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: bool = False,
+          quiet: bool = False, echo: Callable[[str], None] = print) -> RunResult:
+    """Train the configured model; write the run directory; return what happened."""
+    out = Path(out or cfg.output.dir)
+    prepare_run_dir(out, resume=resume, force=force)
+    tcfg = cfg.training
+
+    train_c = read_split(cfg, cfg.data.train)
+    dev_c = read_split(cfg, cfg.data.dev) if cfg.data.dev else None
+    test_c = read_split(cfg, cfg.data.test) if cfg.data.test else None
+
+    if resume:
+        model, opt_state, state, rng, opt_name = _resume(out, cfg)
+        history = _truncate_metrics(out / "metrics.jsonl", state.epoch)
+        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+        echo(f"resuming {out} after epoch {state.epoch} (step {state.step})")
+    else:
+        rng = np.random.default_rng(tcfg.seed)
+        lex = build_lexicon(cfg, train_c, [c for c in (dev_c, test_c) if c is not None])
+        model = new_model(cfg, lex, rng)
+        opt_state, state, history = None, LoopState(), []
+        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+    cfg = model.cfg
+    net = model.net
+    trainable = {k: v for k, v in net.params.items() if k not in net.frozen}
+    o = tcfg.optimizer
+    opt = make_optimizer(o.name, trainable, momentum=o.momentum, beta1=o.beta1,
+                         beta2=o.beta2, eps=o.eps, rho=o.rho)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    s = tcfg.schedule
+    schedule = make_schedule(s.name, o.lr, factor=s.factor, every=s.every, k=s.k)
+
+    train_d = model.encode(train_c)
+    y_train = model.targets(train_d.labels)
+    dev_d = model.encode(dev_c) if dev_c is not None else None
+    if state.epoch == 0:
+        echo(f"training {len(train_d):,} tokens, {len(model.lex.words):,} words, "
+             f"{len(model.lex.tags)} tags; parameters "
+             f"{sum(p.size for p in net.params.values()):,}; run dir {out}")
+
+    finished = state.stopped_early or state.epoch >= tcfg.epochs
+    while not finished:
+        epoch = state.epoch  # 0-based index of the epoch about to run
+        lr = schedule.lr_at(epoch)
+        t0 = time.perf_counter()
+        loss_sum, n_seen = 0.0, 0
+        n_batches = math.ceil(len(train_d) / tcfg.batch_size)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch",
+                   disable=True if quiet else None, leave=False)
+        for i, idx in enumerate(batches(len(train_d), tcfg.batch_size, rng)):
+            loss, grads = net.loss_and_grads(train_d.words[idx], train_d.casing[idx],
+                                             y_train[idx], train=True, rng=rng)
+            if not math.isfinite(loss):
+                bar.close()
+                raise TrainingError(
+                    f"the loss became {loss} at epoch {epoch + 1}, step {state.step + 1} "
+                    f"(lr {lr:g}); training stopped. {out / 'last'} holds the last good "
+                    f"epoch. Try a lower training.optimizer.lr, or set training.clip")
+            if tcfg.clip is not None:
+                clip_by_global_norm(grads, tcfg.clip)
+            opt.step(net.params, grads, lr)
+            state.step += 1
+            loss_sum += loss * len(idx)
+            n_seen += len(idx)
+            if i % 50 == 0 or i == n_batches - 1:
+                el = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", lr=f"{lr:.3g}",
+                                tok_s=f"{n_seen / max(el, 1e-9):,.0f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        state.epoch += 1
+
+        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
+                                  "train_loss": loss_sum / max(1, n_seen), "lr": lr,
+                                  "tokens_per_s": n_seen / max(seconds, 1e-9),
+                                  "seconds": seconds}
+        dev_scores = None
+        if dev_c is not None:
+            dev_scores, _ = model.evaluate(dev_c, dev_d)
+            f1 = dev_scores["f1"]
+            record.update({"dev_loss": dev_scores["loss"],
+                           "dev_precision": dev_scores["precision"],
+                           "dev_recall": dev_scores["recall"], "dev_f1": f1,
+                           "dev_per_type_f1": {t: v["f1"]
+                                               for t, v in dev_scores["per_type"].items()}})
+            improved = state.best_f1 is None or f1 > state.best_f1
+        else:
+            improved = True  # without dev data, best/ is the latest model
+        if improved:
+            state.best_f1 = dev_scores["f1"] if dev_scores else None
+            state.best_epoch, state.bad_epochs = state.epoch, 0
+        else:
+            state.bad_epochs += 1
+        record["best"] = improved
+        if tcfg.patience is not None and dev_c is not None and state.bad_epochs >= tcfg.patience:
+            state.stopped_early = True
+        finished = state.stopped_early or state.epoch >= tcfg.epochs
+
+        # metrics line first, then best/, then last/: on a crash in between, resume sees
+        # last/ of the previous epoch and drops the extra metrics line.
+        append_jsonl(out / "metrics.jsonl", record)
+        history.append(record)
+        if improved:
+            _save_best(out, model, state, dev_scores)
+        _save_last(out, model, opt, state, rng)
+        echo(_epoch_line(record, tcfg.epochs))
+        if state.stopped_early:
+            echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
+                 f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
+
+    result = RunResult(out, state, history)
+    if test_c is not None:
+        from nerwin.model import load_model
+
+        best = load_model(out / "best")
+        scores, _ = best.evaluate(test_c)
+        scores["file"] = str(test_c.path)
+        scores["best_epoch"] = state.best_epoch
+        atomic_write_text(out / "test_scores.json", json.dumps(scores, indent=2) + "\n")
+        result.test_scores = scores
+    return result
+
+
+def _epoch_line(r: dict[str, Any], epochs: int) -> str:
+    line = (f"epoch {r['epoch']}/{epochs}  loss {r['train_loss']:.4f}  lr {r['lr']:.3g}  "
+            f"{r['tokens_per_s']:,.0f} tok/s  {r['seconds']:.1f} s")
+    if "dev_f1" in r:
+        line += (f"  dev loss {r['dev_loss']:.4f}  P {r['dev_precision']:.2f}  "
+                 f"R {r['dev_recall']:.2f}  F1 {r['dev_f1']:.2f}")
+    return line + ("  *best*" if r["best"] else "")

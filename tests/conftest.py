@@ -1,0 +1,45 @@
+"""Shared fixtures: the path of ../shared/data and a helper to write small files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_file(rel: str) -> Path:
+    """A file under ../shared/data: skip when absent, fail when CI requires it."""
+    path = SHARED / rel
+    if not path.is_file():
+        reason = (f"{path} is absent: shared data sits beside the checkout on developer "
+                  f"machines and in CI (see ../shared/data/README.md)")
+        if os.environ.get("NERWIN_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"NERWIN_REQUIRE_SHARED_DATA=1 but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """write(name, text_or_bytes) -> path of a new file in tmp_path."""
+
+    def _write(name: str, content: str | bytes) -> Path:
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+        else:
+            p.write_text(content, encoding="utf-8")
+        return p
+
+    return _write
+
+
+@pytest.fixture
+def shared_data():
+    """shared_data(rel) -> path under ../shared/data (skip if absent; fail if required)."""
+    return shared_file

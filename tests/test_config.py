@@ -1,0 +1,124 @@
+"""Config loading, validation and overrides, through the library and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nerwin.cli import cli
+from nerwin.config import Config, load_config, parse_override
+
+TRAIN = "a O\nParis B-LOC\n"
+
+
+@pytest.fixture
+def cfg_file(write):
+    write("d/train.txt", TRAIN)
+
+    def make(body: str) -> Path:
+        return write("c.yaml", "data:\n  train: d/train.txt\n" + body)
+
+    return make
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_defaults_and_relative_paths(cfg_file, tmp_path):
+    cfg = load_config(cfg_file(""))
+    assert cfg.data.train == tmp_path / "d" / "train.txt"
+    assert cfg.features.window == 2 and cfg.model.hidden == (100,)
+    assert cfg.training.optimizer.name == "adam"
+
+
+def test_override_types():
+    assert parse_override("training.optimizer.lr=1e-3") == ("training.optimizer.lr", 1e-3)
+    assert parse_override("features.freeze=true") == ("features.freeze", True)
+    assert parse_override("model.hidden=[200,100]") == ("model.hidden", [200, 100])
+    assert parse_override("features.vectors=null") == ("features.vectors", None)
+    assert parse_override("model.positive=LOC") == ("model.positive", "LOC")
+
+
+def test_overrides_apply(cfg_file):
+    cfg = load_config(cfg_file(""), ["training.optimizer.lr=0.05", "model.hidden=[7, 5]",
+                                     "training.optimizer.name=sgd"])
+    assert cfg.training.optimizer.lr == 0.05 and cfg.model.hidden == (7, 5)
+    assert cfg.training.optimizer.name == "sgd"
+
+
+@pytest.mark.parametrize("body, overrides, key, words", [
+    ("model:\n  nonlinerity: tanh\n", [], "model.nonlinerity", "did you mean 'model.nonlinearity'"),
+    ("", ["training.optimzer.lr=0.1"], "training.optimzer", "did you mean"),
+    ("", ["features.window=-1"], "features.window", ">= 0"),
+    ("", ["training.optimizer.lr=0"], "training.optimizer.lr", "> 0"),
+    ("", ["training.optimizer.lr=-0.1"], "training.optimizer.lr", "> 0"),
+    ("", ["model.dropout=1.0"], "model.dropout", "< 1"),
+    ("", ["model.dropout=-0.1"], "model.dropout", ">= 0"),
+    ("", ["model.nonlinearity=swish"], "model.nonlinearity", "sigmoid, tanh, hardtanh, relu"),
+    ("", ["training.optimizer.name=adamw"], "training.optimizer.name", "did you mean 'adam'"),
+    ("", ["training.epochs=ten"], "training.epochs", "expected an integer"),
+    ("", ["training.epochs=2.5"], "training.epochs", "expected an integer"),
+    ("", ["features.freeze=yes please"], "features.freeze", "true or false"),
+    ("", ["model.hidden=[a]"], "model.hidden", "list of integers"),
+    ("", ["data.dev=missing.txt"], "data.dev", "no such file"),
+    ("", ["model.head=logistic"], "model.positive", "entity type"),
+    ("", ["training.schedule.name=cosine"], "training.schedule.name", "constant, step"),
+    ("training: 3\n", [], "training", "expected a mapping"),
+])
+def test_bad_values_exit_2_and_name_the_key(cfg_file, body, overrides, key, words):
+    path = cfg_file(body)
+    args = ["config", "show", path] + [a for o in overrides for a in ("--set", o)]
+    r = run(*args)
+    assert r.exit_code == 2, r.output
+    assert f"{path}: {key}:" in r.output
+    assert words in r.output
+    assert "Traceback" not in r.output
+
+
+def test_missing_train_key(write):
+    p = write("c.yaml", "model:\n  hidden: [3]\n")
+    r = run("config", "show", p)
+    assert r.exit_code == 2 and "data.train: required" in r.output
+
+
+def test_invalid_yaml_names_line(write):
+    p = write("c.yaml", "data:\n  train: [unclosed\n")
+    r = run("config", "show", p)
+    assert r.exit_code == 2 and "invalid YAML" in r.output and str(p) in r.output
+
+
+def test_missing_config_file(tmp_path):
+    r = run("config", "show", tmp_path / "nope.yaml")
+    assert r.exit_code == 2 and "no such config file" in r.output
+
+
+def test_bad_set_syntax(cfg_file):
+    r = run("config", "show", cfg_file(""), "--set", "training.epochs")
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+
+
+def test_debug_shows_traceback(cfg_file):
+    r = run("--debug", "config", "show", cfg_file(""), "--set", "training.epochs=0")
+    assert r.exit_code != 0 and r.exception is not None
+
+
+def test_config_show_loads_back_equal(cfg_file, tmp_path):
+    path = cfg_file("model:\n  hidden: [20, 10]\n  nonlinearity: relu\n")
+    r = run("config", "show", path, "--set", "training.schedule.name=step")
+    assert r.exit_code == 0, r.output
+    shown = tmp_path / "elsewhere" / "shown.yaml"
+    shown.parent.mkdir()
+    shown.write_text(r.output)
+    a, b = load_config(path, ["training.schedule.name=step"]), load_config(shown)
+    assert isinstance(a, Config) and a == b
+    assert yaml.safe_load(r.output)["model"]["hidden"] == [20, 10]
+
+
+def test_shipped_configs_are_valid():
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "configs").glob("*.yaml")):
+        load_config(path, check_files=False)

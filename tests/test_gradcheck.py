@@ -1,0 +1,170 @@
+"""The gradient checker itself: it passes on a correct net and catches broken gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nerwin.gradcheck import (
+    GradCheckRow,
+    check_gradients,
+    format_gradcheck_table,
+    numerical_gradient,
+    rel_error,
+)
+from nerwin.nn import layers
+from nerwin.nn.network import NetSpec, WindowNet, init_params
+from nerwin.nn.rowgrad import RowGrad
+
+TOL = 1e-5
+
+
+def build(dtype=np.float64, **kw):
+    base = dict(n_words=40, word_dim=6, n_casing=3, casing_dim=2, window=1, hidden=(5, 4),
+                nonlinearity="tanh", head="softmax", n_out=3, init_scale=0.5, l2=0.01, l1=0.001)
+    base.update(kw)
+    spec = NetSpec(**base)
+    rng = np.random.default_rng(0)
+    params = init_params(spec, rng, dtype=dtype)
+    for name in params:
+        if name.startswith("b") or name == "c":
+            params[name][...] = rng.normal(scale=0.3, size=params[name].shape)
+    return WindowNet(spec, params)
+
+
+def batch(net: WindowNet, B: int = 6):
+    rng = np.random.default_rng(1)
+    K = net.spec.n_positions
+    # Only ids < 30 occur, so E_word rows 30..39 are unused in the batch.
+    return (rng.integers(0, 30, size=(B, K)), rng.integers(0, 3, size=(B, K)),
+            rng.integers(0, net.spec.n_out, size=B))
+
+
+def test_passes_on_a_correct_net():
+    net = build()
+    rows = check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=50)
+    assert [r.name for r in rows] == list(net.params)
+    assert all(r.max_rel_error < TOL for r in rows), format_gradcheck_table(rows, TOL)
+    by_name = {r.name: r for r in rows}
+    # E_word (240 entries) and W1 (5 x 24) exceed max_entries and are sampled; the rest are
+    # small enough to be checked entirely.
+    assert by_name["E_word"].checked == 50 and by_name["W1"].checked == 50
+    assert by_name["b1"].checked == 5 and by_name["U"].checked == 12
+    assert all(r.shape == net.params[r.name].shape for r in rows)
+
+
+def test_does_not_change_the_parameters():
+    net = build()
+    before = {k: v.copy() for k, v in net.params.items()}
+    check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=30)
+    for name, value in net.params.items():
+        np.testing.assert_array_equal(value, before[name])
+
+
+def test_catches_dW_scaled_by_1_01(monkeypatch):
+    """Scaling dW by 1.01 in every affine layer (hidden and head) must be flagged on exactly
+    the weight matrices, with relative error ≈ 0.01/2.01 ≈ 5e-3, while b and E stay fine."""
+    original = layers.affine_backward
+
+    def broken(dz, cache, **kw):
+        dx, dW, db = original(dz, cache, **kw)
+        return dx, (None if dW is None else 1.01 * dW), db
+
+    net = build(l2=0.0, l1=0.0)  # no regulariser, so the whole of dW is scaled
+    monkeypatch.setattr(layers, "affine_backward", broken)
+    rows = check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=50)
+    table = format_gradcheck_table(rows, TOL)
+    by_name = {r.name: r for r in rows}
+    for name in ("W1", "W2", "U"):
+        assert by_name[name].max_rel_error == pytest.approx(0.01 / 2.01, rel=1e-3), table
+    for name in ("E_word", "E_case", "b1", "b2", "c"):
+        assert by_name[name].max_rel_error < TOL, table
+    assert "FAIL" in table and "FAILED" in table
+
+
+def test_catches_a_two_argument_monkeypatch_on_one_layer(monkeypatch):
+    """A plain (dz, cache) replacement that breaks only the head's dW is caught on U only."""
+    original = layers.affine_backward
+    net = build(l2=0.0, l1=0.0)
+    U = net.params["U"]
+
+    def broken(dz, cache):
+        dx, dW, db = original(dz, cache)
+        return dx, (1.01 * dW if cache[1] is U else dW), db
+
+    monkeypatch.setattr(layers, "affine_backward", broken)
+    rows = check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=50)
+    bad = [r.name for r in rows if r.max_rel_error >= TOL]
+    assert bad == ["U"]
+
+
+def test_catches_gradient_on_unused_embedding_rows(monkeypatch):
+    """A RowGrad that reports gradient on rows not in the batch is wrong: the numeric
+    gradient there is exactly 0, and the checker samples some unused rows."""
+    original = layers.embedding_backward
+    net = build()
+    V = net.params["E_word"].shape[0]
+
+    def leaky(dout, cache):
+        g = original(dout, cache)
+        if cache[1] != net.spec.word_dim:
+            return g
+        dense = g.to_dense((V, g.values.shape[1]))
+        unused = np.ones(V, dtype=bool)
+        unused[g.rows] = False
+        dense[unused] += 1e-3  # the rows in the batch keep their correct gradient
+        return RowGrad(np.arange(V), dense)
+
+    monkeypatch.setattr(layers, "embedding_backward", leaky)
+    rows = check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=50)
+    by_name = {r.name: r for r in rows}
+    assert by_name["E_word"].max_rel_error == pytest.approx(1.0)
+    assert by_name["W1"].max_rel_error < TOL
+
+
+def test_catches_a_broken_nonlinearity_backward(monkeypatch):
+    net = build(nonlinearity="sigmoid")
+    monkeypatch.setattr(layers, "sigmoid_backward", lambda da, a: da * a)  # forgot (1 - a)
+    rows = check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=50)
+    bad = {r.name for r in rows if r.max_rel_error >= TOL}
+    # Every parameter below the last hidden layer's nonlinearity sees the wrong δ.
+    assert bad == {"E_word", "E_case", "W1", "b1", "W2", "b2"}
+
+
+def test_requires_float64():
+    net = build(dtype=np.float32)
+    with pytest.raises(ValueError, match="float64"):
+        check_gradients(net, *batch(net), rng=np.random.default_rng(0))
+
+
+def test_frozen_parameters_listed_unchecked():
+    net = build()
+    net = WindowNet(net.spec, net.params, frozen=frozenset({"E_word", "W2"}))
+    rows = check_gradients(net, *batch(net), rng=np.random.default_rng(0), max_entries=30)
+    by_name = {r.name: r for r in rows}
+    assert by_name["E_word"].checked == 0 and by_name["W2"].checked == 0
+    assert all(r.checked > 0 for r in rows if r.name not in ("E_word", "W2"))
+    table = format_gradcheck_table(rows, TOL)
+    assert table.count("frozen") == 2 and "all ok" in table
+
+
+def test_numerical_gradient_and_rel_error():
+    x = np.array([1.0, -2.0, 3.0])
+    g = numerical_gradient(lambda: float(np.sum(x**3)), x)
+    np.testing.assert_allclose(g, 3 * x**2, rtol=1e-8)
+    np.testing.assert_array_equal(x, [1.0, -2.0, 3.0])
+    assert rel_error(0.0, 0.0) == 0.0
+    assert rel_error(1.0, -1.0) == 1.0
+    assert rel_error(1.0, 1.01) == pytest.approx(0.01 / 2.01)
+
+
+def test_format_table():
+    rows = [GradCheckRow("W1", (3, 4), 12, 2e-9), GradCheckRow("U", (2, 3), 6, 0.5),
+            GradCheckRow("E_word", (10, 2), 0, 0.0)]
+    table = format_gradcheck_table(rows, 1e-6)
+    lines = table.splitlines()
+    assert lines[0].split() == ["param", "shape", "checked", "max", "rel", "err", "status"]
+    assert "W1" in lines[2] and lines[2].endswith("ok") and "2.00e-09" in lines[2]
+    assert lines[3].endswith("FAIL")
+    assert lines[4].endswith("frozen")
+    assert lines[-1].endswith("FAILED")
