@@ -26,11 +26,14 @@ HERE = Path(__file__).resolve().parent
 SAMPLE_DIR = HERE / "sample"
 SPLITS = ("train", "dev", "test")
 
-# split -> (documents, token budget, probability that an entity slot uses a split-only name)
+# split -> (documents, token budget, probability that an entity slot uses a dev/test-only name,
+#           probability that it uses a freshly invented one-off name)
+# The one-off names give train the long tail of rare names a real corpus has, so a model must
+# learn from context and casing rather than memorise a closed list.
 SPLIT_PLAN = {
-    "train": (4, 8700, 0.0),
-    "dev": (3, 2850, 0.32),
-    "test": (3, 2850, 0.32),
+    "train": (4, 8700, 0.0, 0.2),
+    "dev": (3, 2850, 0.32, 0.0),
+    "test": (3, 2850, 0.32, 0.0),
 }
 
 Token = tuple[str, str]  # (word, IOB2 tag)
@@ -86,16 +89,16 @@ NAMES: dict[str, tuple[str, dict[str, list[str]]]] = {
             "Orvelle United", "Branvik Rovers", "Kestrel", "Port Hallen Athletic",
             "Korsmark City", "Tenna Valley", "Saldre Wanderers", "Quillon", "Altavar Sporting",
         ],
-        "dev": ["Ostwick Harriers", "Varda"],
-        "test": ["Caldor Albion", "Ferrin Town"],
+        "dev": ["Ostwick Harriers", "Varda", "Lanthorn Rangers"],
+        "test": ["Caldor Albion", "Ferrin Town", "Mossgate Rovers"],
     }),
     "INST": ("ORG", {
         "shared": [
             "Orvelle Senate", "Veltrian Football Association", "National Harbour Authority",
             "Ministry of Waterways", "Osmark Trade Council", "Daily Lantern",
         ],
-        "dev": ["Pembrin Water Board"],
-        "test": ["Caldor Press Guild"],
+        "dev": ["Pembrin Water Board", "Sorvany Harbour Board"],
+        "test": ["Caldor Press Guild", "Carrowen Rail Authority"],
     }),
     "CITY": ("LOC", {
         "shared": [
@@ -107,8 +110,8 @@ NAMES: dict[str, tuple[str, dict[str, list[str]]]] = {
     }),
     "COUNTRY": ("LOC", {
         "shared": ["Veltria", "Osmark", "Marrosia", "Velsland", "Tannory"],
-        "dev": ["Pembria"],
-        "test": ["Ysoland"],
+        "dev": ["Pembria", "Sorvany"],
+        "test": ["Ysoland", "Carrowen"],
     }),
     "GEO": ("LOC", {
         "shared": ["Lake Orvelle", "Mount Saldre", "River Tenna", "Korsmark Bay",
@@ -118,8 +121,8 @@ NAMES: dict[str, tuple[str, dict[str, list[str]]]] = {
     }),
     "NAT": ("MISC", {
         "shared": ["Veltrian", "Osmarki", "Marrosian", "Velslander", "Tannorese"],
-        "dev": ["Pembrian"],
-        "test": ["Ysolandic"],
+        "dev": ["Pembrian", "Sorvanian"],
+        "test": ["Ysolandic", "Carrowenese"],
     }),
     "EVENT": ("MISC", {
         "shared": ["Orvelle Cup", "Veltria Open", "Lantern Festival", "Tenna Regatta",
@@ -129,14 +132,41 @@ NAMES: dict[str, tuple[str, dict[str, list[str]]]] = {
     }),
     "PROD": ("MISC", {
         "shared": ["Halvex X20", "Quarrick Sable", "Vantic V5", "Zintra Go"],
-        "dev": ["Lunessa L9"],
-        "test": ["Tessaro T7"],
+        "dev": ["Lunessa L9", "Crestmoor Lume"],
+        "test": ["Tessaro T7", "Oakhurst Vire"],
     }),
     "AWARD": ("MISC", {
         "shared": ["Golden Oar Prize", "Harrow Medal"],
         "dev": ["Crestmoor Prize"],
         "test": ["Silver Quill Award"],
     }),
+}
+
+# Syllables for inventing one-off names (train's long tail).
+ONSETS = ["B", "Br", "C", "Cr", "D", "Dr", "F", "G", "Gr", "H", "K", "L", "M", "N", "P", "Pr",
+          "R", "S", "St", "T", "Tr", "V", "W", "Z"]
+VOWELS = ["a", "e", "i", "o", "u", "ae", "ei", "ou"]
+CODAS = ["", "n", "r", "l", "s", "th", "nd", "rk", "m", "x"]
+ENDINGS = {
+    "person": ["ley", "son", "ski", "ova", "ard", "ell", "mann", "ez", "ton", "quist"],
+    "place": ["ville", "burg", "mark", "holm", "ford", "stad", "wick", "ora", "by"],
+    "country": ["ia", "land", "ary", "istan"],
+    "stem": ["ex", "ora", "ant", "ix", "ello", "on"],
+}
+RARE_PATTERNS = {
+    "CO": ["{stem} Corp", "{stem} Group", "{stem} Holdings", "{stem} Industries", "{stem} Motors",
+           "{stem} Energy", "{stem} Bank", "{stem} Foods", "{place} Telecom", "{stem}"],
+    "BRAND": ["{brand}"],
+    "TEAM": ["{place} United", "{place} Rovers", "{place} City", "{place} Athletic", "{place}"],
+    "INST": ["{place} Senate", "{place} Trade Council", "{country} Port Authority",
+             "Ministry of {stem} Affairs"],
+    "CITY": ["{place}", "{place}", "Port {place}", "San {place}"],
+    "COUNTRY": ["{country}"],
+    "GEO": ["Lake {place}", "Mount {place}", "River {stem}", "{place} Bay"],
+    "NAT": ["{stem}ian", "{stem}ese", "{country}ish"],
+    "EVENT": ["{place} Cup", "{country} Open", "{place} Marathon", "{stem} Games"],
+    "PROD": ["{stem} {code}", "{stem} {code}", "{stem} Nova"],
+    "AWARD": ["{stem} Prize", "{stem} Medal"],
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -161,11 +191,11 @@ BODY = {
     "sports": [
         "{TEAM} beat {TEAM} {SCORE} in the {EVENT} on {DAY} .",
         "{PFULL} scored twice as {TEAM} won {SCORE} at home to {TEAM} .",
-        "{TEAM} {N} {TEAM} {N}",
-        "{TEAM} {N} {TEAM} {N}",
+        "{TEAM} {GOALS} {TEAM} {GOALS}",
+        "{TEAM} {GOALS} {TEAM} {GOALS}",
         "Scorers : {PSUR} , {PSUR} and {PSUR}",
         "{NAT} striker {PFULL} has joined {TEAM} on a {NYEAR} contract .",
-        "{N} . {PFULL} ( {COUNTRY} ) {RTIME}",
+        "{RANK} . {PFULL} ( {COUNTRY} ) {RTIME}",
         "The {EVENT} will be held in {CITY} in {YEAR} .",
         "{PSUR} , who missed last season with a knee injury , is expected to start against "
         "{TEAM} on {DAY} .",
@@ -188,14 +218,14 @@ BODY = {
         "{TEAM} goalkeeper {PSUR} saved a penalty in the {MINUTE} minute .",
     ],
     "business": [
-        "{CO} shares rose {AMT} percent to {AMT} {CUR} in early trading in {CITY} .",
-        "{CO} shares fell {AMT} percent to {AMT} {CUR} .",
+        "{CO} shares rose {PCT} percent to {AMT} {CUR} in early trading in {CITY} .",
+        "{CO} shares fell {PCT} percent to {AMT} {CUR} .",
         "{CO} said on {DAY} it would cut {BIGNUM} jobs at its {CITY} plant .",
-        "Shares in {CO} fell {AMT} percent after the company warned on profits .",
+        "Shares in {CO} fell {PCT} percent after the company warned on profits .",
         "{CO} chief executive {PFULL} told analysts the outlook for {YEAR} was good .",
         "The bank said net profit rose to {AMT} million {CUR} in the first half .",
         "{CO} and {CO} agreed to merge in a deal worth {AMT} billion {CUR} .",
-        "Analysts at {CO} expect the central bank to hold interest rates at {AMT} percent .",
+        "Analysts at {CO} expect the central bank to hold interest rates at {PCT} percent .",
         "The {NAT} carrier {CO} ordered {N} new aircraft .",
         "Users of {BRAND} can now pay in {CUR} .",
         "{BRAND} said it had {BIGNUM} active users in {COUNTRY} .",
@@ -205,11 +235,11 @@ BODY = {
         "Summer sales at {CO} were weaker than expected .",
         "Volume was {BIGNUM} shares .",
         "In {CITY} {CO} opened a new office with {N} staff .",
-        "The central bank left its key rate unchanged at {AMT} percent .",
+        "The central bank left its key rate unchanged at {PCT} percent .",
         "{PFULL} , an analyst at {CO} in {CITY} , said the figures were in line with forecasts .",
-        "{CO} bought a {AMT} percent stake in {CO} for {AMT} million {CUR} .",
+        "{CO} bought a {PCT} percent stake in {CO} for {AMT} million {CUR} .",
         "The company , based in {CITY} , was founded in {YEAR} .",
-        "Exports to {COUNTRY} rose {AMT} percent in {MONTH} , the {INST} said .",
+        "Exports to {COUNTRY} rose {PCT} percent in {MONTH} , the {INST} said .",
         "The {NAT} currency fell to a {NMONTH} low against the crown .",
         "Source : {CO}",
         "A {BRAND} spokeswoman said the outage lasted {N} hours .",
@@ -273,7 +303,7 @@ HEADLINES = {
     "business": [
         "{CO} SHARES FALL ON PROFIT WARNING .",
         "{CO} TO CUT {BIGNUM} JOBS .",
-        "{COUNTRY} INFLATION RISES TO {AMT} PERCENT .",
+        "{COUNTRY} INFLATION RISES TO {PCT} PERCENT .",
         "{CO} BUYS STAKE IN {CO} .",
         "{BRAND} USERS TOP {BIGNUM}",
     ],
@@ -287,8 +317,8 @@ HEADLINES = {
 }
 
 RESULT_LINES = [
-    "{TEAM} {N} {TEAM} {N}",
-    "{N} . {PFULL} ( {COUNTRY} ) {RTIME}",
+    "{TEAM} {GOALS} {TEAM} {GOALS}",
+    "{RANK} . {PFULL} ( {COUNTRY} ) {RTIME}",
 ]
 
 CLOSINGS = [
@@ -299,13 +329,13 @@ CLOSINGS = [
 # Clauses used to build a few very long sentences (60+ tokens).
 CLAUSES = [
     "{PFULL} said the deal with {CO} would be signed in {CITY} before the end of {YEAR}",
-    "officials in {COUNTRY} expect exports to rise by {AMT} percent",
+    "officials in {COUNTRY} expect exports to rise by {PCT} percent",
     "the {INST} has asked {CO} to explain the delay",
     "{TEAM} will travel to {CITY} for the {EVENT} on {DAY}",
     "prices in {CITY} rose for the {ORD} month in a row",
     "{PSUR} added that he had spoken to Mr. {PSUR} by telephone",
     "the {NAT} delegation , led by {PFULL} , left {CITY} on {DAY}",
-    "the bank expects growth of {AMT} percent next year",
+    "the bank expects growth of {PCT} percent next year",
     "the summer season around {GEO} had been the busiest since {YEAR}",
     "{BRAND} and {CO} are in talks about a joint venture",
 ]
@@ -330,10 +360,15 @@ def _roster(pool: str, seed: int) -> list[tuple[str, str]]:
 class Filler:
     """Fills template slots for one split, choosing names from that split's pools."""
 
-    def __init__(self, rng: random.Random, split: str, p_new: float, seed: int) -> None:
+    def __init__(self, rng: random.Random, split: str, p_new: float, p_rare: float,
+                 seed: int) -> None:
         self.rng = rng
         self.split = split
         self.p_new = p_new
+        self.p_rare = p_rare
+        fixed = [n for _, pools in NAMES.values() for names in pools.values() for n in names]
+        fixed += [n for names in SURNAMES.values() for n in names]
+        self.reserved = {w.lower() for n in fixed for w in n.split()}
         pools = ["shared"] if split == "train" else ["shared", split]
         self.people = {pool: _roster(pool, seed) for pool in pools}
 
@@ -342,10 +377,33 @@ class Filler:
             return self.split
         return "shared"
 
+    def _word(self, ending: str) -> str:
+        """An invented word that is not part of any fixed name."""
+        rng = self.rng
+        while True:
+            word = rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS)
+            word += rng.choice(ENDINGS[ending])
+            if word.lower() not in self.reserved:
+                return word
+
+    def _rare(self, kind: str) -> list[str]:
+        rng = self.rng
+        pattern = rng.choice(RARE_PATTERNS[kind])
+        name = pattern.format(
+            stem=self._word("stem"), place=self._word("place"), country=self._word("country"),
+            brand=self._word("stem").lower(),
+            code=rng.choice("ABCDEFGHKLMNPRSTVXZ") + str(rng.randint(2, 99)),
+        )
+        return name.split()
+
     def entity(self, kind: str) -> tuple[list[str], str]:
         rng = self.rng
+        rare = self.p_rare > 0 and rng.random() < self.p_rare
         if kind in ("PFULL", "PSUR"):
-            first, sur = rng.choice(self.people[self._pool()])
+            if rare:
+                first, sur = rng.choice(FIRST_NAMES["shared"]), self._word("person")
+            else:
+                first, sur = rng.choice(self.people[self._pool()])
             if kind == "PSUR":
                 return sur.split(), "PER"
             if " " not in sur and rng.random() < 0.12:
@@ -353,12 +411,20 @@ class Filler:
                 return [first, initial, sur], "PER"
             return [first, *sur.split()], "PER"
         etype, pools = NAMES[kind]
+        if rare:
+            return self._rare(kind), etype
         return rng.choice(pools[self._pool()]).split(), etype
 
     def other(self, kind: str) -> list[str]:
         rng = self.rng
         if kind == "N":
             return [str(rng.randint(2, 12))]
+        if kind == "GOALS":
+            return [str(rng.randint(0, 5))]
+        if kind == "RANK":
+            return [str(rng.randint(1, 12))]
+        if kind == "PCT":
+            return [f"{rng.randint(0, 14)}.{rng.randint(1, 9)}"]
         if kind == "SCORE":
             return [f"{rng.randint(0, 5)}-{rng.randint(0, 4)}"]
         if kind == "SET":
@@ -407,13 +473,20 @@ class Filler:
             return [f"+{rng.randint(10, 99)}-{rng.randint(100, 999)}-{rng.randint(1000, 9999)}"]
         raise KeyError(kind)
 
-    def fill(self, template: str) -> list[Token]:
+    def fill(self, template: str, used: list[str] | None = None) -> list[Token]:
+        """Tag a template's tokens, filling its slots; no name is repeated within ``used``."""
+        used = [] if used is None else used
         out: list[Token] = []
         for piece in template.split():
             if piece.startswith("{") and piece.endswith("}") and len(piece) > 2:
                 kind = piece[1:-1]
                 if kind in ("PFULL", "PSUR") or kind in NAMES:
-                    words, etype = self.entity(kind)
+                    for _ in range(20):
+                        words, etype = self.entity(kind)
+                        key = words[-1] if etype == "PER" else " ".join(words)
+                        if key not in used:
+                            break
+                    used.append(key)
                     out.extend((w, ("B-" if i == 0 else "I-") + etype) for i, w in enumerate(words))
                 else:
                     out.extend((w, "O") for w in self.other(kind))
@@ -431,10 +504,11 @@ def _long_sentence(filler: Filler) -> list[Token]:
     clauses = list(CLAUSES)
     rng.shuffle(clauses)
     out: list[Token] = []
+    used: list[str] = []
     for i, clause in enumerate(clauses):
         if i:
             out.extend((w, "O") for w in rng.choice(CONNECTORS).split())
-        out.extend(filler.fill(clause))
+        out.extend(filler.fill(clause, used))
         if len(out) >= 60:
             break
     word, tag = out[0]
@@ -472,9 +546,9 @@ def _story(filler: Filler, index: int, heldout: bool) -> list[list[Token]]:
 
 def generate_split(split: str, seed: int = SEED) -> str:
     """Return the text of one split file."""
-    n_docs, budget, p_new = SPLIT_PLAN[split]
+    n_docs, budget, p_new, p_rare = SPLIT_PLAN[split]
     rng = random.Random(seed * 100 + SPLITS.index(split))
-    filler = Filler(rng, split, p_new, seed)
+    filler = Filler(rng, split, p_new, p_rare, seed)
     lines = []
     story_index = 0
     for _ in range(n_docs):

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+# One BLAS thread, as the nerwin command sets it (see nerwin/cli.py): the tests call the
+# CLI in-process, after numpy is imported, so it has to be set here, first.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

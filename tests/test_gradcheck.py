@@ -160,11 +160,37 @@ def test_numerical_gradient_and_rel_error():
 
 def test_format_table():
     rows = [GradCheckRow("W1", (3, 4), 12, 2e-9), GradCheckRow("U", (2, 3), 6, 0.5),
-            GradCheckRow("E_word", (10, 2), 0, 0.0)]
+            GradCheckRow("E_word", (10, 2), 0, 0.0), GradCheckRow("b1", (3,), 0, 0.0, kinks=3)]
     table = format_gradcheck_table(rows, 1e-6)
     lines = table.splitlines()
-    assert lines[0].split() == ["param", "shape", "checked", "max", "rel", "err", "status"]
+    assert lines[0].split() == ["param", "shape", "checked", "kinks", "max", "rel", "err",
+                                "status"]
     assert "W1" in lines[2] and lines[2].endswith("ok") and "2.00e-09" in lines[2]
     assert lines[3].endswith("FAIL")
     assert lines[4].endswith("frozen")
-    assert lines[-1].endswith("FAILED")
+    assert lines[5].endswith("kinks only")
+    assert lines[6].endswith("FAILED")
+    assert "crossed a kink" in lines[7]
+
+
+def test_kink_crossings_are_detected_and_left_out():
+    """A relu unit sitting just next to its kink: the ±eps step of its bias crosses it.
+
+    The raw central difference there is the mean of the two one-sided slopes (an error of
+    order 1); the checker must flag the entry instead of reporting a false failure.
+    """
+    spec = NetSpec(n_words=6, word_dim=2, n_casing=6, casing_dim=0, window=0, hidden=(1,),
+                   nonlinearity="relu", head="softmax", n_out=3)
+    params = init_params(spec, np.random.default_rng(0), np.float64)
+    net = WindowNet(spec, params)
+    words = np.array([[3]])
+    z = float(params["E_word"][3] @ params["W1"][0])
+    params["b1"][0] = -z + 1e-7  # z = 1e-7: inside the ±1e-4 step
+    assert net.kink_pattern(words, None).tolist() == [1]
+    rows = check_gradients(net, words, None, np.array([1]), eps=1e-4, rng=np.random.default_rng(0))
+    b1 = next(r for r in rows if r.name == "b1")
+    assert b1.kinks == 1 and b1.checked == 0
+    # Without the detection the same entry is far off: the kink matters.
+    _, grads = net.loss_and_grads(words, None, np.array([1]), train=False)
+    numeric = numerical_gradient(lambda: net.loss(words, None, np.array([1])), params["b1"], 1e-4)
+    assert rel_error(grads["b1"], numeric).max() > 1e-3

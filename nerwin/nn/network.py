@@ -276,6 +276,29 @@ class WindowNet:
                  "head": head_cache, "B": B}
         return out, cache
 
+    def kink_pattern(self, word_ids: np.ndarray, case_ids: np.ndarray | None) -> np.ndarray:
+        """Which side of every kink the loss sits on at the current parameters (int8, flat).
+
+        relu has a kink at z = 0, hardtanh at z = ±1, and the L1 term at W = 0. A central
+        difference whose ±ε step moves some unit (or the perturbed weight) across a kink
+        measures a mix of two slopes, not the derivative: the gradient checker compares
+        this pattern at θ+ε and θ-ε with the one at θ and skips such entries. Empty for
+        sigmoid and tanh without L1 (no kinks).
+        """
+        parts: list[np.ndarray] = []
+        if self.spec.nonlinearity in ("relu", "hardtanh") and self.spec.hidden:
+            _, cache = self.forward(word_ids, case_ids, train=False)
+            for _aff, act_cache, _drop in cache["layers"]:
+                a = act_cache  # the activation output: its value tells the side of the kink
+                if self.spec.nonlinearity == "relu":
+                    parts.append((a > 0).reshape(-1).astype(np.int8))
+                else:
+                    parts.append((np.sign(a) * (np.abs(a) >= 1)).reshape(-1).astype(np.int8))
+        if self.spec.l1:
+            parts += [np.sign(self.params[n]).reshape(-1).astype(np.int8)
+                      for n in self.spec.weight_names]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int8)
+
     def _data_loss(self, out: np.ndarray, y: np.ndarray) -> tuple[float, Any]:
         if self.spec.head == "softmax":
             return heads.softmax_xent_forward(out, y)
@@ -304,7 +327,9 @@ class WindowNet:
 
         y: (B,) int tags (softmax) or {0, 1} (logistic). Gradients: E_word / E_case as a
         row-sparse RowGrad (only the rows in the batch), every other parameter as a dense
-        array of its own shape and dtype. Frozen parameters get no entry.
+        array of its own shape and dtype. Frozen parameters get no entry (a frozen weight
+        matrix still adds its constant penalty to the loss, so this loss equals :meth:`loss`
+        in eval mode).
         """
         spec, p = self.spec, self.params
         out, cache = self.forward(word_ids, case_ids, train=train, rng=rng)

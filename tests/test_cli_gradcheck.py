@@ -1,0 +1,85 @@
+"""`nerwin gradcheck` through the CLI: passes on every nonlinearity and head, fails when a
+backward pass is deliberately broken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nerwin.cli import cli
+from nerwin.nn import layers
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = str(ROOT / "configs" / "sample.yaml")
+LECTURE3 = str(ROOT / "configs" / "lecture3.yaml")
+
+
+def gradcheck(*args: str):
+    return CliRunner().invoke(cli, ["gradcheck", *args])
+
+
+@pytest.mark.parametrize("nonlinearity", ["sigmoid", "tanh", "hardtanh", "relu"])
+def test_every_nonlinearity_passes_on_sample(nonlinearity):
+    r = gradcheck(SAMPLE, "--set", f"model.nonlinearity={nonlinearity}")
+    assert r.exit_code == 0, r.output
+    assert "all ok" in r.output
+    for name in ("E_word", "E_case", "W1", "b1", "U", "c"):
+        assert f"\n{name} " in r.output
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.hidden=[20,10]", "training.l2=0.01"],
+    ["features.window=0", "model.hidden=[]"],
+    ["features.window=3", "model.nonlinearity=relu", "model.hidden=[16,8]"],
+    ["features.casing_dim=0", "model.nonlinearity=hardtanh"],
+    ["training.l1=0.0001", "model.nonlinearity=sigmoid", "model.hidden=[12]"],
+])
+def test_depths_windows_and_regularisers(overrides):
+    r = gradcheck(SAMPLE, *[a for o in overrides for a in ("--set", o)])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("nonlinearity", ["sigmoid", "tanh", "hardtanh", "relu"])
+def test_logistic_head_passes(nonlinearity):
+    r = gradcheck(LECTURE3, "--set", f"model.nonlinearity={nonlinearity}")
+    assert r.exit_code == 0, r.output
+    assert "\nu " in r.output
+
+
+def test_broken_backward_fails_with_exit_1(monkeypatch):
+    real = layers.affine_backward
+
+    def broken(dz, cache, **kw):
+        dx, dW, db = real(dz, cache, **kw)
+        return dx, (None if dW is None else dW * 1.01), db
+
+    monkeypatch.setattr(layers, "affine_backward", broken)
+    r = gradcheck(SAMPLE)
+    assert r.exit_code == 1, r.output
+    assert "FAIL" in r.output and "FAILED" in r.output
+
+
+def test_broken_nonlinearity_derivative_fails(monkeypatch):
+    monkeypatch.setattr(layers, "tanh_backward", lambda da, a: da * (1 - a))  # wrong: 1 - a
+    r = gradcheck(SAMPLE)
+    assert r.exit_code == 1
+    w1 = next(line for line in r.output.splitlines() if line.startswith("W1 "))
+    assert "FAIL" in w1
+
+
+def test_frozen_vectors_are_listed_not_checked(write):
+    words = ["a", "b", "Paris"]
+    vec = write("v.txt", "".join(f"{w.lower()} " + " ".join(["0.1"] * 4) + "\n" for w in words))
+    train = write("t.txt", "a O\nb O\nParis B-LOC\n\nb O\nParis B-LOC\n")
+    cfg = write("c.yaml", f"data:\n  train: {train}\nfeatures:\n  vectors: {vec}\n  dim: 4\n"
+                "  freeze: true\nmodel:\n  hidden: [5]\n")
+    r = gradcheck(str(cfg), "--samples", "4")
+    assert r.exit_code == 0, r.output
+    assert "frozen" in next(line for line in r.output.splitlines() if line.startswith("E_word"))
+
+
+def test_bad_config_is_exit_2():
+    r = gradcheck(SAMPLE, "--set", "model.nonlinearity=swish")
+    assert r.exit_code == 2 and "model.nonlinearity" in r.output

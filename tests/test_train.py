@@ -1,0 +1,232 @@
+"""`nerwin train` and `nerwin eval` end to end on the bundled sample corpus."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nerwin.checkpoint import load_checkpoint
+from nerwin.cli import cli
+from nerwin.conll import read_conll
+from nerwin.optim import Optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = str(ROOT / "configs" / "sample.yaml")
+DEV = str(ROOT / "data" / "sample" / "dev.txt")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "sample"
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=6")
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_train_writes_the_run_directory(sample_run):
+    out, output = sample_run
+    for name in ("config.yaml", "metrics.jsonl", "best/params.npz", "best/meta.json",
+                 "last/params.npz", "last/meta.json", "test_scores.json"):
+        assert (out / name).is_file(), name
+    lines = metrics(out)
+    assert [r["epoch"] for r in lines] == list(range(1, len(lines) + 1))
+    for key in ("step", "train_loss", "lr", "dev_precision", "dev_recall", "dev_f1",
+                "dev_per_type_f1", "tokens_per_s", "seconds"):
+        assert key in lines[0]
+    assert "epoch 1/6" in output and "best dev F1" in output and "FB1" in output
+    # the loss goes down and the model learns the sample corpus
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    assert max(r["dev_f1"] for r in lines) >= 80.0
+    assert json.loads((out / "test_scores.json").read_text())["f1"] >= 75.0
+    arrays, meta = load_checkpoint(out / "last")
+    assert any(k.startswith("opt/") for k in arrays) and meta["loop"]["epoch"] == len(lines)
+
+
+def test_eval_on_best_reproduces_dev_score(sample_run):
+    out, _ = sample_run
+    best = max(metrics(out), key=lambda r: r["dev_f1"])
+    r = run("eval", out / "best", DEV, "--json")
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.output)
+    assert scores["f1"] == best["dev_f1"]
+    assert scores["precision"] == best["dev_precision"]
+    for key in ("recall", "token_accuracy", "per_type"):
+        assert key in scores
+    table = run("eval", out / "best", DEV)
+    assert f"{best['dev_f1']:.2f}" in table.output and "precision" in table.output
+
+
+def test_eval_writes_conlleval_predictions(sample_run, tmp_path):
+    out, _ = sample_run
+    pred = tmp_path / "pred.txt"
+    r = run("eval", out / "best", DEV, "--predictions", pred)
+    assert r.exit_code == 0
+    lines = [line.split() for line in pred.read_text().splitlines() if line]
+    dev_tokens = [line.split()[0] for line in Path(DEV).read_text().splitlines()
+                  if line and not line.startswith("-DOCSTART-")]
+    assert [c[0] for c in lines] == dev_tokens and all(len(c) == 3 for c in lines)
+
+
+def test_eval_rejects_an_unseen_tag(sample_run, write):
+    out, _ = sample_run
+    p = write("new.txt", "Paris B-LOC\nis O\nfun B-FUN\n")
+    r = run("eval", out / "best", p)
+    assert r.exit_code == 2
+    assert f"{p}:3:" in r.output and "'B-FUN'" in r.output
+
+
+def test_existing_run_is_not_overwritten(sample_run):
+    out, _ = sample_run
+    before = (out / "metrics.jsonl").read_bytes()
+    r = run("train", SAMPLE, "--out", out, "--quiet")
+    assert r.exit_code == 2 and "--resume" in r.output and "--force" in r.output
+    assert (out / "metrics.jsonl").read_bytes() == before
+
+
+def test_eval_of_a_missing_or_corrupt_model(tmp_path, sample_run):
+    r = run("eval", tmp_path / "nope", DEV)
+    assert r.exit_code == 2 and "no such checkpoint" in r.output
+    out, _ = sample_run
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in ("params.npz", "meta.json"):
+        (bad / f).write_bytes((out / "best" / f).read_bytes())
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["sha256"]["W1"] = "0" * 64
+    (bad / "meta.json").write_text(json.dumps(meta))
+    r = run("eval", bad, DEV)
+    assert r.exit_code == 2 and "W1" in r.output and "sha256" in r.output
+
+
+def _final_arrays(out: Path) -> dict[str, np.ndarray]:
+    arrays, _ = load_checkpoint(out / "last")
+    return arrays
+
+
+STRIP = ("seconds", "tokens_per_s")
+
+
+def _comparable(lines):
+    return [{k: v for k, v in r.items() if k not in STRIP} for r in lines]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    common = ("--quiet", "--set", "training.epochs=4", "--set", "model.dropout=0.2",
+              "--set", "training.patience=null")
+    full = tmp_path / "full"
+    assert run("train", SAMPLE, "--out", full, *common).exit_code == 0
+
+    # Kill the second run in the middle of epoch 3: after 2.5 epochs of optimiser steps.
+    steps_per_epoch = metrics(full)[0]["step"]
+    real_step = Optimizer.step
+    calls = {"n": 0}
+
+    def dying_step(self, params, grads, lr):
+        calls["n"] += 1
+        if calls["n"] > 2 * steps_per_epoch + steps_per_epoch // 2:
+            raise KeyboardInterrupt
+        return real_step(self, params, grads, lr)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(Optimizer, "step", dying_step)
+    r = run("train", SAMPLE, "--out", part, *common)
+    assert r.exit_code == 130 and "--resume" in r.output
+    assert [m["epoch"] for m in metrics(part)] == [1, 2]
+    monkeypatch.setattr(Optimizer, "step", real_step)
+
+    r = run("train", SAMPLE, "--out", part, "--resume", *common)
+    assert r.exit_code == 0, r.output
+    a, b = _final_arrays(full), _final_arrays(part)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k  # bit for bit
+    assert _comparable(metrics(full)) == _comparable(metrics(part))
+    best_a, _ = load_checkpoint(full / "best")
+    best_b, _ = load_checkpoint(part / "best")
+    assert all(np.array_equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_resume_can_extend_epochs_but_not_change_the_model(tmp_path):
+    out = tmp_path / "r"
+    assert run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=1"
+               ).exit_code == 0
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--resume", "--set", "model.hidden=[7]")
+    assert r.exit_code == 2 and "model.hidden" in r.output
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--resume", "--set", "training.epochs=2",
+            "--set", "training.patience=null")
+    assert r.exit_code == 0, r.output
+    assert [m["epoch"] for m in metrics(out)] == [1, 2]
+
+
+def test_resume_without_a_run(tmp_path):
+    r = run("train", SAMPLE, "--out", tmp_path / "none", "--resume")
+    assert r.exit_code == 2 and "nothing to resume" in r.output
+
+
+def test_same_seed_same_numbers(tmp_path):
+    args = ("--quiet", "--set", "training.epochs=1")
+    assert run("train", SAMPLE, "--out", tmp_path / "a", *args).exit_code == 0
+    assert run("train", SAMPLE, "--out", tmp_path / "b", *args).exit_code == 0
+    a, b = _final_arrays(tmp_path / "a"), _final_arrays(tmp_path / "b")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    c = tmp_path / "c"
+    assert run("train", SAMPLE, "--out", c, *args, "--set", "training.seed=1").exit_code == 0
+    assert not np.array_equal(a["W1"], _final_arrays(c)["W1"])
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_last(tmp_path, monkeypatch):
+    from nerwin.nn.network import WindowNet
+
+    n_tokens = read_conll(ROOT / "data" / "sample" / "train.txt").n_tokens
+    bad_step = math.ceil(n_tokens / 32) + 10  # in epoch 2 at batch size 32
+    real = WindowNet.loss_and_grads
+    calls = {"n": 0}
+
+    def exploding(self, *a, **kw):
+        calls["n"] += 1
+        loss, grads = real(self, *a, **kw)
+        return (float("nan") if calls["n"] == bad_step else loss), grads
+
+    monkeypatch.setattr(WindowNet, "loss_and_grads", exploding)
+    out = tmp_path / "div"
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=3")
+    assert r.exit_code == 1
+    assert f"epoch 2, step {bad_step}" in r.output.replace("\n", " ")
+    assert "lower" in r.output
+    _, meta = load_checkpoint(out / "last")
+    assert meta["loop"]["epoch"] == 1
+
+
+def test_logistic_head_trains_and_scores_one_type(tmp_path):
+    out = tmp_path / "lec3"
+    r = run("train", str(ROOT / "configs" / "lecture3.yaml"), "--out", out, "--quiet",
+            "--set", "training.epochs=3")
+    assert r.exit_code == 0, r.output
+    line = metrics(out)[-1]
+    assert set(line["dev_per_type_f1"]) == {"LOC"}
+    assert max(m["dev_f1"] for m in metrics(out)) > 50.0
+
+
+def test_conll2003_with_glove_reaches_85_dev_f1(tmp_path, shared_data):
+    train = shared_data("conll2003/train.txt")
+    dev = shared_data("conll2003/valid.txt")
+    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
+    out = tmp_path / "conll"
+    r = run("train", ROOT / "configs" / "conll2003.yaml", "--out", out, "--quiet",
+            "--set", f"data.train={train}", "--set", f"data.dev={dev}", "--set", "data.test=null",
+            "--set", f"features.vectors={vectors}", "--set", "training.epochs=2")
+    assert r.exit_code == 0, r.output
+    assert max(m["dev_f1"] for m in metrics(out)) >= 85.0
