@@ -84,6 +84,14 @@ def config_show(config_path: str, overrides: tuple[str, ...]) -> None:
     click.echo(dump_yaml(cfg), nl=False)
 
 
+@config.command("keys")
+def config_keys() -> None:
+    """Print every config key with its default and meaning (a Markdown table)."""
+    from nerwin.config import keys_markdown
+
+    click.echo(keys_markdown(), nl=False)
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -146,7 +147,7 @@ class ScheduleConfig:
         exclusive_min=True, maximum=1))
     every: int = field(default=1, metadata=_meta("step: epochs between decays", minimum=1))
     k: float = field(default=0.1, metadata=_meta(
-        "exponential: lr = lr0 * exp(-k * epoch)", minimum=0))
+        "exponential: lr = lr0 · exp(-k · epoch)", minimum=0))
 
 
 @dataclass(frozen=True)
@@ -156,10 +157,10 @@ class TrainingConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     l2: float = field(default=0.0, metadata=_meta(
-        "L2 penalty (l2/2)*||W||^2 on weight matrices (not biases, not embeddings)",
+        "L2 penalty (l2/2)·‖W‖² on weight matrices (not biases, not embeddings)",
         minimum=0))
     l1: float = field(default=0.0, metadata=_meta(
-        "L1 penalty l1*|W| on weight matrices (not biases, not embeddings)", minimum=0))
+        "L1 penalty l1·Σ‖W‖₁ on weight matrices (not biases, not embeddings)", minimum=0))
     clip: float | None = field(default=None, metadata=_meta(
         "clip gradients to this global L2 norm (null = no clipping)", minimum=0,
         exclusive_min=True))
@@ -451,7 +452,7 @@ def dump_yaml(cfg: Config) -> str:
 
 
 def describe_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, doc) for every key: the reference table of the docs."""
+    """(dotted key, default as JSON, doc) for every key: the reference table of the docs."""
     rows = []
     hints = _hints(cls)
     for f in _public_fields(cls):
@@ -461,18 +462,18 @@ def describe_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, 
             rows.extend(describe_keys(tp, key))
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
+        if isinstance(default, tuple):
+            default = list(default)
         doc = f.metadata.get("doc", "")
         choices = f.metadata.get("choices")
         if choices:
-            doc += f" ({' | '.join(choices)})"
-        rows.append((key, yaml.safe_dump(to_dict_value(default)).strip().removesuffix("\n..."),
-                     doc))
+            doc += f"; one of {', '.join(choices)}"
+        rows.append((key, json.dumps(default), doc))
     return rows
 
 
-def to_dict_value(v: Any) -> Any:
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, tuple):
-        return list(v)
-    return v
+def keys_markdown() -> str:
+    """The config reference as a Markdown table (README.md holds a copy; a test compares)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | `{d}` | {doc} |" for k, d, doc in describe_keys()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""Training and tagging speed, and peak memory, of the window network. Prints JSON.
+
+    python bench/speed.py                       # CoNLL-2003 train from ../shared/data
+    python bench/speed.py --data data/sample/train.txt --hidden 100
+    OPENBLAS_NUM_THREADS=2 python bench/speed.py   # BLAS threads (nerwin's CLI defaults to 1)
+
+Method: build the lexicon and windows as `nerwin train` does, warm up, then time
+`--repeats` runs of `--steps` optimiser steps (forward, backward, Adam) and one tagging pass
+over the whole file; report the mean and a 95 % confidence interval over the repeats.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from nerwin.config import from_dict  # noqa: E402
+from nerwin.dataset import build_lexicon, read_split  # noqa: E402
+from nerwin.model import new_model  # noqa: E402
+from nerwin.optim import make_optimizer  # noqa: E402
+from nerwin.windows import batches  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def ci95(xs: list[float]) -> float:
+    return 1.96 * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(SHARED / "conll2003" / "train.txt"))
+    ap.add_argument("--window", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    if not Path(args.data).is_file():
+        sys.exit(f"{args.data}: no such file (pass --data FILE)")
+
+    cfg = from_dict({"data": {"train": args.data},
+                     "features": {"window": args.window},
+                     "model": {"hidden": [args.hidden]},
+                     "training": {"batch_size": args.batch_size}}, source="bench")
+    corpus = read_split(cfg, args.data)
+    lex = build_lexicon(cfg, corpus)
+    rng = np.random.default_rng(0)
+    model = new_model(cfg, lex, rng)
+    data = model.encode(corpus)
+    y = model.targets(data.labels)
+    net = model.net
+    opt = make_optimizer("adam", net.params)
+
+    def run_steps(n: int) -> float:
+        t0 = time.perf_counter()
+        done = 0
+        while done < n:
+            for idx in batches(len(data), args.batch_size, rng):
+                _, grads = net.loss_and_grads(data.words[idx], data.casing[idx], y[idx],
+                                              train=True, rng=rng)
+                opt.step(net.params, grads, 1e-3)
+                done += 1
+                if done == n:
+                    break
+        return time.perf_counter() - t0
+
+    run_steps(50)  # warm-up
+    train_tps = [args.steps * args.batch_size / run_steps(args.steps)
+                 for _ in range(args.repeats)]
+    tag_tps = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        model.predict_ids(data)
+        tag_tps.append(len(data) / (time.perf_counter() - t0))
+
+    print(json.dumps({
+        "command": "python " + " ".join(sys.argv),
+        "data": args.data, "tokens": len(data), "vocabulary": len(lex.words),
+        "window": args.window, "hidden": args.hidden, "batch_size": args.batch_size,
+        "train_tokens_per_s": round(statistics.mean(train_tps)),
+        "train_tokens_per_s_ci95": round(ci95(train_tps)),
+        "tag_tokens_per_s": round(statistics.mean(tag_tps)),
+        "tag_tokens_per_s_ci95": round(ci95(tag_tps)),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "cpu": cpu_name(), "cores": os.cpu_count(), "numpy": np.__version__,
+        "python": platform.python_version(),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The README stays true: its config table is what `nerwin config keys` prints, it opens with
+the two commands, and the shipped configs load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nerwin.config import describe_keys, keys_markdown, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_config_table_is_generated_one():
+    assert keys_markdown() in README, "run `nerwin config keys` and paste it into README.md"
+
+
+def test_readme_opens_with_demo_and_test():
+    first_block = README.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
+
+
+def test_issue_public_keys_exist():
+    keys = {k for k, _, _ in describe_keys()}
+    public = {"data.train", "data.dev", "data.test", "features.window", "features.vectors",
+              "features.freeze", "model.hidden", "model.nonlinearity", "model.init",
+              "model.head", "training.epochs", "training.batch_size",
+              "training.optimizer.name", "training.optimizer.lr", "training.schedule.name",
+              "training.l2", "training.seed", "output.dir"}
+    assert public <= keys
+
+
+def test_shipped_configs_load_with_their_files():
+    for name in ("sample.yaml", "lecture3.yaml"):
+        cfg = load_config(ROOT / "configs" / name)  # data files exist in the checkout
+        assert cfg.data.train is not None and cfg.data.train.is_file()
+    cfg = load_config(ROOT / "configs" / "conll2003.yaml", check_files=False)
+    assert cfg.features.window == 2 and cfg.model.hidden == (300,)
+    assert cfg.features.vectors is not None and cfg.training.optimizer.name == "adam"
