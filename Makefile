@@ -1,4 +1,5 @@
-# make demo: train configs/sample.yaml on the bundled data/ corpus and print test scores.
+# make demo: train configs/sample.yaml on the bundled data/sample corpus; training ends by
+#            scoring the best model on the sample test set (nerwin eval does the same alone).
 # make test: the whole test suite (plus ruff) in a virtual environment inside the repo.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +16,6 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/nerwin train configs/sample.yaml --out runs/sample --force
-	$(BIN)/nerwin eval runs/sample/best data/sample/test.txt
 
 test: $(STAMP)
 	$(BIN)/ruff check nerwin tests bench data
@@ -26,3 +26,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info .pytest_cache .ruff_cache
+
+bench: $(STAMP)
+	$(BIN)/python bench/speed.py
