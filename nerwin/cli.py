@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,7 +36,9 @@ class InputError(click.ClickException):
 
 
 class NerwinGroup(click.Group):
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    """The top-level group: turns NerwinError into a one-line message and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except NerwinError as e:
@@ -45,7 +49,8 @@ class NerwinGroup(click.Group):
             raise err from None
 
 
-def set_option(f):
+def set_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The repeatable ``--set KEY=VALUE`` option of every command that takes a config."""
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                         help=SET_HELP)(f)
 

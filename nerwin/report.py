@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from nerwin.config import Config
-from nerwin.conll import Corpus, entity_counts, read_conll
+from nerwin.conll import Corpus, Sentence, entity_counts, read_conll
+from nerwin.metrics import get_entities
 
 
 def corpus_stats(c: Corpus) -> dict[str, Any]:
@@ -48,7 +49,13 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
             vocab["coverage_percent"] = {k: round(v, 2)
                                          for k, v in lex.coverage.percent().items()}
         report["vocabulary"] = vocab
+        seen = _mentions(train)
         for stats, c in zip(report["files"], corpora):
+            mentions = [m for sent in c.sentences for m in _sentence_mentions(sent)]
+            # Like spaCy's debug data: how much of this file's entities the model saw in
+            # training; F1 on seen mentions is memory, on unseen ones generalisation.
+            stats["entities_seen_in_train_percent"] = round(
+                100.0 * sum(m in seen for m in mentions) / max(1, len(mentions)), 2)
             n = unk = 0
             for s in c.sentences:
                 ids = encode_words(s.tokens, lex.words, lowercase=f.lowercase, digits=f.digits)
@@ -57,6 +64,15 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
             stats["unknown_token_percent"] = round(100.0 * unk / max(1, n), 2)
             stats["unseen_tags"] = sorted(set(c.tag_lines) - set(_raw_tags(lex.tags.itos)))
     return report
+
+
+def _sentence_mentions(sent: Sentence) -> list[tuple[str, tuple[str, ...]]]:
+    """(type, tokens) of every entity of an IOB2 sentence."""
+    return [(typ, tuple(sent.tokens[a:b])) for typ, a, b in get_entities(sent.tags)]
+
+
+def _mentions(c: Corpus) -> set[tuple[str, tuple[str, ...]]]:
+    return {m for sent in c.sentences for m in _sentence_mentions(sent)}
 
 
 def _raw_tags(iob2: tuple[str, ...]) -> set[str]:
@@ -83,7 +99,8 @@ def format_data_report(report: dict[str, Any]) -> str:
             f"(line {s['longest_sentence']['line']})",
         ]
         if "unknown_token_percent" in s:
-            lines.append(f"  unknown tokens {s['unknown_token_percent']:.2f} %")
+            lines.append(f"  unknown tokens {s['unknown_token_percent']:.2f} %   entities "
+                         f"seen in train {s['entities_seen_in_train_percent']:.2f} %")
             if s["unseen_tags"]:
                 lines.append(f"  tags never seen in train: {', '.join(s['unseen_tags'])}")
     v = report.get("vocabulary")

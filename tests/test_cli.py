@@ -71,6 +71,16 @@ def test_data_with_config_reports_vocabulary_and_coverage(write):
     assert cov["exact"] == pytest.approx(66.67) and cov["missing"] == pytest.approx(33.33)
     text = run("data", train, "--config", cfg).output
     assert "exact 66.67 %" in text
+    assert j["files"][0]["entities_seen_in_train_percent"] == 100.0
+
+
+def test_data_reports_entities_seen_in_train(write):
+    train = write("t.txt", "Paris B-LOC\nis O\n\nNew B-LOC\nYork I-LOC\n")
+    dev = write("d.txt", "Paris B-LOC\nand O\nNew B-LOC\nHaven I-LOC\n\nYork B-LOC\n")
+    cfg = write("c.yaml", f"data:\n  train: {train}\n")
+    j = json.loads(run("data", dev, "--config", cfg, "--json").output)
+    # Paris seen; "New Haven" and "York" (alone) not: 1 of 3
+    assert j["files"][0]["entities_seen_in_train_percent"] == pytest.approx(33.33)
 
 
 def test_data_on_a_bad_file_is_exit_2(write):
