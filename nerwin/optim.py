@@ -110,7 +110,8 @@ class Optimizer:
     """Shared interface: per-parameter state arrays named ``"<slot>/<param>"`` plus a step count.
 
     Subclasses set ``name`` and ``slots`` (names of the per-parameter state arrays, each with
-    the parameter's shape and dtype) and implement :meth:`_dense` and :meth:`_sparse`.
+    the parameter's shape and dtype) and implement :meth:`_rule`, which serves both the dense
+    update of a whole array and the lazy update of the rows of a RowGrad.
     """
 
     name: str = "optimizer"
@@ -173,13 +174,28 @@ class Optimizer:
                     )
                 self._dense(pname, p, g, dt(lr))
 
-    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+    def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
+              lr: np.floating) -> np.ndarray:
+        """Update the state arrays (one per slot) in place; return the step to subtract.
+
+        ``state`` holds whole state arrays (dense) or gathered copies of the rows present
+        (lazy); ``dt`` is the parameter's scalar type, so every constant is cast to it.
+        """
         raise NotImplementedError
+
+    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
+        state = tuple(self.state[f"{slot}/{pname}"] for slot in self.slots)
+        p -= self._rule(p.dtype.type, state, g, lr)
 
     def _sparse(
         self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
     ) -> None:
-        raise NotImplementedError
+        full = [self.state[f"{slot}/{pname}"] for slot in self.slots]
+        part = tuple(a[rows] for a in full)  # gathered copies of the rows present
+        step = self._rule(p.dtype.type, part, g, lr)
+        for a, rows_state in zip(full, part):
+            a[rows] = rows_state  # write the updated rows back; the others stay untouched
+        p[rows] -= step
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -235,29 +251,16 @@ class SGD(Optimizer):
         self.slots = ("v",) if self.momentum > 0.0 else ()
         super().__init__(params)
 
-    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
-        if not self.slots:
-            p -= lr * g  # θ ← θ - lr·g
-            return
-        v = self.state[f"v/{pname}"]
-        v *= p.dtype.type(self.momentum)  # v ← μ v + g
+    def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
+              lr: np.floating) -> np.ndarray:
+        if not state:
+            # θ ← θ - lr·g. Lazy rows get the same element-wise arithmetic, so plain sparse
+            # SGD is bit-identical to dense SGD (elsewhere dense subtracts lr·0 = 0).
+            return lr * g
+        (v,) = state
+        v *= dt(self.momentum)  # v ← μ v + g
         v += g
-        p -= lr * v  # θ ← θ - lr·v
-
-    def _sparse(
-        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
-    ) -> None:
-        if not self.slots:
-            # Same element-wise arithmetic as the dense rule (p - lr·g), so for the rows given
-            # the result is bit-identical; elsewhere dense subtracts lr·0 = 0, also a no-op.
-            p[rows] -= lr * g
-            return
-        v_state = self.state[f"v/{pname}"]
-        v = v_state[rows]  # gathered copy of the rows present
-        v *= p.dtype.type(self.momentum)  # v ← μ v + g   (rows present only)
-        v += g
-        v_state[rows] = v
-        p[rows] -= lr * v  # θ ← θ - lr·v
+        return lr * v  # θ ← θ - lr·v
 
 
 class Adagrad(Optimizer):
@@ -270,26 +273,16 @@ class Adagrad(Optimizer):
         self.eps = _check_eps(eps)
         super().__init__(params)
 
-    def _rule(self, p: np.ndarray, G: np.ndarray, g: np.ndarray, lr: np.floating) -> np.ndarray:
-        """Update accumulator ``G`` in place; return the step lr·g/(√G + eps) (a fresh array)."""
+    def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
+              lr: np.floating) -> np.ndarray:
+        """Update accumulator G in place; return the step lr·g/(√G + eps) (a fresh array)."""
+        (G,) = state
         G += g * g  # G ← G + g²
         u = np.sqrt(G)  # the one scratch array, reused for every remaining operation
-        u += p.dtype.type(self.eps)
+        u += dt(self.eps)
         np.divide(g, u, out=u)
         u *= lr
         return u
-
-    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
-        p -= self._rule(p, self.state[f"G/{pname}"], g, lr)
-
-    def _sparse(
-        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
-    ) -> None:
-        G_state = self.state[f"G/{pname}"]
-        G = G_state[rows]
-        u = self._rule(p, G, g, lr)
-        G_state[rows] = G
-        p[rows] -= u
 
 
 class RMSprop(Optimizer):
@@ -305,9 +298,10 @@ class RMSprop(Optimizer):
         self.eps = _check_eps(eps)
         super().__init__(params)
 
-    def _rule(self, p: np.ndarray, s: np.ndarray, g: np.ndarray, lr: np.floating) -> np.ndarray:
-        """Update ``s`` in place; return the step lr·g/(√s + eps) (a fresh array)."""
-        dt = p.dtype.type
+    def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
+              lr: np.floating) -> np.ndarray:
+        """Update s in place; return the step lr·g/(√s + eps) (a fresh array)."""
+        (s,) = state
         u = g * g
         u *= dt(1.0 - self.rho)
         s *= dt(self.rho)  # s ← ρ s + (1-ρ) g²
@@ -317,18 +311,6 @@ class RMSprop(Optimizer):
         np.divide(g, u, out=u)
         u *= lr
         return u
-
-    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
-        p -= self._rule(p, self.state[f"s/{pname}"], g, lr)
-
-    def _sparse(
-        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
-    ) -> None:
-        s_state = self.state[f"s/{pname}"]
-        s = s_state[rows]
-        u = self._rule(p, s, g, lr)
-        s_state[rows] = s
-        p[rows] -= u
 
 
 class Adam(Optimizer):
@@ -353,11 +335,10 @@ class Adam(Optimizer):
         self.eps = _check_eps(eps)
         super().__init__(params)
 
-    def _rule(
-        self, p: np.ndarray, m: np.ndarray, v: np.ndarray, g: np.ndarray, lr: np.floating
-    ) -> np.ndarray:
+    def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
+              lr: np.floating) -> np.ndarray:
         """Update ``m`` and ``v`` in place; return the step lr·m̂/(√v̂ + eps) (a fresh array)."""
-        dt = p.dtype.type
+        m, v = state
         b1, b2 = self.beta1, self.beta2
         # Bias corrections in float64 (β^t for large t underflows gracefully to 0 -> 1).
         bc1 = 1.0 - b1**self.t
@@ -375,19 +356,6 @@ class Adam(Optimizer):
         np.divide(m, u, out=u)  # m / (√v̂ + eps)
         u *= dt(float(lr) / bc1)  # · lr/(1-β1^t), i.e. lr·m̂/(√v̂ + eps)
         return u
-
-    def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
-        p -= self._rule(p, self.state[f"m/{pname}"], self.state[f"v/{pname}"], g, lr)
-
-    def _sparse(
-        self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
-    ) -> None:
-        m_state, v_state = self.state[f"m/{pname}"], self.state[f"v/{pname}"]
-        m, v = m_state[rows], v_state[rows]
-        u = self._rule(p, m, v, g, lr)
-        m_state[rows] = m
-        v_state[rows] = v
-        p[rows] -= u
 
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adagrad", "rmsprop", "adam")
