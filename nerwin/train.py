@@ -139,13 +139,21 @@ def _resume(out: Path, cfg: Config) -> tuple[Model, dict[str, np.ndarray], LoopS
 
 
 def _truncate_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
-    """Keep metrics lines up to ``epoch``: a crash after a line was written but before
-    last/ was saved would otherwise leave a line for an epoch that will run again."""
+    """Keep the metrics lines of epochs up to ``epoch`` (those last/ holds).
+
+    A crash after a line was written but before last/ was saved leaves a line for an epoch
+    that will run again; a crash mid-write leaves a torn line. Both are dropped.
+    """
     if not path.exists():
         return []
-    kept = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
-    kept = [r for r in kept if r["epoch"] <= epoch]
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("epoch", epoch + 1) <= epoch:
+            kept.append(record)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 

@@ -171,6 +171,20 @@ def test_resume_can_extend_epochs_but_not_change_the_model(tmp_path):
     assert [m["epoch"] for m in metrics(out)] == [1, 2]
 
 
+def test_resume_drops_metrics_lines_last_does_not_hold(tmp_path):
+    out = tmp_path / "r"
+    args = ("--quiet", "--set", "training.epochs=2", "--set", "training.patience=null")
+    assert run("train", SAMPLE, "--out", out, "--set", "training.epochs=1", *args[:1]
+               ).exit_code == 0
+    # As after a crash between the metrics line of epoch 2 and its checkpoint, mid-write:
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 2, "dev_f1": 1.0}) + "\n" + '{"epoch": 3, "dev_')
+    r = run("train", SAMPLE, "--out", out, "--resume", *args)
+    assert r.exit_code == 0, r.output
+    lines = metrics(out)
+    assert [m["epoch"] for m in lines] == [1, 2] and lines[1]["dev_f1"] != 1.0
+
+
 def test_resume_without_a_run(tmp_path):
     r = run("train", SAMPLE, "--out", tmp_path / "none", "--resume")
     assert r.exit_code == 2 and "nothing to resume" in r.output
