@@ -66,6 +66,7 @@ def cli(debug: bool) -> None:
     nerwin config show CONFIG      print the resolved config
     nerwin train CONFIG            train; writes metrics.jsonl, best/ and last/
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
+    nerwin tag MODEL INPUT         tag new text (one token a line)
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     """
 
@@ -193,6 +194,30 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | N
     if predictions:
         atomic_write_text(predictions, format_predictions(corpus.sentences, pred))
     click.echo(json.dumps(scores, indent=2) if as_json else format_table(scores))
+
+
+@cli.command()
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write the tagged file here (atomically) instead of standard output.")
+def tag(model_dir: str, input_file: str, output: str | None) -> None:
+    """Tag the tokens of INPUT with the model in MODEL_DIR.
+
+    INPUT has one token a line (the first column; other columns, such as gold tags, are
+    ignored) and a blank line between sentences. The output has the token and its IOB2 tag.
+    """
+    from nerwin.checkpoint import atomic_write_text
+    from nerwin.conll import format_columns, read_tokens
+    from nerwin.model import load_model
+
+    model = load_model(model_dir)
+    sentences = read_tokens(input_file)
+    text = format_columns(sentences, model.tag(sentences))
+    if output:
+        atomic_write_text(output, text)
+    else:
+        click.echo(text, nl=False)
 
 
 @cli.command()

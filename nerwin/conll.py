@@ -161,14 +161,16 @@ def _decode(path: Path, data: bytes) -> str:
     return text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is tolerated
 
 
-def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) -> Corpus:
-    """Read a CoNLL column file: token in column 0, NER tag in ``tag_column``.
+Block = list[tuple[int, list[str]]]  # one sentence: (line number, columns) per token
+
+
+def _read_blocks(path: Path, what: str) -> tuple[list[Block], int, str]:
+    """Split a column file into sentences of (line number, columns), nothing dropped.
 
     Columns are split on tabs if the file has any tab, else on spaces; a blank line ends a
-    sentence; ``-DOCSTART-`` lines are skipped. Tags are checked against ``scheme`` (or the
-    detected one for ``"auto"``) and converted to IOB2.
+    sentence; ``-DOCSTART-`` lines end one too and are counted, not kept.
+    Returns the sentences, the number of -DOCSTART- lines and the separator.
     """
-    path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -180,58 +182,73 @@ def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) 
     if lines and lines[-1] == "":
         lines.pop()
     if not any(line.strip() for line in lines):
-        raise NerwinError(f"{path}: the file is empty; expected CoNLL lines 'token ... TAG'")
+        raise NerwinError(f"{path}: the file is empty; expected lines {what}")
     sep = "\t" if "\t" in text else " "
-
-    raw_sents: list[tuple[list[str], list[str], int, list[int]]] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    lines_of: list[int] = []
-    ncols = 0
-    first_line = 0
+    blocks: list[Block] = []
+    block: Block = []
     docs = 0
-    tag_lines: dict[str, int] = {}
     for lineno, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
-        if line.strip(" \t") == "":
-            if tokens:
-                raw_sents.append((tokens, tags, lines_of[0], lines_of))
-                tokens, tags, lines_of = [], [], []
-            continue
-        parts = line.split(sep)
+        parts = [] if line.strip(" \t") == "" else line.split(sep)
         if sep == " ":
             parts = [p for p in parts if p != ""]
-        if parts[0] == DOCSTART:
+        if parts and parts[0] == DOCSTART:
             docs += 1
-            if tokens:  # a document break also ends a sentence
-                raw_sents.append((tokens, tags, lines_of[0], lines_of))
-                tokens, tags, lines_of = [], [], []
-            continue
-        if ncols == 0:
-            ncols, first_line = len(parts), lineno
-            if ncols < 2:
-                raise NerwinError(f"{path}:{lineno}: found 1 column ({line!r}); expected at "
-                                  f"least 2: the token first and the NER tag "
-                                  f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
-            if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
-                raise NerwinError(f"{path}:{lineno}: tag column {tag_column} does not exist "
-                                  f"or is the token column; the file has {ncols} columns")
-        elif len(parts) != ncols:
-            raise NerwinError(f"{path}:{lineno}: found {len(parts)} columns, expected {ncols} "
-                              f"as on line {first_line} ({'tab' if sep == chr(9) else 'space'}"
-                              f"-separated)")
-        tag = parts[tag_column]
-        if not _TAG.match(tag):
-            raise NerwinError(f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
-                              f"PREFIX-TYPE with PREFIX one of B, I, E, S (token {parts[0]!r})")
-        tokens.append(parts[0])
-        tags.append(tag)
-        lines_of.append(lineno)
-        tag_lines.setdefault(tag, lineno)
-    if tokens:
-        raw_sents.append((tokens, tags, lines_of[0], lines_of))
-    if not raw_sents:
+            parts = []  # a document break also ends a sentence
+        if parts:
+            block.append((lineno, parts))
+        elif block:
+            blocks.append(block)
+            block = []
+    if block:
+        blocks.append(block)
+    if not blocks:
         raise NerwinError(f"{path}: no tokens found (only -DOCSTART- lines or blank lines)")
+    return blocks, docs, sep
+
+
+def read_tokens(path: str | Path) -> list[Sentence]:
+    """Read text to tag: one token a line (first column; other columns are ignored, so a
+    tagged CoNLL file works too), a blank line between sentences. Tags are all ``O``."""
+    blocks, _, _ = _read_blocks(Path(path), "'token [other columns]'")
+    return [Sentence([parts[0] for _, parts in b], ["O"] * len(b), b[0][0]) for b in blocks]
+
+
+def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) -> Corpus:
+    """Read a CoNLL column file: token in column 0, NER tag in ``tag_column``.
+
+    Columns are split on tabs if the file has any tab, else on spaces; a blank line ends a
+    sentence; ``-DOCSTART-`` lines are skipped. Tags are checked against ``scheme`` (or the
+    detected one for ``"auto"``) and converted to IOB2.
+    """
+    path = Path(path)
+    blocks, docs, sep = _read_blocks(path, "'token ... TAG'")
+    ncols, first_line = len(blocks[0][0][1]), blocks[0][0][0]
+    lineno, line = first_line, blocks[0][0][1]
+    if ncols < 2:
+        raise NerwinError(f"{path}:{lineno}: found 1 column ({line[0]!r}); expected at "
+                          f"least 2: the token first and the NER tag "
+                          f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
+    if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
+        raise NerwinError(f"{path}:{lineno}: tag column {tag_column} does not exist "
+                          f"or is the token column; the file has {ncols} columns")
+    raw_sents: list[tuple[list[str], list[str], int, list[int]]] = []
+    tag_lines: dict[str, int] = {}
+    for block in blocks:
+        for lineno, parts in block:
+            if len(parts) != ncols:
+                raise NerwinError(f"{path}:{lineno}: found {len(parts)} columns, expected "
+                                  f"{ncols} as on line {first_line} "
+                                  f"({'tab' if sep == chr(9) else 'space'}-separated)")
+            tag = parts[tag_column]
+            if not _TAG.match(tag):
+                raise NerwinError(f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
+                                  f"PREFIX-TYPE with PREFIX one of B, I, E, S "
+                                  f"(token {parts[0]!r})")
+            tag_lines.setdefault(tag, lineno)
+        raw_sents.append(([parts[0] for _, parts in block],
+                          [parts[tag_column] for _, parts in block],
+                          block[0][0], [ln for ln, _ in block]))
 
     found = detect_scheme(t for _, t, _, _ in raw_sents)
     use = found if scheme == "auto" else scheme
@@ -263,20 +280,27 @@ def entity_counts(sentences: Iterable[Sentence]) -> Counter:
     return c
 
 
-def format_predictions(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> str:
-    """CoNLL columns ``token gold predicted``, one token a line, blank line between sentences.
+def format_columns(sentences: Sequence[Sentence], *columns: Sequence[Sequence[str]]) -> str:
+    """CoNLL columns: the token, then one tag per column, blank line between sentences.
 
-    conlleval reads the last two columns as gold and guess, so this file can be fed to it.
     Tokens holding a space are written with U+00A0 in its place so the columns stay aligned.
     """
     out = []
-    if len(sentences) != len(predicted):
-        raise ValueError(f"{len(sentences)} sentences but {len(predicted)} predictions")
-    for s, pred in zip(sentences, predicted):
-        if len(pred) != len(s.tokens):
-            raise ValueError(f"sentence at line {s.line}: {len(s.tokens)} tokens but "
-                             f"{len(pred)} predicted tags")
-        for tok, gold, guess in zip(s.tokens, s.tags, pred):
-            out.append(f"{tok.replace(' ', chr(0xA0))} {gold} {guess}\n")
+    for col in columns:
+        if len(col) != len(sentences):
+            raise ValueError(f"{len(sentences)} sentences but {len(col)} tag sequences")
+    for i, s in enumerate(sentences):
+        cols = [c[i] for c in columns]
+        for c in cols:
+            if len(c) != len(s.tokens):
+                raise ValueError(f"sentence at line {s.line}: {len(s.tokens)} tokens but "
+                                 f"{len(c)} tags")
+        for j, tok in enumerate(s.tokens):
+            out.append(" ".join([tok.replace(" ", "\u00a0"), *(c[j] for c in cols)]) + "\n")
         out.append("\n")
     return "".join(out)
+
+
+def format_predictions(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> str:
+    """``token gold predicted`` columns: conlleval reads the last two as gold and guess."""
+    return format_columns(sentences, [s.tags for s in sentences], predicted)

@@ -15,7 +15,7 @@ import numpy as np
 from nerwin import __version__
 from nerwin.checkpoint import load_checkpoint
 from nerwin.config import Config, ConfigError, from_dict, to_dict
-from nerwin.conll import Corpus, to_iob2
+from nerwin.conll import Corpus, Sentence, to_iob2
 from nerwin.dataset import Lexicon, encode
 from nerwin.errors import NerwinError
 from nerwin.metrics import score
@@ -103,6 +103,12 @@ class Model:
         scores = score(self.gold_tags(corpus), pred)
         scores["loss"] = self.mean_loss(data)
         return scores, pred
+
+    def tag(self, sentences: list[Sentence]) -> list[list[str]]:
+        """Predicted IOB2 tags for untagged sentences (their tags are ignored)."""
+        blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
+        data = self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
+        return self.decode(data, self.predict_ids(data))
 
     def mean_loss(self, data: WindowData) -> float:
         """Mean loss over all windows (eval mode; includes the regulariser once)."""

@@ -244,3 +244,29 @@ def test_conll2003_with_glove_reaches_85_dev_f1(tmp_path, shared_data):
             "--set", f"features.vectors={vectors}", "--set", "training.epochs=2")
     assert r.exit_code == 0, r.output
     assert max(m["dev_f1"] for m in metrics(out)) >= 85.0
+
+
+def test_tag_agrees_with_eval_predictions(sample_run, tmp_path):
+    out, _ = sample_run
+    pred = tmp_path / "pred.txt"
+    assert run("eval", out / "best", DEV, "--predictions", pred).exit_code == 0
+    tagged = tmp_path / "tagged.txt"
+    r = run("tag", out / "best", DEV, "--output", tagged)  # gold column is ignored
+    assert r.exit_code == 0, r.output
+    want = [(c[0], c[2]) for c in (line.split() for line in pred.read_text().splitlines()) if c]
+    got = [tuple(line.split()) for line in tagged.read_text().splitlines() if line]
+    assert got == want
+    # plain tokens, one a line, to standard output
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Karel\nVosk\nsaid\n\nhello\n")
+    r = run("tag", out / "best", plain)
+    assert r.exit_code == 0
+    assert [line.split()[0] for line in r.output.splitlines() if line] == \
+        ["Karel", "Vosk", "said", "hello"]
+    assert r.output.count("\n\n") == 2
+
+
+def test_tag_of_an_empty_file_is_exit_2(sample_run, write):
+    out, _ = sample_run
+    r = run("tag", out / "best", write("e.txt", "\n\n"))
+    assert r.exit_code == 2 and "empty" in r.output
