@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from nerwin.threads import default_to_one_blas_thread
+
+default_to_one_blas_thread()  # as the nerwin command does; before numpy is imported
 
 import argparse  # noqa: E402
 import json  # noqa: E402

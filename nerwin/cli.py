@@ -7,7 +7,6 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,13 +16,9 @@ import click
 
 from nerwin import __version__
 from nerwin.errors import NerwinError
+from nerwin.threads import default_to_one_blas_thread
 
-# One BLAS thread unless the user says otherwise: nerwin's matrices are small (a batch of
-# windows times a few hundred units), and there a second thread costs more than it gives
-# (bench/speed.py: 29.8k vs 23.6k training tokens/s on 2 idle cores; see README). Must happen
-# before numpy is imported; nothing imported above imports it.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+default_to_one_blas_thread()  # before anything imports numpy
 
 SET_HELP = ("Override a config key, e.g. --set training.optimizer.lr=0.01 (repeatable; "
             "values are YAML scalars or flow lists like [200,100]).")

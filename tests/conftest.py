@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-# One BLAS thread, as the nerwin command sets it (see nerwin/cli.py): the tests call the
-# CLI in-process, after numpy is imported, so it has to be set here, first.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import pytest
 
-from pathlib import Path  # noqa: E402
+from nerwin.threads import default_to_one_blas_thread
 
-import pytest  # noqa: E402
+# One BLAS thread, as the nerwin command sets it: the tests call the CLI in-process, after
+# numpy is imported, so it has to be set here, before any test module imports numpy.
+default_to_one_blas_thread()
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
