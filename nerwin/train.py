@@ -198,6 +198,12 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
         echo(f"training {len(train_d):,} tokens, {len(model.lex.words):,} words, "
              f"{len(model.lex.tags)} tags; parameters "
              f"{sum(p.size for p in net.params.values()):,}; run dir {out}")
+        cov = model.lex.coverage
+        if cov is not None:
+            pct = cov.percent()
+            echo(f"word vectors {cfg.features.vectors}: exact {pct['exact']:.2f} %, "
+                 f"lowercase {pct['lowercase']:.2f} %, missing {pct['missing']:.2f} % "
+                 f"of {cov.total:,} words ({'frozen' if cfg.features.freeze else 'fine-tuned'})")
 
     finished = state.stopped_early or state.epoch >= tcfg.epochs
     while not finished:
