@@ -6,12 +6,19 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from nerwin.threads import default_to_one_blas_thread
 
 # One BLAS thread, as the nerwin command sets it: the tests call the CLI in-process, after
 # numpy is imported, so it has to be set here, before any test module imports numpy.
 default_to_one_blas_thread()
+
+# In CI (CI=true) property tests draw the same examples every run: a red CI is then
+# reproducible, never a one-off draw. Locally they explore new examples each run.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
