@@ -126,7 +126,7 @@ def _save_best(out: Path, model: Model, state: LoopState, dev_scores: dict[str, 
 
 
 def _resume(out: Path, cfg: Config) -> tuple[Model, dict[str, np.ndarray], LoopState,
-                                              np.random.Generator, str]:
+                                              np.random.Generator]:
     arrays, meta = load_checkpoint(out / "last")
     _check_resume_config(meta["config"], cfg, out / "last")
     model = model_from_arrays(arrays, meta, out / "last")
@@ -135,7 +135,7 @@ def _resume(out: Path, cfg: Config) -> tuple[Model, dict[str, np.ndarray], LoopS
     state = LoopState(**meta["loop"])
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng"]
-    return model, opt_state, state, rng, meta["optimizer"]
+    return model, opt_state, state, rng
 
 
 def _truncate_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
@@ -162,15 +162,16 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
           quiet: bool = False, echo: Callable[[str], None] = print) -> RunResult:
     """Train the configured model; write the run directory; return what happened."""
     out = Path(out or cfg.output.dir)
-    prepare_run_dir(out, resume=resume, force=force)
     tcfg = cfg.training
-
+    # Read (and so check) every file before touching the run directory: a typo in a data
+    # file must not cost a --force'd run its old results.
     train_c = read_split(cfg, cfg.data.train)
     dev_c = read_split(cfg, cfg.data.dev) if cfg.data.dev else None
     test_c = read_split(cfg, cfg.data.test) if cfg.data.test else None
+    prepare_run_dir(out, resume=resume, force=force)
 
     if resume:
-        model, opt_state, state, rng, opt_name = _resume(out, cfg)
+        model, opt_state, state, rng = _resume(out, cfg)
         history = _truncate_metrics(out / "metrics.jsonl", state.epoch)
         atomic_write_text(out / "config.yaml", dump_yaml(cfg))
         echo(f"resuming {out} after epoch {state.epoch} (step {state.step})")
@@ -187,7 +188,11 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
     opt = make_optimizer(o.name, trainable, momentum=o.momentum, beta1=o.beta1,
                          beta2=o.beta2, eps=o.eps, rho=o.rho)
     if opt_state is not None:
-        opt.load_state_dict(opt_state)
+        try:
+            opt.load_state_dict(opt_state)
+        except ValueError as e:
+            raise NerwinError(f"{out / 'last'}: the optimiser state does not fit the model "
+                              f"({e}); the checkpoint was written by another config") from None
     s = tcfg.schedule
     schedule = make_schedule(s.name, o.lr, factor=s.factor, every=s.every, k=s.k)
 

@@ -270,3 +270,14 @@ def test_tag_of_an_empty_file_is_exit_2(sample_run, write):
     out, _ = sample_run
     r = run("tag", out / "best", write("e.txt", "\n\n"))
     assert r.exit_code == 2 and "empty" in r.output
+
+
+def test_force_with_a_bad_data_file_keeps_the_old_run(tmp_path, write):
+    out = tmp_path / "keep"
+    assert run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=1"
+               ).exit_code == 0
+    before = (out / "metrics.jsonl").read_bytes()
+    bad = write("bad_dev.txt", "Paris B-LOC\nis O O\n")
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--force", "--set", f"data.dev={bad}")
+    assert r.exit_code == 2 and f"{bad}:2:" in r.output
+    assert (out / "metrics.jsonl").read_bytes() == before and (out / "best").is_dir()
