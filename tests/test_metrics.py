@@ -9,6 +9,8 @@ import warnings
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seqeval import metrics as seqeval_metrics  # the test extra: a hard requirement
+from seqeval.metrics import sequence_labeling
 
 from nerwin.metrics import format_table, get_entities, score
 
@@ -191,19 +193,23 @@ def _random_corpus(
 IOB_TAGS = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "I-MISC"]
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_agrees_with_seqeval(seed: int) -> None:
-    seqeval_metrics = pytest.importorskip("seqeval.metrics")
-    rng = random.Random(seed)
-    gold, pred = _random_corpus(rng, 800, IOB_TAGS)
-    ours = score(gold, pred)
+def _seqeval(gold, pred) -> tuple[float, float, float, dict]:
+    """seqeval's micro P, R, F1 and its per-type report (default mode = conlleval's)."""
     with warnings.catch_warnings():
         # seqeval warns on undefined precision/recall; we define them as 0 like it does.
         warnings.simplefilter("ignore")
-        p = seqeval_metrics.precision_score(gold, pred)
-        r = seqeval_metrics.recall_score(gold, pred)
-        f = seqeval_metrics.f1_score(gold, pred)
-        report = seqeval_metrics.classification_report(gold, pred, output_dict=True)
+        return (seqeval_metrics.precision_score(gold, pred),
+                seqeval_metrics.recall_score(gold, pred),
+                seqeval_metrics.f1_score(gold, pred),
+                seqeval_metrics.classification_report(gold, pred, output_dict=True))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_agrees_with_seqeval(seed: int) -> None:
+    rng = random.Random(seed)
+    gold, pred = _random_corpus(rng, 800, IOB_TAGS)
+    ours = score(gold, pred)
+    p, r, f, report = _seqeval(gold, pred)
     assert ours["precision"] / 100 == pytest.approx(p, abs=1e-4)
     assert ours["recall"] / 100 == pytest.approx(r, abs=1e-4)
     assert ours["f1"] / 100 == pytest.approx(f, abs=1e-4)
@@ -219,22 +225,17 @@ def test_agrees_with_seqeval(seed: int) -> None:
 
 def test_agrees_with_seqeval_small_sentences_and_iobes() -> None:
     # Short sentences with few types make boundary and type-change cases frequent.
-    seqeval_metrics = pytest.importorskip("seqeval.metrics")
     rng = random.Random(1234)
     tags = ["O", "B-A", "I-A", "E-A", "S-A", "B-B", "I-B", "E-B", "S-B"]
     for _ in range(40):
         gold, pred = _random_corpus(rng, 50, tags)
         ours = score(gold, pred)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            f = seqeval_metrics.f1_score(gold, pred)
-            p = seqeval_metrics.precision_score(gold, pred)
+        p, _, f, _ = _seqeval(gold, pred)
         assert ours["f1"] / 100 == pytest.approx(f, abs=1e-4)
         assert ours["precision"] / 100 == pytest.approx(p, abs=1e-4)
 
 
 def test_get_entities_agrees_with_seqeval() -> None:
-    sequence_labeling = pytest.importorskip("seqeval.metrics.sequence_labeling")
     rng = random.Random(7)
     tags = ["O", "B-A", "I-A", "E-A", "S-A", "I-B", "B-B"]
     for _ in range(2000):
