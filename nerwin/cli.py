@@ -242,7 +242,8 @@ def gradcheck(config_path: str, overrides: tuple[str, ...], samples: int, eps: f
 
     cfg = load_config(config_path, list(overrides))
     net, words, casing, y, rng = gradcheck_batch(cfg, samples, seed)
-    rows = check_gradients(net, words, casing, y, eps=eps, max_entries=max_entries, rng=rng)
+    rows = check_gradients(net, words, casing, y, eps=eps, max_entries=max_entries, rng=rng,
+                           tol=tol)
     click.echo(f"{config_path}: {cfg.model.nonlinearity}, head {cfg.model.head}, window "
                f"{cfg.features.window}, hidden {list(cfg.model.hidden)}, {samples} windows, "
                f"float64, eps {eps:g}")

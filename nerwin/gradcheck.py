@@ -13,6 +13,24 @@ and says nothing about the derivative: such entries are detected (the network's
 ``kink_pattern`` differs at θ±ε from θ), left out of the error and counted in ``kinks``.
 A larger ε makes this likelier; a smaller one makes rounding noise larger (above).
 
+Rounding noise. J is computed in float64 with a relative error of some 1e-16 to 1e-14, so
+the difference quotient carries an absolute error of about that times |J| / ε, and its O(ε²)
+truncation error does not shrink with the gradient either. An entry whose gradient is tiny
+(a sum of terms that cancel, an input component near 0) can therefore miss a 1e-6 relative
+tolerance whatever ε is, with a perfectly right derivation. The checker bounds each entry's
+numerical uncertainty by the sum of
+
+  - the truncation error, (4/3)·|D(ε) - D(ε/2)| (D = the central difference; its error is
+    C ε², so D(ε) - D(ε/2) = (3/4) C ε²: Richardson's estimate), and
+  - the rounding error, ROUNDING_ULPS·ulp(J) / 2ε: each J is off by a few units in its last
+    place, and the four values of D(ε), D(ε/2) may be off alike, so the difference above
+    cannot see it,
+
+and, where that bound is itself above ``tol``·(|a| + |n|), counts the entry as ``noisy``
+instead of comparing it: at that precision the numbers cannot tell right from wrong. A
+wrong derivation is not hidden by this: its error is large next to the uncertainty (a 1 %
+error in dW is ~1e4 times the uncertainty of a typical entry).
+
 Frozen parameters are listed with ``checked == 0`` (and max_rel_error 0.0) so the table shows
 that they were deliberately skipped rather than forgotten.
 """
@@ -31,6 +49,9 @@ EMBEDDINGS = ("E_word", "E_case")
 #: How many rows not used in the batch are sampled into an embedding check; their analytic
 #: and numeric gradients must both be exactly 0.
 N_UNUSED_ROWS = 3
+#: Units in the last place that one float64 evaluation of J is allowed to be off by (the
+#: loss is a mean of log-sum-exps of dot products: a few roundings deep).
+ROUNDING_ULPS = 4
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,7 @@ class GradCheckRow:
     checked: int
     max_rel_error: float
     kinks: int = 0  # entries left out because their ±ε step crossed a kink
+    noisy: int = 0  # entries left out because their numerical uncertainty exceeds tol
 
 
 def rel_error(a: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
@@ -128,7 +150,8 @@ def _analytic_at(grad: np.ndarray | RowGrad, shape: tuple[int, ...],
 
 def check_gradients(
     net: WindowNet, word_ids: np.ndarray, case_ids: np.ndarray | None, y: np.ndarray, *,
-    eps: float = 1e-6, max_entries: int = 200, rng: np.random.Generator,
+    eps: float = 1e-4, max_entries: int = 200, rng: np.random.Generator,
+    tol: float | None = 1e-6,
 ) -> list[GradCheckRow]:
     """Compare ``net.loss_and_grads`` with central differences of ``net.loss``, per parameter.
 
@@ -138,7 +161,10 @@ def check_gradients(
     checked entirely; a larger one on a random sample of ``max_entries`` entries drawn with
     ``rng`` -- for embedding tables from the rows used in the batch plus up to
     N_UNUSED_ROWS unused rows (whose gradients must both be exactly 0). Frozen parameters
-    appear with checked == 0. Returns one row per parameter, in the params' order.
+    appear with checked == 0. With ``tol``, entries whose numerical uncertainty
+    |D(ε) - D(ε/2)| exceeds tol·(|a| + |n|) are counted as noisy, not compared (see the
+    module docstring); ``tol=None`` compares every entry. Returns one row per parameter, in
+    the params' order.
     """
     for name, value in net.params.items():
         if value.dtype != np.float64:
@@ -152,6 +178,8 @@ def check_gradients(
         return net.kink_pattern(word_ids, case_ids)
 
     has_kinks = net.kink_pattern(word_ids, case_ids).size > 0
+    # Rounding part of the uncertainty of (J+ - J-) / 2ε: both J off by ROUNDING_ULPS ulps.
+    rounding = 2 * ROUNDING_ULPS * float(np.spacing(abs(f()))) / (2 * eps)
 
     rows: list[GradCheckRow] = []
     for name, param in net.params.items():
@@ -175,14 +203,22 @@ def check_gradients(
         entries = _sample_entries(name, param, None if ids is None else np.asarray(ids),
                                   max_entries, rng)
         crossed = np.zeros(shape, dtype=bool)
-        numeric = numerical_gradient(f, param, eps, entries, pattern if has_kinks else None,
-                                     crossed).reshape(-1)[entries]
+        pat = pattern if has_kinks else None
+        numeric = numerical_gradient(f, param, eps, entries, pat, crossed).reshape(-1)[entries]
         analytic = _analytic_at(grad, shape, entries)
-        keep = ~crossed.reshape(-1)[entries]
+        kink = crossed.reshape(-1)[entries]
+        noisy = np.zeros_like(kink)
+        if tol is not None:
+            half = numerical_gradient(f, param, eps / 2, entries).reshape(-1)[entries]
+            uncertainty = (4 / 3) * np.abs(numeric - half) + rounding
+            both_zero = (analytic == 0) & (numeric == 0)  # e.g. unused rows: compared exactly
+            noisy = ~kink & ~both_zero & (
+                uncertainty > tol * (np.abs(analytic) + np.abs(numeric)))
+        keep = ~kink & ~noisy
         errs = rel_error(analytic[keep], numeric[keep])
         err = float(errs.max()) if errs.size else 0.0
         rows.append(GradCheckRow(name, shape, int(keep.sum()), err,
-                                 kinks=int((~keep).sum())))
+                                 kinks=int(kink.sum()), noisy=int(noisy.sum())))
     return rows
 
 
@@ -191,20 +227,20 @@ def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
     max relative error, status.
 
     status is "ok" (max_rel_error <= tol), "FAIL", "frozen" (not trained, not checked) or
-    "kinks only" (every sampled entry crossed a kink: nothing was compared).
+    "unresolved" (every sampled entry crossed a kink or was noisy: nothing was compared).
     """
-    header = ("param", "shape", "checked", "kinks", "max rel err", "status")
+    header = ("param", "shape", "checked", "kinks", "noisy", "max rel err", "status")
     body = []
     for r in rows:
         if r.checked == 0:
-            status = "kinks only" if r.kinks else "frozen"
-            body.append((r.name, str(r.shape), "0", str(r.kinks), "-", status))
+            status = "unresolved" if r.kinks or r.noisy else "frozen"
+            body.append((r.name, str(r.shape), "0", str(r.kinks), str(r.noisy), "-", status))
         else:
             status = "ok" if r.max_rel_error <= tol else "FAIL"
-            body.append((r.name, str(r.shape), str(r.checked), str(r.kinks),
+            body.append((r.name, str(r.shape), str(r.checked), str(r.kinks), str(r.noisy),
                          f"{r.max_rel_error:.2e}", status))
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i in (0, 1, 5) else cell.rjust(w)
+    lines = ["  ".join(cell.ljust(w) if i in (0, 1, 6) else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
              for line in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -212,6 +248,9 @@ def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
     if any(r.kinks for r in rows):
         lines.append("kinks: entries whose ±eps step crossed a kink of relu/hardtanh/L1; "
                      "their difference quotient is not a derivative and is left out")
+    if any(r.noisy for r in rows):
+        lines.append("noisy: entries whose float64 difference quotient is uncertain (truncation "
+                     "+ rounding) by more than the tolerance; left out")
     return "\n".join(line.rstrip() for line in lines)
 
 
