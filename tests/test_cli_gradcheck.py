@@ -83,3 +83,13 @@ def test_frozen_vectors_are_listed_not_checked(write):
 def test_bad_config_is_exit_2():
     r = gradcheck(SAMPLE, "--set", "model.nonlinearity=swish")
     assert r.exit_code == 2 and "model.nonlinearity" in r.output
+
+
+def test_conll2003_config_with_glove_passes(shared_data):
+    train = shared_data("conll2003/train.txt")
+    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
+    r = gradcheck(str(ROOT / "configs" / "conll2003.yaml"), "--set", f"data.train={train}",
+                  "--set", "data.dev=null", "--set", "data.test=null",
+                  "--set", f"features.vectors={vectors}")
+    assert r.exit_code == 0, r.output
+    assert "(17495, 50)" in r.output  # train vocabulary + specials; GloVe rows included
