@@ -37,3 +37,21 @@ def test_shipped_configs_load_with_their_files():
     cfg = load_config(ROOT / "configs" / "conll2003.yaml", check_files=False)
     assert cfg.features.window == 2 and cfg.model.hidden == (300,)
     assert cfg.features.vectors is not None and cfg.training.optimizer.name == "adam"
+
+
+def test_derivations_name_functions_that_exist():
+    import re
+
+    from nerwin.nn import heads, layers, network
+
+    text = (ROOT / "docs" / "derivations.md").read_text(encoding="utf-8")
+    modules = {"layers": layers, "heads": heads, "network": network}
+    named = re.findall(r"`(layers|heads|network)\.([A-Za-z_.*]+)`", text)
+    assert len(named) >= 5
+    for mod, attr in named:
+        obj = modules[mod]
+        for part in attr.replace("*_forward", "relu_forward").replace(
+                "*_backward", "relu_backward").split("."):
+            obj = getattr(obj, part)  # AttributeError names what the doc got wrong
+    for fn in re.findall(r"`(softmax_xent_backward|embedding_backward)`", text):
+        assert hasattr(heads, fn) or hasattr(layers, fn)
