@@ -25,14 +25,17 @@ from typing import Any, Union
 
 import yaml
 
+from nerwin import conll, optim, schedules
 from nerwin.errors import NerwinError
+from nerwin.nn import init, layers, network
 
-SCHEMES = ("auto", "iob1", "iob2", "iobes", "io")
-NONLINEARITIES = ("sigmoid", "tanh", "hardtanh", "relu")
-INITS = ("xavier_uniform", "xavier_normal", "uniform", "normal")
-HEADS = ("softmax", "logistic")
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
-SCHEDULES = ("constant", "step", "exponential")
+# The choices come from the modules that implement them: one list each, no copies to drift.
+SCHEMES = ("auto", *conll.SCHEMES)
+NONLINEARITIES = tuple(layers.NONLINEARITIES)
+INITS = tuple(init.INITS)
+HEADS = network.HEADS
+OPTIMIZERS = optim.OPTIMIZERS
+SCHEDULES = schedules.SCHEDULES
 
 
 class _Loader(yaml.SafeLoader):

@@ -22,7 +22,3 @@ class TrainingError(NerwinError):
 
     exit_code = 1
 
-
-def where(path: object, line: int | None = None) -> str:
-    """Format a location as ``path:line`` (or just ``path``) for error messages."""
-    return f"{path}:{line}" if line is not None else f"{path}"
