@@ -149,16 +149,15 @@ def match_rows(words: Iterable[str], vectors: Vectors) -> tuple[np.ndarray, np.n
     exact = lower = missing = 0
     rows = []
     for w in words:
-        r = vectors.index.get(w)
-        if r is not None:
-            exact += 1
-        else:
-            r = vectors.index.get(w.lower())
-            if r is not None:
-                lower += 1
-            else:
-                missing += 1
-                r = -1
+        found = [(i, vectors.index[k]) for i, k in enumerate(lookup_candidates(w))
+                 if k in vectors.index]
+        if not found:
+            missing += 1
+            rows.append(-1)
+            continue
+        which, r = found[0]
+        exact += which == 0
+        lower += which == 1
         rows.append(r)
     arr = np.asarray(rows, dtype=np.int64)
     return arr, arr >= 0, Coverage(exact, lower, missing)

@@ -70,12 +70,6 @@ class Vocab:
     def __contains__(self, s: object) -> bool:
         return s in self.stoi
 
-    def index(self, s: str, default: int | None = None) -> int:
-        i = self.stoi.get(s, default)
-        if i is None:
-            raise KeyError(s)
-        return i
-
 
 def build_word_vocab(counts: Counter, *, min_count: int = 1, max_size: int | None = None,
                      extra: Iterable[str] = ()) -> Vocab:
