@@ -22,6 +22,7 @@ from nerwin.vocab import (
     BOS_ID,
     CASE_PAD,
     EOS_ID,
+    SPECIALS,
     Vocab,
     build_tag_vocab,
     build_word_vocab,
@@ -70,11 +71,12 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = ()) -> 
     has_vec = {w for w in every if any(k in vecs.index for k in lookup_candidates(w))}
     words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size,
                              extra=has_vec)
-    rows, found, coverage = match_rows(words.itos[3:], vecs)
+    n_special = len(SPECIALS)  # <unk>, <s>, </s> have no pretrained vector
+    rows, found, coverage = match_rows(words.itos[n_special:], vecs)
     pretrained = np.zeros((len(words), f.dim), dtype=np.float32)
     mask = np.zeros(len(words), dtype=bool)
-    pretrained[3:][found] = vecs.vectors[rows[found]]
-    mask[3:] = found
+    pretrained[n_special:][found] = vecs.vectors[rows[found]]
+    mask[n_special:] = found
     return Lexicon(words, tags, pretrained, mask, coverage)
 
 

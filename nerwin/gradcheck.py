@@ -161,10 +161,11 @@ def check_gradients(
     checked entirely; a larger one on a random sample of ``max_entries`` entries drawn with
     ``rng`` -- for embedding tables from the rows used in the batch plus up to
     N_UNUSED_ROWS unused rows (whose gradients must both be exactly 0). Frozen parameters
-    appear with checked == 0. With ``tol``, entries whose numerical uncertainty
-    |D(ε) - D(ε/2)| exceeds tol·(|a| + |n|) are counted as noisy, not compared (see the
-    module docstring); ``tol=None`` compares every entry. Returns one row per parameter, in
-    the params' order.
+    appear with checked == 0. Entries whose ±ε step crosses a kink are counted in
+    ``kinks``; with ``tol``, entries whose numerical uncertainty (truncation + rounding, see
+    the module docstring) exceeds tol·(|a| + |n|) are counted in ``noisy``; neither is
+    compared. ``tol=None`` compares every entry that crosses no kink. Returns one row per
+    parameter, in the params' order.
     """
     for name, value in net.params.items():
         if value.dtype != np.float64:
@@ -223,8 +224,8 @@ def check_gradients(
 
 
 def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
-    """A plain-text table: parameter, shape, entries checked, entries skipped at kinks,
-    max relative error, status.
+    """A plain-text table: parameter, shape, entries compared, entries left out at kinks and
+    as noisy, max relative error, status.
 
     status is "ok" (max_rel_error <= tol), "FAIL", "frozen" (not trained, not checked) or
     "unresolved" (every sampled entry crossed a kink or was noisy: nothing was compared).

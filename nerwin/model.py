@@ -97,11 +97,23 @@ class Model:
 
     def evaluate(self, corpus: Corpus, data: WindowData | None = None
                  ) -> tuple[dict[str, Any], list[list[str]]]:
-        """Entity-level scores on ``corpus`` (plus its mean loss) and the predicted tags."""
+        """Entity-level scores on ``corpus`` (plus its mean loss) and the predicted tags.
+
+        One forward pass per batch gives both the predictions and the loss; the loss is the
+        mean over all windows, regulariser included once (each batch's loss holds it, and
+        the batches are weighted by their share of the windows).
+        """
         data = self.encode(corpus) if data is None else data
-        pred = self.decode(data, self.predict_ids(data))
+        y = self.targets(data.labels)
+        ids = np.empty(len(data), dtype=np.int32)
+        total = 0.0
+        for i in range(0, len(data), PREDICT_BATCH):
+            sl = slice(i, i + PREDICT_BATCH)
+            loss, ids[sl] = self.net.loss_and_predict(data.words[sl], data.casing[sl], y[sl])
+            total += loss * len(y[sl])
+        pred = self.decode(data, ids)
         scores = score(self.gold_tags(corpus), pred)
-        scores["loss"] = self.mean_loss(data)
+        scores["loss"] = total / max(1, len(data))
         return scores, pred
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:
@@ -109,16 +121,6 @@ class Model:
         blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
         data = self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
         return self.decode(data, self.predict_ids(data))
-
-    def mean_loss(self, data: WindowData) -> float:
-        """Mean loss over all windows (eval mode; includes the regulariser once)."""
-        y = self.targets(data.labels)
-        total = 0.0
-        for i in range(0, len(data), PREDICT_BATCH):
-            sl = slice(i, i + PREDICT_BATCH)
-            n = len(y[sl])
-            total += self.net.loss(data.words[sl], data.casing[sl], y[sl]) * n
-        return total / max(1, len(data))
 
     # ------------------------------------------------------------------ checkpoint form
 

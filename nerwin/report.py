@@ -33,13 +33,20 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
     scheme = scheme or (cfg.data.scheme if cfg else "auto")
     tag_column = cfg.data.tag_column if cfg else -1
     corpora = [read_conll(f, scheme=scheme, tag_column=tag_column) for f in files]
+    by_path = {Path(c.path).resolve(): c for c in corpora}
     report: dict[str, Any] = {"files": [corpus_stats(c) for c in corpora]}
     if cfg is not None:
         from nerwin.dataset import build_lexicon, read_split
         from nerwin.vocab import UNK_ID, encode_words
 
-        train = read_split(cfg, cfg.data.train)
-        others = [read_split(cfg, p) for p in (cfg.data.dev, cfg.data.test) if p is not None]
+        def split(path: Path) -> Corpus:
+            # A file named on the command line and in the config is read once (with the
+            # config's scheme, which is what training would use).
+            c = by_path.get(Path(path).resolve())
+            return c if c is not None and scheme == cfg.data.scheme else read_split(cfg, path)
+
+        train = split(cfg.data.train)
+        others = [split(p) for p in (cfg.data.dev, cfg.data.test) if p is not None]
         lex = build_lexicon(cfg, train, others)
         f = cfg.features
         vocab: dict[str, Any] = {"config": cfg.source, "words": len(lex.words),

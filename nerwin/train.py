@@ -23,7 +23,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ class LoopState:
 class RunResult:
     out_dir: Path
     state: LoopState
-    history: list[dict[str, Any]] = field(default_factory=list)
     test_scores: dict[str, Any] | None = None
 
 
@@ -138,14 +137,14 @@ def _resume(out: Path, cfg: Config) -> tuple[Model, dict[str, np.ndarray], LoopS
     return model, opt_state, state, rng
 
 
-def _truncate_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
+def _truncate_metrics(path: Path, epoch: int) -> None:
     """Keep the metrics lines of epochs up to ``epoch`` (those last/ holds).
 
     A crash after a line was written but before last/ was saved leaves a line for an epoch
     that will run again; a crash mid-write leaves a torn line. Both are dropped.
     """
     if not path.exists():
-        return []
+        return
     kept = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -155,7 +154,6 @@ def _truncate_metrics(path: Path, epoch: int) -> list[dict[str, Any]]:
         if isinstance(record, dict) and record.get("epoch", epoch + 1) <= epoch:
             kept.append(record)
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-    return kept
 
 
 def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: bool = False,
@@ -172,14 +170,14 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
 
     if resume:
         model, opt_state, state, rng = _resume(out, cfg)
-        history = _truncate_metrics(out / "metrics.jsonl", state.epoch)
+        _truncate_metrics(out / "metrics.jsonl", state.epoch)
         atomic_write_text(out / "config.yaml", dump_yaml(cfg))
         echo(f"resuming {out} after epoch {state.epoch} (step {state.step})")
     else:
         rng = np.random.default_rng(tcfg.seed)
         lex = build_lexicon(cfg, train_c, [c for c in (dev_c, test_c) if c is not None])
         model = new_model(cfg, lex, rng)
-        opt_state, state, history = None, LoopState(), []
+        opt_state, state = None, LoopState()
         atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     cfg = model.cfg
     net = model.net
@@ -272,7 +270,6 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
         # metrics line first, then best/, then last/: on a crash in between, resume sees
         # last/ of the previous epoch and drops the extra metrics line.
         append_jsonl(out / "metrics.jsonl", record)
-        history.append(record)
         if improved:
             _save_best(out, model, state, dev_scores)
         _save_last(out, model, opt, state, rng)
@@ -281,7 +278,7 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
             echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
                  f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
 
-    result = RunResult(out, state, history)
+    result = RunResult(out, state)
     if test_c is not None:
         from nerwin.model import load_model
 

@@ -416,6 +416,16 @@ class WindowNet:
     def predict(self, word_ids: np.ndarray, case_ids: np.ndarray | None) -> np.ndarray:
         """(B,) int64 predictions: argmax tag, or 1[σ(s) > 0.5] (i.e. s > 0) for logistic."""
         out, _ = self.forward(word_ids, case_ids, train=False)
+        return self._decide(out)
+
+    def loss_and_predict(self, word_ids: np.ndarray, case_ids: np.ndarray | None,
+                         y: np.ndarray) -> tuple[float, np.ndarray]:
+        """:meth:`loss` and :meth:`predict` from one forward pass (evaluation needs both)."""
+        out, _ = self.forward(word_ids, case_ids, train=False)
+        data_loss, _ = self._data_loss(out, y)
+        return data_loss + self._reg_loss(), self._decide(out)
+
+    def _decide(self, out: np.ndarray) -> np.ndarray:
         if self.spec.head == "softmax":
             return out.argmax(axis=1).astype(np.int64)
         return (out > 0).astype(np.int64)
