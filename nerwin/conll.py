@@ -151,80 +151,112 @@ def detect_scheme(sentences_tags: Iterable[Sequence[str]]) -> str:
     return "iob2"
 
 
+# A line ends at \r\n, \r or \n (files from old Macs use \r alone); nothing else ends one,
+# so a token may hold U+2028 or U+0085 (str.splitlines would cut it there).
+_EOL = re.compile(r"\r\n|\r|\n")
+_EOL_BYTES = re.compile(rb"\r\n|\r|\n")
+BOM = "\ufeff"
+
+
 def _decode(path: Path, data: bytes) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
+        line = len(_EOL_BYTES.findall(data, 0, e.start)) + 1
         raise NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte "
                           f"0x{data[e.start]:02x}); save the file as UTF-8") from None
-    return text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is tolerated
 
 
-Block = list[tuple[int, list[str]]]  # one sentence: (line number, columns) per token
-
-
-def _read_blocks(path: Path, what: str) -> tuple[list[Block], int, str]:
-    """Split a column file into sentences of (line number, columns), nothing dropped.
-
-    Columns are split on tabs if the file has any tab, else on spaces; a blank line ends a
-    sentence; ``-DOCSTART-`` lines end one too and are counted, not kept.
-    Returns the sentences, the number of -DOCSTART- lines and the separator.
-    """
+def read_bytes(path: Path, what: str = "a CoNLL file") -> bytes:
+    """The bytes of ``path``; any reason it cannot be read is one line naming it."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
     except FileNotFoundError:
         raise NerwinError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise NerwinError(f"{path}: is a folder, expected a CoNLL file") from None
-    text = _decode(path, data)
-    lines = text.split("\n")
+        raise NerwinError(f"{path}: is a folder, expected {what}") from None
+    except OSError as e:
+        raise NerwinError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+
+
+def split_line(line: str) -> tuple[list[str], str]:
+    """The columns of one line and its separator (tab or space).
+
+    The separator is decided per line: a line holding a tab is split on tabs only (its token
+    may hold spaces), any other on runs of spaces. So one stray tab cannot switch a whole
+    file, and a file that mixes the two forms line by line is read as written. Spaces around
+    a tab-separated field are not part of it (``"ORG "`` is ``ORG``); a byte-order mark at
+    the start of a line (files concatenated) is not part of the token.
+    """
+    line = line.lstrip(BOM).rstrip(" \t")
+    if "\t" in line:
+        return [p.strip(" ") for p in line.split("\t")], "\t"
+    # Not str.split(): that also splits at U+00A0, which stands for a space inside a token.
+    return [p for p in line.split(" ") if p], " "
+
+
+Block = list[tuple[int, list[str], str]]  # one sentence: (line number, columns, separator)
+
+
+def _read_blocks(path: Path, what: str) -> tuple[list[Block], int]:
+    """Split a column file into sentences of (line number, columns, separator), nothing
+    dropped.
+
+    Lines end at \\n, \\r\\n or \\r; each line is split by :func:`split_line`; a blank line
+    ends a sentence; ``-DOCSTART-`` lines end one too and are counted, not kept. A line
+    whose token is empty (it starts with a tab) is an error: nerwin could not write it back.
+    Returns the sentences and the number of -DOCSTART- lines.
+    """
+    text = _decode(path, read_bytes(path))
+    lines = _EOL.split(text)
     if lines and lines[-1] == "":
         lines.pop()
-    if not any(line.strip() for line in lines):
-        raise NerwinError(f"{path}: the file is empty; expected lines {what}")
-    sep = "\t" if "\t" in text else " "
     blocks: list[Block] = []
     block: Block = []
     docs = 0
+    blank = True
     for lineno, line in enumerate(lines, start=1):
-        line = line.rstrip("\r")
-        parts = [] if line.strip(" \t") == "" else line.split(sep)
-        if sep == " ":
-            parts = [p for p in parts if p != ""]
+        parts, sep = split_line(line)
+        if parts and parts[0] == "":
+            raise NerwinError(f"{path}:{lineno}: empty token (the line starts with a tab); "
+                              f"expected lines {what}")
+        blank = blank and not parts
         if parts and parts[0] == DOCSTART:
             docs += 1
             parts = []  # a document break also ends a sentence
         if parts:
-            block.append((lineno, parts))
+            block.append((lineno, parts, sep))
         elif block:
             blocks.append(block)
             block = []
     if block:
         blocks.append(block)
+    if blank:
+        raise NerwinError(f"{path}: the file is empty; expected lines {what}")
     if not blocks:
         raise NerwinError(f"{path}: no tokens found (only -DOCSTART- lines or blank lines)")
-    return blocks, docs, sep
+    return blocks, docs
 
 
 def read_tokens(path: str | Path) -> list[Sentence]:
     """Read text to tag: one token a line (first column; other columns are ignored, so a
     tagged CoNLL file works too), a blank line between sentences. Tags are all ``O``."""
-    blocks, _, _ = _read_blocks(Path(path), "'token [other columns]'")
-    return [Sentence([parts[0] for _, parts in b], ["O"] * len(b), b[0][0]) for b in blocks]
+    blocks, _ = _read_blocks(Path(path), "'token [other columns]'")
+    return [Sentence([parts[0] for _, parts, _ in b], ["O"] * len(b), b[0][0]) for b in blocks]
 
 
 def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) -> Corpus:
     """Read a CoNLL column file: token in column 0, NER tag in ``tag_column``.
 
-    Columns are split on tabs if the file has any tab, else on spaces; a blank line ends a
-    sentence; ``-DOCSTART-`` lines are skipped. Tags are checked against ``scheme`` (or the
-    detected one for ``"auto"``) and converted to IOB2.
+    A line holding a tab is split on tabs, any other on spaces (:func:`split_line`); a
+    blank line ends a sentence; ``-DOCSTART-`` lines are skipped. Tags are checked against
+    ``scheme`` (or the detected one for ``"auto"``) and converted to IOB2.
     """
     path = Path(path)
-    blocks, docs, sep = _read_blocks(path, "'token ... TAG'")
-    ncols, first_line = len(blocks[0][0][1]), blocks[0][0][0]
-    lineno, line = first_line, blocks[0][0][1]
+    blocks, docs = _read_blocks(path, "'token ... TAG'")
+    first_line, line, first_sep = blocks[0][0]
+    ncols, lineno = len(line), first_line
     if ncols < 2:
         raise NerwinError(f"{path}:{lineno}: found 1 column ({line[0]!r}); expected at "
                           f"least 2: the token first and the NER tag "
@@ -235,20 +267,23 @@ def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) 
     raw_sents: list[tuple[list[str], list[str], int, list[int]]] = []
     tag_lines: dict[str, int] = {}
     for block in blocks:
-        for lineno, parts in block:
+        for lineno, parts, sep in block:
             if len(parts) != ncols:
+                name = {"\t": "tab", " ": "space"}
+                how = (f"both {name[sep]}-separated" if sep == first_sep else
+                       f"this line is {name[sep]}-separated, line {first_line} "
+                       f"{name[first_sep]}-separated")
                 raise NerwinError(f"{path}:{lineno}: found {len(parts)} columns, expected "
-                                  f"{ncols} as on line {first_line} "
-                                  f"({'tab' if sep == chr(9) else 'space'}-separated)")
+                                  f"{ncols} as on line {first_line} ({how})")
             tag = parts[tag_column]
             if not _TAG.match(tag):
                 raise NerwinError(f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
                                   f"PREFIX-TYPE with PREFIX one of B, I, E, S "
                                   f"(token {parts[0]!r})")
             tag_lines.setdefault(tag, lineno)
-        raw_sents.append(([parts[0] for _, parts in block],
-                          [parts[tag_column] for _, parts in block],
-                          block[0][0], [ln for ln, _ in block]))
+        raw_sents.append(([parts[0] for _, parts, _ in block],
+                          [parts[tag_column] for _, parts, _ in block],
+                          block[0][0], [ln for ln, _, _ in block]))
 
     found = detect_scheme(t for _, t, _, _ in raw_sents)
     use = found if scheme == "auto" else scheme

@@ -49,8 +49,42 @@ def test_bom_crlf_multiple_blank_lines_and_no_final_newline(write):
 
 
 def test_tab_separated_file_keeps_other_whitespace_in_tokens(write):
-    c = read_conll(write("t.tsv", "New York\tB-LOC\n\ufeffx\tO\n"))
-    assert c.sentences[0].tokens == ["New York", "\ufeffx"]
+    c = read_conll(write("t.tsv", "New York\tB-LOC\nx\ufeff\u00a0y\tO\n"))
+    assert c.sentences[0].tokens == ["New York", "x\ufeff\u00a0y"]
+
+
+def test_bom_at_a_line_start_is_not_part_of_the_token(write):
+    """Two files concatenated: the second one's byte-order mark sits mid-file."""
+    c = read_conll(write("t.txt", "\ufeffa O\nb B-LOC\n\n\ufeffc O\n\n\ufeff-DOCSTART- O\nd O\n"))
+    assert [s.tokens for s in c.sentences] == [["a", "b"], ["c"], ["d"]]
+    assert c.docs == 1
+
+
+def test_cr_only_and_mixed_line_ends(write):
+    c = read_conll(write("t.txt", b"a O\rb B-LOC\r\rc O\r\nd O\n\ne O"))
+    assert [s.tokens for s in c.sentences] == [["a", "b"], ["c", "d"], ["e"]]
+    assert c.sentences[2].line == 7
+
+
+def test_separator_is_decided_per_line(write):
+    c = read_conll(write("t.txt", "a O\n\t\nNew York\tB-LOC\nb  O \n"))
+    assert [s.tokens for s in c.sentences] == [["a"], ["New York", "b"]]
+    with pytest.raises(NerwinError, match=r"t2.txt:3: found 3 columns, expected 2 as on line 1 "
+                       r"\(this line is space-separated, line 1 tab-separated\)"):
+        read_conll(write("t2.txt", "New York\tB-LOC\n\t\nb NNP O\n"))
+
+
+def test_fields_of_a_tab_line_lose_surrounding_spaces(write):
+    c = read_conll(write("t.tsv", "EU\tB-ORG \nrejects \tO\t\n"))
+    assert c.sentences[0].tokens == ["EU", "rejects"]
+    assert c.sentences[0].tags == ["B-ORG", "O"]
+
+
+@pytest.mark.parametrize("content", ["a\tO\n\tO\n", "a\tO\n \tO\n"])
+def test_empty_token_names_the_line(write, content):
+    p = write("t.tsv", content)
+    with pytest.raises(NerwinError, match=f"{p}:2: empty token"):
+        read_conll(p)
 
 
 def test_docstart_splits_sentences(write):
