@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nerwin.errors import NerwinError
+from nerwin.errors import NerwinError, os_error
 
 DOCSTART = "-DOCSTART-"
 SCHEMES = ("iob1", "iob2", "iobes", "io")
@@ -172,12 +172,8 @@ def read_bytes(path: Path, what: str = "a CoNLL file") -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError:
-        raise NerwinError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise NerwinError(f"{path}: is a folder, expected {what}") from None
     except OSError as e:
-        raise NerwinError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+        raise os_error(path, e, what) from None
 
 
 def split_line(line: str) -> tuple[list[str], str]:

@@ -6,6 +6,8 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class NerwinError(Exception):
     """An error in what the user gave us: a file, a line, a config key.
@@ -22,3 +24,19 @@ class TrainingError(NerwinError):
 
     exit_code = 1
 
+
+
+def os_error(path: object, e: OSError, what: str) -> NerwinError:
+    """A one-line error for a file that cannot be opened or read (``what``: "a CoNLL file").
+
+    Says why in words a user acts on: missing, a folder, a symbolic-link loop, no permission.
+    """
+    if isinstance(e, FileNotFoundError):
+        return NerwinError(f"{path}: no such file; expected {what}")
+    if isinstance(e, IsADirectoryError):
+        return NerwinError(f"{path}: is a folder, expected {what}")
+    if isinstance(e, PermissionError):
+        return NerwinError(f"{path}: permission denied; cannot read {what}")
+    if e.errno == errno.ELOOP:
+        return NerwinError(f"{path}: symbolic link loop; cannot read {what}")
+    return NerwinError(f"{path}: cannot read {what}: {e.strerror or e}")

@@ -2,21 +2,28 @@
 
 ``word v1 ... vd`` one a line. A word2vec header line (``400000 50``: two integers) is
 detected and checked, never read as a vector. Only the rows of the words asked for are
-parsed, so a 400k-word file loads in seconds; every row's width is still checked (by
-counting separators, which is cheap) and a wrong one fails with its line number.
+parsed, so a 400k-word file loads in seconds; every line is still checked, cheaply: its
+width (by counting separators), its UTF-8, and its word against every other word (by hash:
+a repeated word is an error, which vector would be meant?). A header that promises more
+rows than the file holds means a truncated download. Every error names file and line; a
+damaged .gz is one line too, never a zlib traceback.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
+import zlib
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from nerwin.errors import NerwinError
+from nerwin.errors import NerwinError, os_error
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -34,12 +41,26 @@ class Vectors:
     header: bool = False
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _open(path: Path) -> BinaryIO:
     with open(path, "rb") as f:
         magic = f.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-    # errors="strict": a vectors file that is not UTF-8 should fail, not drop words.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+
+
+def _text(path: Path, lineno: int, raw: bytes) -> str:
+    """One line of the file as text, without its line end and trailing spaces.
+
+    Decoded line by line, so invalid UTF-8 is reported at its own line (a text stream
+    decodes ahead in blocks and cannot say where).
+    """
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NerwinError(f"{path}:{lineno}: invalid UTF-8 in vectors file ({e.reason}, byte "
+                          f"0x{raw[e.start]:02x}); save it as UTF-8") from None
+    if lineno == 1:
+        line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the word
+    return line.rstrip("\n").rstrip("\r").rstrip(" ")
 
 
 def _is_header(parts: list[str]) -> bool:
@@ -51,29 +72,36 @@ def load_vectors(path: str | Path, wanted: Iterable[str] | None = None, *,
     """Read the vectors of the words in ``wanted`` (all words when None).
 
     ``dim``, when given, is the width the config expects; a file of another width is an
-    error naming the config key. A word that occurs twice keeps its first vector.
+    error naming the config key. Every line is checked for its width and for valid UTF-8,
+    every word for a repeat (an error naming both lines: which vector was meant?), a
+    word2vec header for the number of rows it promises (fewer means a truncated file); the
+    values of the rows asked for must be finite numbers. Every error names file and line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NerwinError(f"{path}: no such vectors file")
     want = None if wanted is None else set(wanted)
     index: dict[str, int] = {}
     rows: list[str] = []
+    row_lines: list[int] = []  # file line of each kept row
+    hashes = array("q")  # hash of every word, to find repeats without keeping 400k strings
     width: int | None = None
-    header = False
+    header: tuple[int, int] | None = None
     n_file = 0
     lineno = 0
     try:
-        with _open_text(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                line = line.rstrip("\n").rstrip("\r").rstrip(" ")
+        opened = _open(path)
+    except OSError as e:
+        raise os_error(path, e, "a vectors file") from None
+    try:
+        with opened as f:
+            for lineno, raw in enumerate(f, start=1):
+                line = _text(path, lineno, raw)
                 if not line:
                     continue
                 if width is None:
                     parts = line.split(" ")
                     if lineno == 1 and _is_header(parts):
-                        header = True
-                        width = int(parts[1])
+                        header = (int(parts[0]), int(parts[1]))
+                        width = header[1]
                         continue
                     width = len(parts) - 1
                     if width < 1:
@@ -85,28 +113,81 @@ def load_vectors(path: str | Path, wanted: Iterable[str] | None = None, *,
                                       f"{width} like the {'header' if header else 'first row'}")
                 n_file += 1
                 word = line[: line.index(" ")]
-                if (want is None or word in want) and word not in index:
+                hashes.append(hash(word))
+                if want is None or word in want:
+                    if word in index:
+                        _repeated(path, word, row_lines[index[word]], lineno)
                     index[word] = len(rows)
                     rows.append(line[len(word) + 1:])
-    except UnicodeDecodeError as e:
-        raise NerwinError(f"{path}:{lineno + 1}: invalid UTF-8 in vectors file "
-                          f"({e.reason})") from None
-    except (OSError, EOFError) as e:
-        raise NerwinError(f"{path}: cannot read vectors file: {e}") from None
+                    row_lines.append(lineno)
+    except (OSError, EOFError, zlib.error) as e:
+        # gzip raises BadGzipFile (an OSError), EOFError when the stream stops early and
+        # zlib.error on corrupt data: all say the file is damaged.
+        raise NerwinError(f"{path}: cannot read the vectors file after line {lineno}: "
+                          f"{e} (a corrupt or truncated download? fetch it again)") from None
     if width is None or n_file == 0:
         raise NerwinError(f"{path}: no vectors in file")
+    if header is not None and header[0] != n_file:
+        raise NerwinError(f"{path}:1: the word2vec header promises {header[0]:,} vectors but "
+                          f"the file has {n_file:,}; "
+                          + ("a truncated download? fetch it again" if n_file < header[0]
+                             else "fix the header"))
+    _check_repeats(path, hashes)
     if dim is not None and width != dim:
         raise NerwinError(f"{path}: vectors have {width} dimensions but features.dim is {dim}; "
                           f"set features.dim: {width}")
     try:
-        mat = (np.array(" ".join(rows).split(" "), dtype=np.float32).reshape(len(rows), width)
-               if rows else np.zeros((0, width), dtype=np.float32))
-    except ValueError as e:
-        bad = next(w for w, i in index.items()
-                   if not _floats_ok(rows[i]))
-        raise NerwinError(f"{path}: the vector of {bad!r} holds a value that is not a number "
-                          f"({e})") from None
-    return Vectors(path=path, dim=width, n_file=n_file, index=index, vectors=mat, header=header)
+        with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: reported below
+            mat = (np.array(" ".join(rows).split(" "), dtype=np.float32)
+                   .reshape(len(rows), width) if rows else np.zeros((0, width), np.float32))
+    except ValueError:
+        i = next(i for i, row in enumerate(rows) if not _floats_ok(row))
+        raise NerwinError(f"{path}:{row_lines[i]}: the vector of {_word_of(index, i)!r} holds "
+                          f"a value that is not a number") from None
+    finite = np.isfinite(mat).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise NerwinError(f"{path}:{row_lines[i]}: the vector of {_word_of(index, i)!r} holds "
+                          f"NaN or an infinite value (or one beyond float32's range); expected "
+                          f"finite numbers")
+    return Vectors(path=path, dim=width, n_file=n_file, index=index, vectors=mat,
+                   header=header is not None)
+
+
+def _word_of(index: dict[str, int], row: int) -> str:
+    """The word whose vector is row ``row`` (for messages)."""
+    return next(w for w, i in index.items() if i == row)
+
+
+def _repeated(path: Path, word: str, first: int, second: int) -> None:
+    raise NerwinError(f"{path}:{second}: the word {word!r} is repeated (first on line {first}); "
+                      f"expected one vector per word")
+
+
+def _check_repeats(path: Path, hashes: array) -> None:
+    """Raise for the first word that occurs twice in the file (by hashes, then confirmed).
+
+    Equal hashes of different words are possible (if unlikely); a second pass over the lines
+    whose hash repeats tells them apart, so nothing valid is refused.
+    """
+    h = np.frombuffer(hashes, dtype=np.int64) if len(hashes) else np.zeros(0, np.int64)
+    s = np.sort(h)
+    dup = set(s[1:][s[1:] == s[:-1]].tolist())
+    if not dup:
+        return
+    seen: dict[str, int] = {}
+    with _open(path) as f:
+        n = 0
+        for lineno, raw in enumerate(f, start=1):
+            line = _text(path, lineno, raw)
+            if not line or (lineno == 1 and _is_header(line.split(" "))):
+                continue
+            word = line[: line.index(" ")]
+            if hashes[n] in dup:
+                if word in seen:
+                    _repeated(path, word, seen[word], lineno)
+                seen[word] = lineno
+            n += 1
 
 
 def _floats_ok(row: str) -> bool:
