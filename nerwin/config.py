@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from typing import Any, Union
 import yaml
 
 from nerwin import conll, optim, schedules
-from nerwin.errors import NerwinError
+from nerwin.errors import NerwinError, os_error
 from nerwin.nn import init, layers, network
 
 # The choices come from the modules that implement them: one list each, no copies to drift.
@@ -56,9 +57,43 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def safe_load(text: str) -> Any:
-    """yaml.safe_load with YAML 1.2-style floats (``1e-3``)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+def safe_load(text: str, source: str = "<yaml>", prefix: str = "") -> Any:
+    """yaml.safe_load with YAML 1.2-style floats (``1e-3``) that refuses repeated keys.
+
+    PyYAML keeps the last of two equal keys without a word, so a second ``training:``
+    section would silently drop the first: a :class:`ConfigError` names the key (dotted) and
+    both lines instead.
+    """
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_repeated_keys(node, source, prefix)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_repeated_keys(node: yaml.Node, source: str, prefix: str) -> None:
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_repeated_keys(item, source, prefix)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        key = f"{prefix}.{name}" if prefix else str(name)
+        line = key_node.start_mark.line + 1
+        if name is not None and name != "<<":
+            if name in first:
+                where = source if source.startswith("--set") else f"{source}:{line}"
+                raise ConfigError(where, key, f"repeated key (first on line {first[name]}); "
+                                  f"YAML would keep only the last one: merge them into one")
+            first[name] = line
+        _check_repeated_keys(value_node, source, key)
 
 
 def _meta(doc: str, *, choices: tuple[str, ...] | None = None, minimum: float | None = None,
@@ -167,7 +202,7 @@ class TrainingConfig:
     clip: float | None = field(default=None, metadata=_meta(
         "clip gradients to this global L2 norm (null = no clipping)", minimum=0,
         exclusive_min=True))
-    seed: int = field(default=0, metadata=_meta("seed of every random draw"))
+    seed: int = field(default=0, metadata=_meta("seed of every random draw", minimum=0))
     patience: int | None = field(default=3, metadata=_meta(
         "stop after this many epochs without a better dev F1 (null = never stop early)",
         minimum=1))
@@ -344,8 +379,24 @@ def _check_cross_fields(cfg: Config) -> None:
     for key in ("data.train", "data.dev", "data.test", "features.vectors"):
         section, name = key.split(".")
         p = getattr(getattr(cfg, section), name)
-        if p is not None and not Path(p).is_file():
-            raise ConfigError(src, key, f"no such file: {p}")
+        if p is not None:
+            _check_readable(src, key, Path(p))
+
+
+def _check_readable(source: str, key: str, p: Path) -> None:
+    """Open ``p`` once, so any reason it cannot be read names the config key."""
+    try:
+        with open(p, "rb"):
+            pass
+    except FileNotFoundError:
+        raise ConfigError(source, key, f"no such file: {p}") from None
+    except IsADirectoryError:
+        raise ConfigError(source, key, f"{p} is a folder; expected a file") from None
+    except PermissionError:
+        raise ConfigError(source, key, f"permission denied: cannot read {p}") from None
+    except OSError as e:
+        why = "symbolic link loop" if e.errno == errno.ELOOP else (e.strerror or str(e))
+        raise ConfigError(source, key, f"{why}: cannot read {p}") from None
 
 
 def from_dict(raw: Any, *, source: str = "<config>", base: Path | None = None,
@@ -375,19 +426,51 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise NerwinError(f"--set {text!r}: the key must be dotted, e.g. training.epochs")
     try:
-        parsed = safe_load(value) if value.strip() else ""
+        parsed = safe_load(value, f"--set {text!r}", key) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return key, parsed
 
 
+def path_keys(cls: type = Config, prefix: str = "") -> set[str]:
+    """The dotted keys whose values are paths (``data.train``, ``output.dir``, ...)."""
+    out = set()
+    hints = _hints(cls)
+    for f in _public_fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            out |= path_keys(hints[f.name], key)
+        elif f.metadata.get("path"):
+            out.add(key)
+    return out
+
+
+def _resolve_cli_paths(key: str, value: Any, cwd: Path) -> Any:
+    """Make the paths of an override absolute against ``cwd`` (the folder nerwin runs in).
+
+    A path typed on the command line means what the shell means by it, whichever folder
+    the config file is in; the paths written in the config file stay relative to it.
+    """
+    if isinstance(value, dict):
+        return {k: _resolve_cli_paths(f"{key}.{k}", v, cwd) for k, v in value.items()}
+    if key in path_keys() and isinstance(value, str) and value:
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else cwd / p)
+    return value
+
+
 def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
-    """Set each dotted key of ``overrides`` in the nested dict ``raw`` (a copy is returned)."""
+    """Set each dotted key of ``overrides`` in the nested dict ``raw`` (a copy is returned).
+
+    Path values (:func:`path_keys`) are made absolute against the current folder.
+    """
     import copy
 
     raw = copy.deepcopy(raw) if raw else {}
+    cwd = Path.cwd()
     for text in overrides:
         key, value = parse_override(text)
+        value = _resolve_cli_paths(key, value, cwd)
         node = raw
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -403,14 +486,19 @@ def apply_overrides(raw: dict, overrides: list[str], source: str) -> dict:
 
 
 def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise NerwinError(f"{path}: no such config file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise NerwinError(f"{path}: no such config file") from None
+    except OSError as e:
+        raise os_error(path, e, "a YAML config file") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise NerwinError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        return safe_load(text)
+        return safe_load(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -117,3 +117,44 @@ def test_config_show_loads_back_equal(cfg_file, tmp_path):
     assert isinstance(a, Config) and a == b
     assert yaml.safe_load(r.output)["model"]["hidden"] == [20, 10]
 
+
+
+def test_set_paths_are_relative_to_the_current_folder(write, tmp_path, monkeypatch):
+    """The README's CoNLL command: S=../shared/data, --set paths relative to where it runs,
+    while the paths written in the config stay relative to the config's folder."""
+    write("shared/data/train.txt", TRAIN)
+    write("shared/data/dev.txt", TRAIN)
+    write("shared/vec.txt", "a 1 2\n")
+    write("conf/d/test.txt", TRAIN)
+    cfg = write("conf/c.yaml", "data:\n  train: nowhere.txt\n  test: d/test.txt\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    c = load_config(cfg, ["data.train=../shared/data/train.txt",
+                          "data.dev=../shared/data/dev.txt",
+                          "features={vectors: ../shared/vec.txt, dim: 2}", "output.dir=runs/x"])
+    assert c.data.train == tmp_path / "shared" / "data" / "train.txt"
+    assert c.data.dev == tmp_path / "shared" / "data" / "dev.txt"
+    assert c.data.test == tmp_path / "conf" / "d" / "test.txt"
+    assert c.features.vectors == tmp_path / "shared" / "vec.txt"
+    assert c.output.dir == work / "runs" / "x"
+    r = run("config", "show", cfg, "--set", "data.train=../shared/data/train.txt")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("body, key, lines", [
+    ("training:\n  epochs: 2\nmodel:\n  hidden: [3]\ntraining:\n  seed: 1\n", "training", (5, 1)),
+    ("model:\n  hidden: [3]\n  hidden: [4]\n", "model.hidden", (3, 2)),
+    ("training:\n  optimizer:\n    lr: 0.1\n    name: sgd\n    lr: 0.2\n",
+     "training.optimizer.lr", (5, 3)),
+])
+def test_repeated_keys_name_key_and_lines(write, body, key, lines):
+    p = write("c.yaml", body)
+    r = run("config", "show", p)
+    assert r.exit_code == 2, r.output
+    assert f"{p}:{lines[0]}: {key}: repeated key (first on line {lines[1]})" in r.output
+
+
+def test_negative_seed_names_the_key(cfg_file):
+    r = run("config", "show", cfg_file("training:\n  seed: -1\n"))
+    assert r.exit_code == 2 and "training.seed: must be >= 0" in r.output
