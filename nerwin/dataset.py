@@ -17,6 +17,7 @@ import numpy as np
 
 from nerwin.config import Config, FeaturesConfig
 from nerwin.conll import Corpus, read_conll
+from nerwin.errors import NerwinError
 from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
 from nerwin.vocab import (
     BOS_ID,
@@ -52,17 +53,27 @@ class Lexicon:
     pretrained: np.ndarray | None = None
     pretrained_mask: np.ndarray | None = None
     coverage: Coverage | None = None
+    n_tokens: int = 0  # tokens of the files it was built from: the windows a run encodes
 
 
-def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = ()) -> Lexicon:
-    """Build the word and tag vocabularies (and match pretrained vectors)."""
+def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
+                  check: bool = True) -> Lexicon:
+    """Build the word and tag vocabularies (and match pretrained vectors).
+
+    With ``check`` (what training needs; ``nerwin data`` only reports), training data
+    without a single entity, and a tag of ``others`` (dev, test) that training never shows,
+    are errors naming the file and line, before any training starts.
+    """
     f = cfg.features
     norm = lambda w: normalise(w, lowercase=f.lowercase, digits=f.digits)  # noqa: E731
     counts = Counter(norm(t) for s in train.sentences for t in s.tokens)
     tags = build_tag_vocab(s.tags for s in train.sentences)
+    if check:
+        check_tags(train, others, tags)
+    n_tokens = train.n_tokens + sum(c.n_tokens for c in others)
     if f.vectors is None:
         words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size)
-        return Lexicon(words, tags)
+        return Lexicon(words, tags, n_tokens=n_tokens)
     every = set(counts)
     for c in others:
         every.update(norm(t) for s in c.sentences for t in s.tokens)
@@ -77,7 +88,27 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = ()) -> 
     mask = np.zeros(len(words), dtype=bool)
     pretrained[n_special:][found] = vecs.vectors[rows[found]]
     mask[n_special:] = found
-    return Lexicon(words, tags, pretrained, mask, coverage)
+    return Lexicon(words, tags, pretrained, mask, coverage, n_tokens)
+
+
+def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
+    """Training data must hold an entity; dev/test tags must all occur in training.
+
+    ``tags`` is the IOB2 tag index of ``train`` (every type seen gets both B- and I-).
+    """
+    if len(tags) < 2:
+        raise NerwinError(f"{train.path}: every one of its {train.n_tokens:,} tags is O "
+                          f"(data.train); expected at least one entity (B-TYPE or I-TYPE) "
+                          f"to learn from")
+    types = sorted({t[2:] for t in tags.itos if t != "O"})
+    for c in others:
+        for s in c.sentences:
+            for i, t in enumerate(s.tags):
+                if t not in tags:
+                    raise NerwinError(f"{c.path}:{s.line + i}: entity type {t[2:]!r} never "
+                                      f"occurs in the training data {train.path}, so no "
+                                      f"model could predict it; expected one of "
+                                      f"{', '.join(types)}")
 
 
 def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:

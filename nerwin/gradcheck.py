@@ -31,8 +31,10 @@ instead of comparing it: at that precision the numbers cannot tell right from wr
 wrong derivation is not hidden by this: its error is large next to the uncertainty (a 1 %
 error in dW is ~1e4 times the uncertainty of a typical entry).
 
-Frozen parameters are listed with ``checked == 0`` (and max_rel_error 0.0) so the table shows
-that they were deliberately skipped rather than forgotten.
+Frozen parameters are listed with ``frozen`` set and ``checked == 0`` (max_rel_error 0.0) so
+the table shows that they were deliberately skipped rather than forgotten. A trainable
+parameter of which no entry could be compared (every one crossed a kink or was noisy, as
+with a large ε) is NOT CHECKED, and that is not a pass: nothing vouches for its gradient.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ class GradCheckRow:
     max_rel_error: float
     kinks: int = 0  # entries left out because their ±ε step crossed a kink
     noisy: int = 0  # entries left out because their numerical uncertainty exceeds tol
+    frozen: bool = False  # not trained, so deliberately not checked
+
+    def ok(self, tol: float) -> bool:
+        """Frozen, or some entries compared and all within ``tol``."""
+        return self.frozen or (self.checked > 0 and self.max_rel_error <= tol)
 
 
 def rel_error(a: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
@@ -188,7 +195,7 @@ def check_gradients(
         if name in net.frozen:
             if name in grads:
                 raise ValueError(f"frozen parameter {name} has a gradient entry")
-            rows.append(GradCheckRow(name, shape, 0, 0.0))
+            rows.append(GradCheckRow(name, shape, 0, 0.0, frozen=True))
             continue
         if name not in grads:
             raise ValueError(f"loss_and_grads returned no gradient for trainable {name}")
@@ -228,13 +235,14 @@ def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
     as noisy, max relative error, status.
 
     status is "ok" (max_rel_error <= tol), "FAIL", "frozen" (not trained, not checked) or
-    "unresolved" (every sampled entry crossed a kink or was noisy: nothing was compared).
+    "NOT CHECKED" (a trainable parameter of which no entry was compared: every sampled one
+    crossed a kink or was noisy); NOT CHECKED fails the check, and a line says why.
     """
     header = ("param", "shape", "checked", "kinks", "noisy", "max rel err", "status")
     body = []
     for r in rows:
         if r.checked == 0:
-            status = "unresolved" if r.kinks or r.noisy else "frozen"
+            status = "frozen" if r.frozen else "NOT CHECKED"
             body.append((r.name, str(r.shape), "0", str(r.kinks), str(r.noisy), "-", status))
         else:
             status = "ok" if r.max_rel_error <= tol else "FAIL"
@@ -245,7 +253,14 @@ def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
                        for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
              for line in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"tolerance {tol:.0e}: " + ("all ok" if passed(rows, tol) else "FAILED"))
+    unchecked = [r.name for r in rows if r.checked == 0 and not r.frozen]
+    lines.append(f"tolerance {tol:.0e}: " + ("all ok" if passed(rows, tol) else "FAILED")
+                 + (f" ({len(unchecked)} not checked)" if unchecked else ""))
+    if unchecked:
+        lines.append(f"NOT CHECKED: {', '.join(unchecked)}: every sampled entry crossed a kink "
+                     f"or was noisy, so no entry was compared and nothing vouches for the "
+                     f"gradient; that is not a pass. Use the default --eps 1e-4 (a large eps "
+                     f"crosses kinks and has a large truncation error) or more --samples")
     if any(r.kinks for r in rows):
         lines.append("kinks: entries whose ±eps step crossed a kink of relu/hardtanh/L1; "
                      "their difference quotient is not a derivative and is left out")
@@ -256,5 +271,5 @@ def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
 
 
 def passed(rows: list[GradCheckRow], tol: float) -> bool:
-    """True when every checked parameter's max relative error is at most ``tol``."""
-    return all(r.checked == 0 or r.max_rel_error <= tol for r in rows)
+    """True when every trainable parameter had entries compared, all within ``tol``."""
+    return all(r.ok(tol) for r in rows)

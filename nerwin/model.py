@@ -18,6 +18,7 @@ from nerwin.config import Config, ConfigError, from_dict, to_dict
 from nerwin.conll import Corpus, Sentence, to_iob2
 from nerwin.dataset import Lexicon, encode
 from nerwin.errors import NerwinError
+from nerwin.memory import check_memory
 from nerwin.metrics import score
 from nerwin.nn.network import NetSpec, WindowNet, init_params
 from nerwin.vocab import CASINGS, Vocab
@@ -142,9 +143,13 @@ def check_head(cfg: Config, lex: Lexicon) -> None:
 
 def new_model(cfg: Config, lex: Lexicon, rng: np.random.Generator,
               dtype: type = np.float32) -> Model:
-    """A freshly initialised model (pretrained rows kept, the rest from ``rng``)."""
+    """A freshly initialised model (pretrained rows kept, the rest from ``rng``).
+
+    Refused before anything is allocated when it would not fit in memory (nerwin.memory).
+    """
     check_head(cfg, lex)
     spec = net_spec(cfg, lex)
+    check_memory(cfg, spec, lex.n_tokens, np.dtype(dtype).itemsize)
     params = init_params(spec, rng, dtype, lex.pretrained, lex.pretrained_mask)
     frozen = frozenset({"E_word"}) if cfg.features.freeze else frozenset()
     return Model(cfg, lex, WindowNet(spec, params, frozen))

@@ -47,7 +47,7 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
 
         train = split(cfg.data.train)
         others = [split(p) for p in (cfg.data.dev, cfg.data.test) if p is not None]
-        lex = build_lexicon(cfg, train, others)
+        lex = build_lexicon(cfg, train, others, check=False)
         f = cfg.features
         vocab: dict[str, Any] = {"config": cfg.source, "words": len(lex.words),
                                  "tags": list(lex.tags.itos)}

@@ -93,3 +93,20 @@ def test_conll2003_config_with_glove_passes(shared_data):
                   "--set", f"features.vectors={vectors}")
     assert r.exit_code == 0, r.output
     assert "(17495, 50)" in r.output  # train vocabulary + specials; GloVe rows included
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_large_eps_leaves_parameters_not_checked_and_fails(nonlinearity):
+    """At eps 0.1 every entry of c (and of b1 for tanh) is too noisy to compare: that must
+    not read as 'all ok'."""
+    r = gradcheck(SAMPLE, "--eps", "0.1", "--set", f"model.nonlinearity={nonlinearity}")
+    assert r.exit_code == 1, r.output
+    c = next(line for line in r.output.splitlines() if line.startswith("c "))
+    assert c.endswith("NOT CHECKED")
+    assert "all ok" not in r.output and "not checked)" in r.output
+    assert "NOT CHECKED: " in r.output and "not a pass" in r.output
+
+
+def test_negative_seed_is_a_usage_error():
+    r = gradcheck(SAMPLE, "--seed", "-1")
+    assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output

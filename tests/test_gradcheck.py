@@ -10,6 +10,7 @@ from nerwin.gradcheck import (
     check_gradients,
     format_gradcheck_table,
     numerical_gradient,
+    passed,
     rel_error,
 )
 from nerwin.nn import layers
@@ -163,7 +164,7 @@ def test_numerical_gradient_and_rel_error():
 
 def test_format_table():
     rows = [GradCheckRow("W1", (3, 4), 12, 2e-9), GradCheckRow("U", (2, 3), 6, 0.5),
-            GradCheckRow("E_word", (10, 2), 0, 0.0),
+            GradCheckRow("E_word", (10, 2), 0, 0.0, frozen=True),
             GradCheckRow("b1", (3,), 0, 0.0, kinks=2, noisy=1)]
     table = format_gradcheck_table(rows, 1e-6)
     lines = table.splitlines()
@@ -172,9 +173,19 @@ def test_format_table():
     assert "W1" in lines[2] and lines[2].endswith("ok") and "2.00e-09" in lines[2]
     assert lines[3].endswith("FAIL")
     assert lines[4].endswith("frozen")
-    assert lines[5].endswith("unresolved") and lines[5].split()[3:5] == ["2", "1"]
-    assert lines[6].endswith("FAILED")
-    assert "crossed a kink" in lines[7] and "uncertain" in lines[8]
+    assert lines[5].endswith("NOT CHECKED") and lines[5].split()[3:5] == ["2", "1"]
+    assert lines[6].endswith("FAILED (1 not checked)")
+    assert lines[7].startswith("NOT CHECKED: b1: ") and "not a pass" in lines[7]
+    assert "crossed a kink" in lines[8] and "uncertain" in lines[9]
+
+
+def test_a_parameter_with_nothing_compared_does_not_pass():
+    ok = GradCheckRow("W1", (3, 4), 12, 2e-9)
+    assert passed([ok], 1e-6)
+    assert passed([ok, GradCheckRow("E_word", (10, 2), 0, 0.0, frozen=True)], 1e-6)
+    assert not passed([ok, GradCheckRow("b1", (3,), 0, 0.0, kinks=3)], 1e-6)
+    assert not passed([ok, GradCheckRow("c", (3,), 0, 0.0, noisy=3)], 1e-6)
+    assert not passed([ok, GradCheckRow("c", (0,), 0, 0.0)], 1e-6)
 
 
 def _noisy_net():

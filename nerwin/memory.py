@@ -1,0 +1,122 @@
+"""How much memory a configured model needs, checked before anything is allocated.
+
+A window of a million words or a hidden layer of 10⁹ units is a valid integer, and numpy
+would fail on it with a MemoryError deep inside initialisation (or the machine would swap
+for an hour). :func:`check_memory` adds up what training will hold at once and refuses,
+naming the config key most responsible, when it exceeds the memory this machine has free.
+
+The estimate (bytes; s = the parameters' item size, 4 in training, 8 in gradcheck;
+B = rows of the largest batch; D = (2m+1)(d + d_case) the input width; P the parameter
+count, of which P_dense outside the embedding tables):
+
+  parameters       s·P
+  gradients        s·(P_dense + min(V, B(2m+1))·d)     embedding gradients are row-sparse
+  optimiser state  s·slots·P                          adam 2, adagrad/rmsprop 1, sgd 0-1
+  initialisation   8·max(parameter size)              draws are float64, then cast
+  one batch        s·B·(3D + 4ΣH + 3·n_out)           x, its gradient, the gathered rows;
+                                                      Z, H, mask, δ per layer; scores, p, δ
+  windows          13·N(2m+1)                         int32 words + int8 casing + the int64
+                                                      index of make_windows, N tokens
+
+It is an estimate of the order of magnitude (a few tens of percent), which is all a
+refusal needs: a config that is refused is off by far more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from nerwin.config import Config, ConfigError
+from nerwin.nn.network import NetSpec
+
+#: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
+FALLBACK_LIMIT = 8 * 2**30
+#: Rows of one evaluation batch (nerwin.model.PREDICT_BATCH; repeated to avoid an import
+#: cycle, checked equal by a test).
+EVAL_BATCH = 4096
+#: The keys that size the model, with the value each is compared at to find the culprit.
+SIZE_KEYS = ("features.window", "features.dim", "model.hidden", "features.casing_dim",
+             "training.batch_size")
+
+
+def available_bytes() -> int:
+    """Memory this process may still use: MemAvailable, else free pages, else 8 GiB."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return FALLBACK_LIMIT
+
+
+def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size: int,
+                   n_windows: int, itemsize: int = 4) -> dict[str, int]:
+    """The parts of the estimate in the module docstring, in bytes (plain Python ints, so a
+    window of 10¹² words does not overflow)."""
+    shapes = spec.param_shapes()
+    sizes = {k: int(np.prod(v, dtype=object)) for k, v in shapes.items()}
+    total = sum(sizes.values())
+    emb = {k: v for k, v in sizes.items() if k.startswith("E_")}
+    dense = total - sum(emb.values())
+    slots = {"adam": 2, "adagrad": 1, "rmsprop": 1}.get(optimizer, 1 if momentum > 0 else 0)
+    k = spec.n_positions
+    b = max(1, min(batch_size, max(1, n_windows)), min(EVAL_BATCH, n_windows))
+    sparse_rows = sum(min(shapes[n][0], b * k) * shapes[n][1] for n in emb)
+    return {
+        "parameters": itemsize * total,
+        "gradients": itemsize * (dense + sparse_rows),
+        "optimiser state": itemsize * slots * total,
+        "initialisation": 8 * max(sizes.values()),
+        "one batch": itemsize * b * (3 * spec.input_dim + 4 * sum(spec.hidden) + 3 * spec.n_out),
+        "windows": 13 * n_windows * k,
+    }
+
+
+def _fmt(n: int) -> str:
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n / 10**3:,.1f} kB"
+
+
+def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
+                 limit: int | None = None) -> dict[str, int]:
+    """Refuse (ConfigError naming the key most responsible) a model whose estimate exceeds
+    ``limit`` (default: :func:`available_bytes`); return the estimate otherwise."""
+    o = cfg.training.optimizer
+
+    def estimate(s: NetSpec, batch_size: int) -> dict[str, int]:
+        return estimate_bytes(s, optimizer=o.name, momentum=o.momentum, batch_size=batch_size,
+                              n_windows=n_windows, itemsize=itemsize)
+
+    parts = estimate(spec, cfg.training.batch_size)
+    total = sum(parts.values())
+    limit = available_bytes() if limit is None else limit
+    if total <= limit:
+        return parts
+    # The culprit: the key whose default value would shrink the estimate the most.
+    defaults = {"features.window": {"window": 2}, "features.dim": {"word_dim": 50},
+                "model.hidden": {"hidden": (100,)}, "features.casing_dim": {"casing_dim": 5}}
+    saved = {}
+    for key, change in defaults.items():
+        saved[key] = total - sum(estimate(dataclasses.replace(spec, **change),
+                                          cfg.training.batch_size).values())
+    saved["training.batch_size"] = total - sum(estimate(spec, 32).values())
+    key = max(saved, key=lambda kk: saved[kk])
+    section, name = key.split(".")
+    value = getattr(getattr(cfg, section), name)
+    value = list(value) if isinstance(value, tuple) else value
+    biggest = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
+                        if v >= total // 10)
+    others = ", ".join(k for k in SIZE_KEYS[:3] if k != key)
+    raise ConfigError(cfg.source, key, f"{value!r} makes the model too big: it would need "
+                      f"about {_fmt(total)} ({biggest}) but {_fmt(limit)} of memory is free; "
+                      f"lower {key} (or {others})")
