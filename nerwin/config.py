@@ -2,11 +2,12 @@
 
 A config file has five sections (``data``, ``features``, ``model``, ``training``, ``output``);
 every key has a default except ``data.train``. Every error names the config file and the
-dotted key (``training.optimizer.lr``) and says what was expected. Relative paths resolve
-against the folder of the config file, so a config can be run from anywhere.
+dotted key (``training.optimizer.lr``) and says what was expected. Relative paths written in
+the file resolve against the folder of the config file, so a config can be run from anywhere;
+a key written twice is an error (YAML would keep the last silently).
 
 Overrides (``--set training.optimizer.lr=0.01``) are parsed as YAML scalars and validated
-exactly like the file.
+exactly like the file; their paths resolve against the current folder, as typed in a shell.
 """
 
 from __future__ import annotations
