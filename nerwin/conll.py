@@ -215,8 +215,8 @@ def _read_blocks(path: Path, what: str) -> tuple[list[Block], int]:
     for lineno, line in enumerate(lines, start=1):
         parts, sep = split_line(line)
         if parts and parts[0] == "":
-            raise NerwinError(f"{path}:{lineno}: empty token (the line starts with a tab); "
-                              f"expected lines {what}")
+            raise NerwinError(f"{path}:{lineno}: empty token (nothing but spaces before the "
+                              f"first tab); expected lines {what}")
         blank = blank and not parts
         if parts and parts[0] == DOCSTART:
             docs += 1
