@@ -127,7 +127,9 @@ def load_space(space_path: str | Path, config_path: str | Path,
     source = str(space_path)
     dims = parse_space(_read_yaml(Path(space_path)), source)
     for d in dims:
-        for v in d.values:  # every choice; both ends of a range
+        # every choice; both ends of a range, as the sampler gives them (a float for
+        # uniform: an integer key is refused here, not in every trial)
+        for v in d.values if d.kind in ("choice", "int") else map(float, d.values):
             try:
                 load_config(config_path, [*overrides, _override(d.key, v)])
             except ConfigError as e:
@@ -532,6 +534,7 @@ def prepare(config: str | Path, space: str | Path, out: str | Path, *, trials: i
     """Validate CONFIG and SPACE (exit-2 errors) and return the workers' spec."""
     from nerwin.config import load_config
 
+    require_optuna()
     overrides = list(overrides or [])
     cfg = load_config(config, overrides)
     if cfg.data.dev is None:
