@@ -194,20 +194,23 @@ def _storage(url: str) -> Any:
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 120}  # wait for the other writers' locks
+    from sqlalchemy.exc import DBAPIError
+
     last: Exception | None = None
-    for attempt in range(10):
+    for attempt in range(8):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
                 return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
                                                   heartbeat_interval=HEARTBEAT_S,
                                                   grace_period=GRACE_S)
-        except ImportError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a table-creation race or a bad URL
+        except DBAPIError as e:  # locked, or the tables being created by another sweep
             last = e
             time.sleep(0.2 * (attempt + 1))
-    raise NerwinError(f"--storage {url}: cannot open the Optuna storage ({last})")
+        except Exception as e:  # noqa: BLE001 - a malformed URL, a missing database driver
+            raise NerwinError(f"--storage {url}: cannot open it as an Optuna storage: "
+                              f"{type(e).__name__}: {e}") from None
+    raise NerwinError(f"--storage {url}: cannot open it as an Optuna storage: {last}")
 
 
 def open_study(spec: SweepSpec, storage: Any, seed: int | None = None) -> Any:
@@ -578,31 +581,48 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
              for _ in range(workers)]
     bar = tqdm(total=spec.trials, desc="trials", unit="trial", disable=None if progress else True,
                file=sys.stderr)
-    interrupted = False
+    # A flag, not KeyboardInterrupt: that can surface inside a garbage-collector callback,
+    # where Python prints and drops it.
+    sigint = threading.Event()
+    main = threading.current_thread() is threading.main_thread()  # where handlers may go
+    previous = signal.signal(signal.SIGINT, lambda *_: sigint.set()) if main else None
     try:
-        while True:
-            running = [p for p in procs if p.poll() is None]
+        while any(p.poll() is None for p in procs) and not sigint.is_set():
             _update_bar(bar, study)
-            if not running:
-                break
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        interrupted = True
-        for p in procs:  # the terminal sent SIGINT to them too; a `kill -INT` did not
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            sigint.wait(0.5)
+        if sigint.is_set():
+            _stop_workers(procs)
+        _update_bar(bar, study)
     finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
         bar.close()
+    # A worker ends with 130 when Ctrl-C reached it (and maybe not this process).
+    interrupted = sigint.is_set() or any(p.returncode == 130 for p in procs)
     errors = [f"worker {i} exited with code {p.returncode}" for i, p in enumerate(procs)
-              if p.returncode not in (0, None) and not interrupted]
+              if p.returncode not in (0, 130)]
     rows = results(study, dims)
     return SweepResult(rows, dims, write_best_config(spec, rows), stale, interrupted, errors)
+
+
+def _stop_workers(procs: list[subprocess.Popen]) -> None:
+    """After Ctrl-C: let the workers record their trials as failed and exit.
+
+    Ctrl-C in a terminal reaches the workers too (one process group); a ``kill -INT`` of
+    the sweep alone does not, so those still running after a moment get SIGINT from here.
+    """
+    deadline = time.time() + 3
+    while time.time() < deadline and any(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _update_bar(bar: Any, study: Any) -> None:

@@ -205,3 +205,63 @@ def test_without_optuna_says_how_to_install(tmp_path, write, monkeypatch):
     assert r.exit_code == 2
     assert r.output.strip() == ("Error: nerwin sweep needs Optuna: pip install "
                                 "'nerwin[sweep]' (or pip install 'optuna>=3.5')")
+
+
+def test_ctrl_c_records_the_running_trial_and_prints_the_table(tmp_path, write):
+    space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=3")
+    p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *args], start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "trial-0000" / "config.yaml").exists():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130, stderr
+    assert stdout.splitlines()[0].startswith("rank  trial  state")
+    assert "trial 0: interrupted (Ctrl-C)" in stdout
+    t0 = study_trials(out)[0]
+    assert t0.state.name == "FAIL" and t0.user_attrs["error"] == "interrupted (Ctrl-C)"
+
+
+def test_stale_means_process_gone_here_or_heartbeat_old_elsewhere(tmp_path, monkeypatch):
+    import socket
+    import warnings
+
+    from nerwin import sweep as sw
+
+    monkeypatch.setattr(sw, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(sw, "GRACE_S", 1)
+    spec = sw.SweepSpec(config=str(CONFIG), space="-", out=str(tmp_path), trials=5,
+                        storage=f"sqlite:///{tmp_path / 'study.db'}", study="s")
+    storage = sw._storage(spec.storage)
+    study = sw.open_study(spec, storage)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    here = socket.gethostname()
+    owners = {"live": (here, os.getpid(), sw._proc_start(os.getpid())),
+              "gone": (here, gone.pid, None), "far_old": ("elsewhere", 1, None),
+              "far_fresh": ("elsewhere", 1, None)}
+    trials = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, (host, pid, start) in owners.items():
+            trials[name] = t = study.ask()
+            for k, v in {"host": host, "pid": pid, "pid_start": start}.items():
+                t.set_user_attr(k, v)
+    storage.record_heartbeat(trials["far_old"]._trial_id)
+    time.sleep(2.2)
+    storage.record_heartbeat(trials["far_fresh"]._trial_id)
+    failed = sw.fail_stale_trials(study, storage)
+    assert failed == [trials["gone"].number, trials["far_old"].number]
+    states = {n: storage.get_trial(t._trial_id).state.name for n, t in trials.items()}
+    assert states == {"live": "RUNNING", "gone": "FAIL", "far_old": "FAIL",
+                      "far_fresh": "RUNNING"}
+
+
+def test_shipped_space_validates_against_the_sample_config():
+    from nerwin.sweep import load_space
+
+    dims = load_space(ROOT / "configs" / "sample.space.yaml", CONFIG, [])
+    assert {d.key for d in dims} == {"training.optimizer.lr", "model.nonlinearity"}
