@@ -46,6 +46,8 @@ DEFAULT_STUDY = "nerwin"
 TRIAL_DIR = "trial-{:04d}"
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often ...
 GRACE_S = 60  # ... and is stale (its worker gone) when the last one is older than this
+PRUNE_STARTUP_TRIALS = 5  # the median pruner waits for this many finished trials ...
+PRUNE_WARMUP_EPOCHS = 2  # ... and judges a trial from this epoch on (1-based)
 SURPLUS = "nerwin_surplus"  # user attr of a trial asked for after the study was full
 INSTALL_HINT = ("nerwin sweep needs Optuna: pip install 'nerwin[sweep]' "
                 "(or pip install 'optuna>=3.5')")
@@ -215,7 +217,11 @@ def _storage(url: str) -> Any:
 
 def open_study(spec: SweepSpec, storage: Any, seed: int | None = None) -> Any:
     optuna = require_optuna()
-    pruner = optuna.pruners.MedianPruner() if spec.prune else optuna.pruners.NopPruner()
+    # Prune only from the 2nd epoch on, and once 5 trials have finished: a first epoch at a
+    # small learning rate says little about the last.
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=PRUNE_STARTUP_TRIALS,
+                                          n_warmup_steps=PRUNE_WARMUP_EPOCHS)
+              if spec.prune else optuna.pruners.NopPruner())
     sampler = optuna.samplers.TPESampler(seed=spec.seed if seed is None else seed)
     for attempt in range(10):
         try:
@@ -347,12 +353,10 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
     from nerwin.config import OutputConfig, load_config
     from nerwin.train import train
 
-    # A sampler seeded by seed + trial number: parallel workers do not draw the same
-    # random start-up trials, and a trial's draws do not depend on which worker runs it.
-    seeded = optuna.load_study(study_name=spec.study, storage=storage,
-                               sampler=optuna.samplers.TPESampler(seed=spec.seed + trial.number),
-                               pruner=study.pruner)
-    trial = optuna.trial.Trial(seeded, trial._trial_id)
+    # A sampler seeded by seed + trial number (the trial draws from study.sampler when it
+    # suggests): parallel workers do not draw the same random start-up trials, and a
+    # trial's draws do not depend on which worker runs it.
+    study.sampler = optuna.samplers.TPESampler(seed=spec.seed + trial.number)
     run_dir = Path(spec.out) / TRIAL_DIR.format(trial.number)
     trial.set_user_attr("run_dir", str(run_dir))
     best: dict[str, Any] = {}
@@ -489,7 +493,7 @@ def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> Path | Non
     """DIR/best_config.yaml: the resolved config of the best complete trial (atomically).
 
     Built from CONFIG, --set and the trial's values, so it holds this machine's paths even
-    when the trial ran elsewhere; its output.dir is DIR/best, so ``nerwin train`` on it
+    when the trial ran elsewhere; its output.dir is DIR/best_run, so ``nerwin train`` on it
     does not touch the trial's run directory.
     """
     import dataclasses
@@ -503,7 +507,7 @@ def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> Path | Non
     best = done[0]
     cfg = load_config(spec.config, [*spec.overrides,
                                     *(_override(k, v) for k, v in best["params"].items())])
-    cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(spec.out) / "best"))
+    cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(spec.out) / "best_run"))
     path = Path(spec.out) / "best_config.yaml"
     atomic_write_text(path, f"# nerwin sweep: trial {best['trial']}, best dev F1 "
                             f"{best['best_dev_f1']:.2f}\n" + dump_yaml(cfg))
@@ -551,6 +555,29 @@ def prepare(config: str | Path, space: str | Path, out: str | Path, *, trials: i
                      seed=cfg.training.seed)
 
 
+def _claim_out_dir(spec: SweepSpec) -> None:
+    """DIR/sweep.json names the study DIR holds: run directories are named by trial number
+    alone, so a second study in the same DIR would collide with the first one's."""
+    from sqlalchemy.engine import make_url
+
+    from nerwin.checkpoint import atomic_write_text
+
+    try:
+        url = make_url(spec.storage).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL: _storage() says so
+        url = spec.storage
+    mine = {"study": spec.study, "storage": url}
+    path = Path(spec.out) / "sweep.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != mine:
+            raise NerwinError(f"{spec.out}: holds the trials of study {saved['study']!r} in "
+                              f"{saved['storage']}; use another --out for study "
+                              f"{spec.study!r} in {url}")
+    else:
+        atomic_write_text(path, json.dumps(mine, indent=2) + "\n")
+
+
 def _worker_env() -> dict[str, str]:
     """One BLAS thread in each worker: set before its numpy is imported."""
     from nerwin.threads import THREAD_VARS
@@ -571,6 +598,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
     dims = load_space(spec.space, spec.config, spec.overrides)
     require_optuna()
     Path(spec.out).mkdir(parents=True, exist_ok=True)
+    _claim_out_dir(spec)
     storage = _storage(spec.storage)
     study = open_study(spec, storage)
     _check_space_of_study(study, dims, spec)
@@ -589,7 +617,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
     try:
         while any(p.poll() is None for p in procs) and not sigint.is_set():
             _update_bar(bar, study)
-            sigint.wait(0.5)
+            sigint.wait(0.2)
         if sigint.is_set():
             _stop_workers(procs)
         _update_bar(bar, study)

@@ -90,7 +90,7 @@ def test_two_workers_then_more_trials_adds_exactly_the_difference(tmp_path, writ
     cfg = load_config(out / "best_config.yaml")
     assert cfg.training.optimizer.lr == best["params"]["training.optimizer.lr"]
     assert cfg.model.nonlinearity == best["params"]["model.nonlinearity"]
-    assert cfg.model.hidden == (20,) and cfg.output.dir == out / "best"
+    assert cfg.model.hidden == (20,) and cfg.output.dir == out / "best_run"
     r = run("train", out / "best_config.yaml", "--quiet")
     assert r.exit_code == 0, r.output
     assert f"best dev F1 {best['best_dev_f1']:.2f}" in r.output
@@ -265,3 +265,57 @@ def test_shipped_space_validates_against_the_sample_config():
 
     dims = load_space(ROOT / "configs" / "sample.space.yaml", CONFIG, [])
     assert {d.key for d in dims} == {"training.optimizer.lr", "model.nonlinearity"}
+
+
+def test_no_completed_trial_exits_1_and_writes_no_best_config(tmp_path, write):
+    space = write("space.yaml", "training.optimizer.lr: {choice: [1.0e6]}\n")
+    out = tmp_path / "sweep"
+    r = run(*sweep_args(space, out, "--trials", 1, "--set", "training.optimizer.name=sgd",
+                        "--set", "model.nonlinearity=relu"))
+    assert r.exit_code == 1, r.output
+    assert "trial 0: the loss became nan" in r.output
+    assert [t.state.name for t in study_trials(out)] == ["FAIL"]  # the worker gave up
+    assert not (out / "best_config.yaml").exists()
+
+
+def test_a_study_keeps_its_space(tmp_path, write):
+    out = tmp_path / "sweep"
+    first = write("a.yaml", "model.nonlinearity: {choice: [tanh]}\n")
+    assert run(*sweep_args(first, out, "--trials", 1, "--set", "training.epochs=1")
+               ).exit_code == 0
+    other = write("b.yaml", "model.nonlinearity: {choice: [relu]}\n")
+    r = run(*sweep_args(other, out, "--trials", 2))
+    assert r.exit_code == 2
+    assert f"{other}: study 'nerwin'" in r.output and "another search space" in r.output
+    assert len(study_trials(out)) == 1
+    r = run(*sweep_args(other, out, "--trials", 1, "--study", "second"))
+    assert r.exit_code == 2  # run directories are named by trial number: one study a DIR
+    assert f"{out}: holds the trials of study 'nerwin'" in r.output
+    r = run(*sweep_args(other, tmp_path / "second", "--trials", 1, "--study", "second",
+                        "--storage", f"sqlite:///{out / 'study.db'}", "--set",
+                        "training.epochs=1", "--json"))
+    assert r.exit_code == 0, r.output  # another study in the same storage, another DIR
+    assert [row["state"] for row in json.loads(r.output)["results"]] == ["COMPLETE"]
+    assert (tmp_path / "second" / "trial-0000" / "best").is_dir()
+    assert len(study_trials(out)) == 1 and len(study_trials(out, "second")) == 1
+
+
+def test_pruner_choice(tmp_path):
+    from nerwin import sweep as sw
+
+    spec = sw.SweepSpec(config=str(CONFIG), space="-", out=str(tmp_path), trials=1,
+                        storage=f"sqlite:///{tmp_path / 'study.db'}", study="s")
+    storage = sw._storage(spec.storage)
+    pruner = sw.open_study(spec, storage).pruner
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (5, 2)
+    spec.prune = False
+    assert isinstance(sw.open_study(spec, storage).pruner, optuna.pruners.NopPruner)
+
+
+def test_sweep_help():
+    r = run("sweep", "--help")
+    assert r.exit_code == 0
+    for opt in ("--space", "--out", "--trials", "--workers", "--storage", "--study", "--set",
+                "--no-prune", "--json"):
+        assert opt in r.output
