@@ -12,7 +12,8 @@ Each trial is a normal run directory DIR/trial-NNNN trained by :func:`nerwin.tra
 The study lives in an Optuna storage (SQLite at DIR/study.db unless ``--storage``); every
 worker process, on this machine or another, runs the same loop against it:
 
-    count the trials that are finished (complete or pruned) or running; stop at --trials;
+    count the trials that are finished (complete or pruned) or running; at --trials, stop
+    if none is running, else wait (one may fail, or turn out stale, and free its slot);
     ask for a trial; if, counting the trials numbered before it, the study is already full
     (another worker asked at the same moment), discard it; else train it and tell the result.
 
@@ -46,6 +47,7 @@ DEFAULT_STUDY = "nerwin"
 TRIAL_DIR = "trial-{:04d}"
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often ...
 GRACE_S = 60  # ... and is stale (its worker gone) when the last one is older than this
+WAIT_S = 1  # how often an idle worker looks at a full study with trials still running
 PRUNE_STARTUP_TRIALS = 5  # the median pruner waits for this many finished trials ...
 PRUNE_WARMUP_EPOCHS = 2  # ... and judges a trial from this epoch on (1-based)
 SURPLUS = "nerwin_surplus"  # user attr of a trial asked for after the study was full
@@ -419,8 +421,15 @@ def worker(spec: SweepSpec) -> None:
     host, pid = socket.gethostname(), os.getpid()
     failures = 0
     while failures < spec.trials:  # every trial failing (a bad data file) must end too
-        if len(_counted(study)) >= spec.trials:
-            return
+        counted = _counted(study)
+        if len(counted) >= spec.trials:
+            if all(t.state.name not in ("RUNNING", "WAITING") for t in counted):
+                return
+            # Full, but with trials still running: wait, as one may fail (or its worker be
+            # gone, on another machine too) and free its slot for this worker.
+            fail_stale_trials(study, storage)
+            time.sleep(WAIT_S)
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
             trial = study.ask()

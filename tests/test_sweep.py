@@ -170,6 +170,16 @@ def test_diverging_trial_is_recorded_and_the_sweep_goes_on(tmp_path, write):
     assert "fail" in r.output.splitlines()[-2] or "fail" in r.output
 
 
+def _cmdlines() -> list[str]:
+    out = []
+    for p in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            out.append(p.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass
+    return out
+
+
 def test_killed_sweep_resumes_and_reruns_the_slot(tmp_path, write):
     space, out = write("space.yaml", SPACE), tmp_path / "sweep"
     args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=3")
@@ -194,9 +204,44 @@ def test_killed_sweep_resumes_and_reruns_the_slot(tmp_path, write):
     assert sorted(n for n, t in trials.items() if t.state.name != "FAIL") == [1, 2]
     assert trial_dirs(out) == ["trial-0000", "trial-0001", "trial-0002"]
 
-    r = run(*args)  # full: nothing runs again
+    # A worker that finds the study full but a trial running waits; when that trial's
+    # worker dies, it marks the trial failed and runs the freed slot.
+    import socket
+    import threading
+    import warnings
+
+    from nerwin import sweep as sw
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    study = optuna.load_study(study_name="nerwin", storage=f"sqlite:///{out / 'study.db'}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = study.ask()
+    for k, v in {"host": socket.gethostname(), "pid": sleeper.pid,
+                 "pid_start": sw._proc_start(sleeper.pid)}.items():
+        t.set_user_attr(k, v)
+    def kill_sleeper_once_a_worker_runs():  # workers start after the start-up stale check
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                "nerwin.sweep" in c and str(out) in c for c in _cmdlines()):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        sleeper.kill()
+
+    killer = threading.Thread(target=kill_sleeper_once_a_worker_runs, daemon=True)
+    killer.start()
+    try:
+        more = [a if a != "2" else "3" for a in args]  # --trials 3
+        r = run(*more)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        killer.join()
     assert r.exit_code == 0, r.output
-    assert len(study_trials(out)) == 3
+    assert "marked failed" not in r.output  # the sleeper was alive when the sweep began
+    trials = {t.number: t.state.name for t in study_trials(out)}
+    assert trials == {0: "FAIL", 1: "COMPLETE", 2: "COMPLETE", 3: "FAIL", 4: "COMPLETE"}
+    assert trial_dirs(out) == [f"trial-{i:04d}" for i in (0, 1, 2, 4)]
 
 
 def test_without_optuna_says_how_to_install(tmp_path, write, monkeypatch):
