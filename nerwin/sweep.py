@@ -402,7 +402,7 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
         attrs = {"seconds": round(time.perf_counter() - t0, 2), "best_f1": best.get("f1"),
                  "best_epoch": best.get("epoch"), "test_f1": test_f1, "error": error}
         for k, v in attrs.items():
-            storage.set_trial_user_attr(trial._trial_id, k, v)
+            trial.set_user_attr(k, v)
         if state == TrialState.COMPLETE:
             study.tell(trial.number, value)
         else:
@@ -410,7 +410,10 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
 
 
 def worker(spec: SweepSpec) -> None:
-    """Run trials until the study holds ``spec.trials`` finished or running ones."""
+    """Run trials until the study holds ``spec.trials`` finished (complete or pruned) ones.
+
+    Gives up after ``spec.trials`` failed trials of its own.
+    """
     from nerwin.threads import default_to_one_blas_thread
 
     default_to_one_blas_thread()
