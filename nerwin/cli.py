@@ -63,6 +63,7 @@ def cli(debug: bool) -> None:
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
     nerwin tag MODEL INPUT         tag new text (one token a line)
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
+    nerwin sweep CONFIG --space S  hyperparameter search (Optuna), parallel, resumable
     """
 
 
@@ -251,6 +252,56 @@ def gradcheck(config_path: str, overrides: tuple[str, ...], samples: int, eps: f
                f"float64, eps {eps:g}")
     click.echo(format_gradcheck_table(rows, tol))
     if not passed(rows, tol):
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
+              help="YAML mapping config keys to {choice: [...]}, {uniform: [a, b]}, "
+                   "{log_uniform: [a, b]} or {int: [a, b]}.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Sweep directory: trial-NNNN/ run directories, study.db, best_config.yaml.")
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(1),
+              help="Finished (complete or pruned) trials the study should hold in total.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Trials run at once, each in its own process on one BLAS thread.")
+@click.option("--storage", default=None,
+              help="Optuna storage URL shared by every worker (default: sqlite:///OUT/study.db).")
+@click.option("--study", "study_name", default=None,
+              help="Study name in the storage (default: nerwin).")
+@set_option
+@click.option("--no-prune", is_flag=True,
+              help="Do not stop trials whose dev F1 is below the median of earlier trials.")
+@click.option("--json", "as_json", is_flag=True, help="Print the ranked results as JSON.")
+def sweep(config_path: str, space_path: str, out: str, trials: int, workers: int,
+          storage: str | None, study_name: str | None, overrides: tuple[str, ...],
+          no_prune: bool, as_json: bool) -> None:
+    """Search the config keys of SPACE for the best dev F1 (Optuna TPE, median pruning).
+
+    Each trial trains CONFIG (with --set and its sampled values) into OUT/trial-NNNN. The same
+    command again continues the study up to --trials; on several machines, give each the same
+    command and a shared --storage. Prints a ranked table and writes OUT/best_config.yaml.
+    """
+    from nerwin.sweep import format_results, prepare, run_sweep
+
+    spec = prepare(config_path, space_path, out, trials=trials, storage=storage,
+                   study=study_name, overrides=list(overrides), prune=not no_prune)
+    result = run_sweep(spec, workers)
+    if as_json:
+        click.echo(json.dumps(result.to_json(spec), indent=2))
+    else:
+        if result.stale:
+            click.echo(f"marked failed (their worker was gone): trials "
+                       f"{', '.join(map(str, result.stale))}")
+        click.echo(format_results(result.rows, result.dims))
+        if result.best_config is not None:
+            click.echo(f"best config: {result.best_config}")
+    for e in result.worker_errors:
+        click.echo(f"error: {e}", err=True)
+    if result.interrupted:
+        sys.exit(130)
+    if result.best_config is None or result.worker_errors:
         sys.exit(1)
 
 

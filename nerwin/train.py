@@ -157,8 +157,14 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
 
 
 def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: bool = False,
-          quiet: bool = False, echo: Callable[[str], None] = print) -> RunResult:
-    """Train the configured model; write the run directory; return what happened."""
+          quiet: bool = False, echo: Callable[[str], None] = print,
+          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Train the configured model; write the run directory; return what happened.
+
+    ``on_epoch(record)`` is called with each epoch's metrics line once its checkpoints are
+    written; an exception it raises ends training there (``nerwin sweep`` prunes this way),
+    and last/ holds that epoch.
+    """
     out = Path(out or cfg.output.dir)
     tcfg = cfg.training
     # Read (and so check) every file before touching the run directory: a typo in a data
@@ -274,6 +280,8 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
             _save_best(out, model, state, dev_scores)
         _save_last(out, model, opt, state, rng)
         echo(_epoch_line(record, tcfg.epochs))
+        if on_epoch is not None:
+            on_epoch(record)
         if state.stopped_early:
             echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
                  f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
