@@ -373,7 +373,7 @@ def _diverged(what: str, epoch: int, step: int, state: LoopState, lr: float, out
     if state.epoch > 0:
         kept = f"{out / 'last'} holds epoch {state.epoch}, the last good one"
     else:
-        kept = "no epoch finished, so there is no last/ checkpoint"
+        kept = "No epoch finished, so there is no last/ checkpoint"
     return TrainingError(
         f"{what} at epoch {epoch + 1}, step {step} (lr {lr:g}); training stopped. "
         f"{kept}. Try a lower training.optimizer.lr, or set training.clip")
