@@ -168,8 +168,8 @@ def _resume_plan(state: LoopState, tcfg: Any, has_dev: bool) -> tuple[str | None
                 f"({state.bad_epochs} epochs without a better dev F1, training.patience "
                 f"{tcfg.patience}); raise training.patience to go on"), None
     if state.epoch >= tcfg.epochs:
-        return (f"nothing to do: the run finished {state.epoch} of training.epochs "
-                f"{tcfg.epochs}; raise training.epochs to go on"), None
+        return (f"nothing to do: the run has finished {state.epoch} epochs and "
+                f"training.epochs is {tcfg.epochs}; raise training.epochs to go on"), None
     if state.stopped_early:
         state.stopped_early = False
         return None, (f"training.patience is now {tcfg.patience}: continuing the run that "
