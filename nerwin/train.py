@@ -8,6 +8,7 @@ A run directory holds::
     last/              the model after the last finished epoch, with the optimiser state,
                        the RNG state and the loop counters: what --resume continues from
     test_scores.json   scores of best/ on data.test, when configured
+    .nerwin-run        the run marker (see nerwin.rundir: what --force may delete)
 
 Every file is written atomically (temp file, then rename), so an interrupted run leaves
 the previous epoch's checkpoints intact. Resuming from ``last/`` gives the same weights, bit
