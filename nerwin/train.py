@@ -234,8 +234,10 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
     else:
         rng = np.random.default_rng(tcfg.seed)
         lex = build_lexicon(cfg, train_c, [c for c in (dev_c, test_c) if c is not None])
-        # The model's memory estimate (issue 7) is checked by new_model before it allocates;
-        # new_model also checks model.positive against the training tags.
+        # HOOK (memory estimate, issue 7): the estimate of the model's memory belongs here,
+        # after the lexicon gives its size and before new_model allocates, so a model too
+        # big for memory is refused while the run directory is still untouched.
+        # new_model checks model.positive against the training tags, then allocates.
         model = new_model(cfg, lex, rng)
         opt_state, state = None, LoopState()
     cfg = model.cfg
