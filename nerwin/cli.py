@@ -147,7 +147,9 @@ def data(files: tuple[str, ...], config_path: str | None, overrides: tuple[str, 
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run directory (default: output.dir of the config).")
 @click.option("--resume", is_flag=True, help="Continue the run in the run directory from last/.")
-@click.option("--force", is_flag=True, help="Overwrite an existing run in the run directory.")
+@click.option("--force", is_flag=True,
+              help="Start over: delete the run in the run directory (only what nerwin wrote; "
+                   "anything else stops it).")
 @click.option("--quiet", is_flag=True, help="No progress bar; only the per-epoch lines.")
 def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool,
           force: bool, quiet: bool) -> None:
