@@ -53,6 +53,11 @@ def check_output_file(path: str, option: str) -> None:
         raise NerwinError(f"{path}: cannot write {option}: the folder {parent} {problem}")
     if Path(path).is_dir():
         raise NerwinError(f"{path}: cannot write {option}: it is a folder")
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
+        # The write replaces the file by a rename: a symlink or a device there would be
+        # replaced, not written through; say so instead of surprising anyone.
+        raise NerwinError(f"{path}: cannot write {option}: it is a symlink or special file; "
+                          f"give the path of a regular file (it is replaced atomically)")
 
 
 def write_output_file(path: str, text: str, option: str) -> None:

@@ -399,6 +399,10 @@ def _out_file(cmd: str, where: str) -> Setup:
         elif where == "is_dir":
             target = t / "adir"
             target.mkdir()
+        elif where == "symlink":
+            (t / "real.txt").write_text("mine")
+            target = t / "link.txt"
+            target.symlink_to(t / "real.txt")
         else:  # read-only folder, simulated: the write itself is refused
             def deny(path, data):
                 raise PermissionError(13, "Permission denied", str(path))
@@ -580,10 +584,12 @@ CASES: list[tuple[str, Setup, int]] = [
     ("eval-predictions-below-a-file", _out_file("eval", "below_file"), 2),
     ("eval-predictions-is-a-folder", _out_file("eval", "is_dir"), 2),
     ("eval-predictions-unwritable", _out_file("eval", "unwritable"), 2),
+    ("eval-predictions-symlink", _out_file("eval", "symlink"), 2),
     ("tag-output-missing-folder", _out_file("tag", "missing"), 2),
     ("tag-output-below-a-file", _out_file("tag", "below_file"), 2),
     ("tag-output-is-a-folder", _out_file("tag", "is_dir"), 2),
     ("tag-output-unwritable", _out_file("tag", "unwritable"), 2),
+    ("tag-output-symlink", _out_file("tag", "symlink"), 2),
 ]
 
 
