@@ -213,6 +213,9 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
         raise NerwinError(f"{e.filename or out or cfg.output.dir}: {e.strerror or e}") from None
 
 
+# Overflow in exp/matmul is not worth a RuntimeWarning line: a non-finite loss or weight is
+# detected explicitly and stops the run with a message of its own.
+@np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: bool,
            echo: Callable[[str], None]) -> RunResult:
     out = check_out_path(Path(out or cfg.output.dir))
@@ -280,82 +283,78 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
                  f"lowercase {pct['lowercase']:.2f} %, missing {pct['missing']:.2f} % "
                  f"of {cov.total:,} words ({'frozen' if cfg.features.freeze else 'fine-tuned'})")
 
-    # Overflow in exp/matmul is not worth a RuntimeWarning line: a non-finite loss or
-    # weight is detected explicitly and stops the run with a message of its own.
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+    finished = state.stopped_early or state.epoch >= tcfg.epochs
+    while not finished:
+        epoch = state.epoch  # 0-based index of the epoch about to run
+        lr = schedule.lr_at(epoch)
+        t0 = time.perf_counter()
+        loss_sum, n_seen = 0.0, 0
+        n_batches = math.ceil(len(train_d) / tcfg.batch_size)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch",
+                   disable=True if quiet else None, leave=False)
+        for i, idx in enumerate(batches(len(train_d), tcfg.batch_size, rng)):
+            loss, grads = net.loss_and_grads(train_d.words[idx], train_d.casing[idx],
+                                             y_train[idx], train=True, rng=rng)
+            if not math.isfinite(loss):
+                bar.close()
+                raise _diverged(f"the loss became {loss}", epoch, state.step + 1, state, lr,
+                                out)
+            if tcfg.clip is not None:
+                clip_by_global_norm(grads, tcfg.clip)
+            opt.step(net.params, grads, lr)
+            state.step += 1
+            loss_sum += loss * len(idx)
+            n_seen += len(idx)
+            if i % 50 == 0 or i == n_batches - 1:
+                el = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", lr=f"{lr:.3g}",
+                                tok_s=f"{n_seen / max(el, 1e-9):,.0f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - t0
+        # A finite loss can still hide an overflowed step: never save non-finite weights.
+        bad = [k for k, v in net.params.items() if not np.isfinite(v).all()]
+        if bad:
+            raise _diverged(f"parameter {bad[0]} became non-finite", epoch, state.step,
+                            state, lr, out)
+        state.epoch += 1
+
+        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
+                                  "train_loss": loss_sum / max(1, n_seen), "lr": lr,
+                                  "tokens_per_s": n_seen / max(seconds, 1e-9),
+                                  "seconds": seconds}
+        dev_scores = None
+        if dev_c is not None:
+            dev_scores, _ = model.evaluate(dev_c, dev_d)
+            f1 = dev_scores["f1"]
+            record.update({"dev_loss": dev_scores["loss"],
+                           "dev_precision": dev_scores["precision"],
+                           "dev_recall": dev_scores["recall"], "dev_f1": f1,
+                           "dev_per_type_f1": {t: v["f1"]
+                                               for t, v in dev_scores["per_type"].items()}})
+            improved = state.best_f1 is None or f1 > state.best_f1
+        else:
+            improved = True  # without dev data, best/ is the latest model
+        if improved:
+            state.best_f1 = dev_scores["f1"] if dev_scores else None
+            state.best_epoch, state.bad_epochs = state.epoch, 0
+        else:
+            state.bad_epochs += 1
+        record["best"] = improved
+        if tcfg.patience is not None and dev_c is not None and state.bad_epochs >= tcfg.patience:
+            state.stopped_early = True
         finished = state.stopped_early or state.epoch >= tcfg.epochs
-        while not finished:
-            epoch = state.epoch  # 0-based index of the epoch about to run
-            lr = schedule.lr_at(epoch)
-            t0 = time.perf_counter()
-            loss_sum, n_seen = 0.0, 0
-            n_batches = math.ceil(len(train_d) / tcfg.batch_size)
-            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch",
-                       disable=True if quiet else None, leave=False)
-            for i, idx in enumerate(batches(len(train_d), tcfg.batch_size, rng)):
-                loss, grads = net.loss_and_grads(train_d.words[idx], train_d.casing[idx],
-                                                 y_train[idx], train=True, rng=rng)
-                if not math.isfinite(loss):
-                    bar.close()
-                    raise _diverged(f"the loss became {loss}", epoch, state.step + 1, state, lr,
-                                      out)
-                if tcfg.clip is not None:
-                    clip_by_global_norm(grads, tcfg.clip)
-                opt.step(net.params, grads, lr)
-                state.step += 1
-                loss_sum += loss * len(idx)
-                n_seen += len(idx)
-                if i % 50 == 0 or i == n_batches - 1:
-                    el = time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", lr=f"{lr:.3g}",
-                                    tok_s=f"{n_seen / max(el, 1e-9):,.0f}", refresh=False)
-                bar.update(1)
-            bar.close()
-            seconds = time.perf_counter() - t0
-            # A finite loss can still hide an overflowed step: never save non-finite weights.
-            bad = [k for k, v in net.params.items() if not np.isfinite(v).all()]
-            if bad:
-                raise _diverged(f"parameter {bad[0]} became non-finite", epoch, state.step,
-                                  state, lr, out)
-            state.epoch += 1
 
-            record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
-                                      "train_loss": loss_sum / max(1, n_seen), "lr": lr,
-                                      "tokens_per_s": n_seen / max(seconds, 1e-9),
-                                      "seconds": seconds}
-            dev_scores = None
-            if dev_c is not None:
-                dev_scores, _ = model.evaluate(dev_c, dev_d)
-                f1 = dev_scores["f1"]
-                record.update({"dev_loss": dev_scores["loss"],
-                               "dev_precision": dev_scores["precision"],
-                               "dev_recall": dev_scores["recall"], "dev_f1": f1,
-                               "dev_per_type_f1": {t: v["f1"]
-                                                   for t, v in dev_scores["per_type"].items()}})
-                improved = state.best_f1 is None or f1 > state.best_f1
-            else:
-                improved = True  # without dev data, best/ is the latest model
-            if improved:
-                state.best_f1 = dev_scores["f1"] if dev_scores else None
-                state.best_epoch, state.bad_epochs = state.epoch, 0
-            else:
-                state.bad_epochs += 1
-            record["best"] = improved
-            if (tcfg.patience is not None and dev_c is not None
-                    and state.bad_epochs >= tcfg.patience):
-                state.stopped_early = True
-            finished = state.stopped_early or state.epoch >= tcfg.epochs
-
-            # metrics line first, then best/, then last/: on a crash in between, resume sees
-            # last/ of the previous epoch and drops the extra metrics line.
-            append_jsonl(out / "metrics.jsonl", record)
-            if improved:
-                _save_best(out, model, state, dev_scores)
-            _save_last(out, model, opt, state, rng)
-            echo(_epoch_line(record, tcfg.epochs))
-            if state.stopped_early:
-                echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
-                     f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
+        # metrics line first, then best/, then last/: on a crash in between, resume sees
+        # last/ of the previous epoch and drops the extra metrics line.
+        append_jsonl(out / "metrics.jsonl", record)
+        if improved:
+            _save_best(out, model, state, dev_scores)
+        _save_last(out, model, opt, state, rng)
+        echo(_epoch_line(record, tcfg.epochs))
+        if state.stopped_early:
+            echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
+                 f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
 
     result = RunResult(out, state)
     if test_c is not None:
