@@ -66,8 +66,10 @@ __all__ = [
     "array_sha256",
     "atomic_write_bytes",
     "atomic_write_text",
+    "complete_sibling",
     "is_checkpoint_folder",
     "load_checkpoint",
+    "meta_sha256",
     "recover_checkpoint",
     "save_checkpoint",
 ]
