@@ -231,17 +231,18 @@ def meta_sha256(meta: Mapping[str, Any]) -> str:
 def is_checkpoint_folder(path: PathLike, *, partial: bool = False) -> bool:
     """Whether ``path`` is provably a folder nerwin's :func:`save_checkpoint` wrote.
 
-    That is: a real folder (not a symlink) holding only regular files named ``params.npz``
-    and ``meta.json``, whose ``meta.json`` says ``"format": "nerwin-checkpoint"``. With
-    ``partial``, a folder a save was still writing also counts (``meta.json`` may be
-    absent or torn): what a ``.<name>.tmp-*`` left by a crash looks like.
+    That is: a real folder (not a symlink) holding exactly the regular files
+    ``params.npz`` and ``meta.json``, whose ``meta.json`` says
+    ``"format": "nerwin-checkpoint"``. With ``partial``, a folder a save was still writing
+    also counts (either file may be absent, ``meta.json`` torn): what a
+    ``.<name>.tmp-*`` left by a crash looks like.
     """
     path = Path(path)
     try:
         if path.is_symlink() or not path.is_dir():
             return False
         entries = set(os.listdir(path))
-        if not entries <= CHECKPOINT_FILES:
+        if not entries <= CHECKPOINT_FILES or (not partial and entries != CHECKPOINT_FILES):
             return False
         if any((path / e).is_symlink() or not (path / e).is_file() for e in entries):
             return False

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from nerwin import __version__
 from nerwin.checkpoint import (
+    CHECKPOINT_FILES,
     atomic_write_text,
     complete_sibling,
     is_checkpoint_folder,
@@ -63,9 +64,9 @@ def check_out_path(out: Path) -> Path:
     while not os.path.lexists(probe):
         probe = probe.parent
     if not probe.is_dir():
-        where = "is a file" if probe == resolved else f"lies below the file {probe}"
-        raise NerwinError(f"{out}: cannot be a run directory: it {where}, not a folder "
-                          f"(output.dir or --out)")
+        where = "is not a folder" if probe == resolved else \
+            f"lies below {probe}, which is not a folder"
+        raise NerwinError(f"{out}: cannot be a run directory (output.dir or --out): it {where}")
     return resolved
 
 
@@ -107,8 +108,12 @@ def survey(out: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             if is_checkpoint_folder(p):
                 ours.append(p)
             elif p.is_dir():
-                extra = sorted(set(os.listdir(p)) - {"params.npz", "meta.json"})
-                shown = f"holds {', '.join(extra[:3])}" if extra else "has no nerwin meta.json"
+                entries = set(os.listdir(p))
+                extra = sorted(entries - CHECKPOINT_FILES)
+                missing = sorted(CHECKPOINT_FILES - entries)
+                shown = (f"holds {', '.join(extra[:3])}" if extra else
+                         f"lacks {', '.join(missing)}" if missing else
+                         "has a meta.json nerwin did not write")
                 theirs.append((p, f"is not a nerwin checkpoint: it {shown}"))
             else:
                 theirs.append((p, "is not a nerwin checkpoint folder"))

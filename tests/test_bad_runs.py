@@ -204,6 +204,11 @@ def _best_empty(t, r, mp):
     return force(r), "best"
 
 
+def _best_without_params(t, r, mp):
+    (r / "best" / "params.npz").unlink()
+    return force(r), "lacks params.npz"
+
+
 def _metrics_is_dir(t, r, mp):
     (r / "metrics.jsonl").unlink()
     (r / "metrics.jsonl").mkdir()
@@ -483,6 +488,7 @@ CASES: list[tuple[str, Setup, int]] = [
     ("force-best-is-a-file", _best_is_file, 2),
     ("force-best-meta-not-nerwin", _best_other_meta, 2),
     ("force-best-empty-folder", _best_empty, 2),
+    ("force-best-without-params", _best_without_params, 2),
     ("force-metrics-is-a-folder", _metrics_is_dir, 2),
     ("force-tmp-sibling-with-user-file", _tmp_sibling_user_file, 2),
     ("force-home", _home("force"), 2),
