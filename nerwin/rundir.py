@@ -153,7 +153,7 @@ def check_run_dir(out: Path, *, resume: bool, force: bool) -> None:
         # A resume writes only nerwin's names; those must not be anyone else's.
         own = {*CHECKPOINTS, *RUN_FILES, MARKER}
         bad = [(p, r) for p, r in theirs if p.name in own and
-               (p.name in CHECKPOINTS or p.is_symlink() or not p.is_file())]
+               (p.name in (*CHECKPOINTS, MARKER) or p.is_symlink() or not p.is_file())]
         if bad:
             raise _refuse(out, bad, "--resume refuses to write there;")
         return

@@ -329,6 +329,11 @@ def _user_file_in_last(t, r, mp):
     return resume(r), "thesis.tex"
 
 
+def _resume_forged_marker(t, r, mp):
+    (r / ".nerwin-run").write_text("someone's notes")
+    return resume(r), ".nerwin-run"
+
+
 def _resume_and_force(t, r, mp):
     return ["train", SAMPLE, "--out", r, "--resume", "--force"], "exclude"
 
@@ -526,6 +531,7 @@ CASES: list[tuple[str, Setup, int]] = [
     ("resume-metrics-dangling-symlink", _symlink("metrics.jsonl", "", "resume"), 2),
     ("resume-config-symlink", _symlink("config.yaml", "precious.txt", "resume"), 2),
     ("resume-best-symlink", _symlink("best", "precious.txt", "resume"), 2),
+    ("resume-forged-marker", _resume_forged_marker, 2),
     ("resume-user-file-in-last", _user_file_in_last, 2),
     ("resume-edited-words", _meta_edit("last", lambda m: m["words"].reverse(),
                                        "meta_sha256"), 2),
