@@ -7,6 +7,7 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,31 @@ class NerwinGroup(click.Group):
             err = InputError(str(e))
             err.exit_code = e.exit_code
             raise err from None
+
+
+def check_output_file(path: str, option: str) -> None:
+    """Refuse an output file nerwin cannot create, before any work is done."""
+    parent = Path(os.path.abspath(path)).parent
+    if not parent.is_dir():
+        problem = "does not exist" if not parent.exists() else "is not a folder"
+        raise NerwinError(f"{path}: cannot write {option}: the folder {parent} {problem}")
+    if Path(path).is_dir():
+        raise NerwinError(f"{path}: cannot write {option}: it is a folder")
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
+        # The write replaces the file by a rename: a symlink or a device there would be
+        # replaced, not written through; say so instead of surprising anyone.
+        raise NerwinError(f"{path}: cannot write {option}: it is a symlink or special file; "
+                          f"give the path of a regular file (it is replaced atomically)")
+
+
+def write_output_file(path: str, text: str, option: str) -> None:
+    """Write an output file atomically; an OS error becomes a one-line error."""
+    from nerwin.checkpoint import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise NerwinError(f"{path}: cannot write {option} ({e.strerror or e})") from None
 
 
 def set_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,7 +153,9 @@ def data(files: tuple[str, ...], config_path: str | None, overrides: tuple[str, 
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run directory (default: output.dir of the config).")
 @click.option("--resume", is_flag=True, help="Continue the run in the run directory from last/.")
-@click.option("--force", is_flag=True, help="Overwrite an existing run in the run directory.")
+@click.option("--force", is_flag=True,
+              help="Start over: delete the run in the run directory (only what nerwin wrote; "
+                   "anything else stops it).")
 @click.option("--quiet", is_flag=True, help="No progress bar; only the per-epoch lines.")
 def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume: bool,
           force: bool, quiet: bool) -> None:
@@ -147,7 +175,8 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
         raise click.UsageError("--resume and --force exclude each other")
     cfg = load_config(config_path, list(overrides))
     if out is not None:
-        cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(out).resolve()))
+        # abspath, not resolve: a symlink loop is train's to report, not a traceback here.
+        cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(os.path.abspath(out))))
     try:
         result = run_training(cfg, cfg.output.dir, resume=resume, force=force, quiet=quiet,
                               echo=click.echo)
@@ -155,6 +184,8 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
         click.echo(f"\ninterrupted; {cfg.output.dir}/last holds the last finished epoch: "
                    f"continue with --resume", err=True)
         sys.exit(130)
+    if result.nothing_to_do:
+        return
     s = result.state
     if s.best_f1 is not None:
         click.echo(f"best dev F1 {s.best_f1:.2f} at epoch {s.best_epoch}: "
@@ -177,18 +208,20 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | N
     per type and overall, plus token accuracy. The data file is read with the model's own
     scheme and tag column.
     """
-    from nerwin.checkpoint import atomic_write_text
     from nerwin.conll import format_predictions
     from nerwin.dataset import read_split
     from nerwin.metrics import format_table
     from nerwin.model import load_model
 
+    if predictions:
+        check_output_file(predictions, "--predictions")
     model = load_model(model_dir)
     corpus = read_split(model.cfg, data_file)
     scores, pred = model.evaluate(corpus)
     scores["file"] = str(corpus.path)
     if predictions:
-        atomic_write_text(predictions, format_predictions(corpus.sentences, pred))
+        write_output_file(predictions, format_predictions(corpus.sentences, pred),
+                          "--predictions")
     click.echo(json.dumps(scores, indent=2) if as_json else format_table(scores))
 
 
@@ -203,15 +236,16 @@ def tag(model_dir: str, input_file: str, output: str | None) -> None:
     INPUT has one token a line (the first column; other columns, such as gold tags, are
     ignored) and a blank line between sentences. The output has the token and its IOB2 tag.
     """
-    from nerwin.checkpoint import atomic_write_text
     from nerwin.conll import format_columns, read_tokens
     from nerwin.model import load_model
 
+    if output:
+        check_output_file(output, "--output")
     model = load_model(model_dir)
     sentences = read_tokens(input_file)
     text = format_columns(sentences, model.tag(sentences))
     if output:
-        atomic_write_text(output, text)
+        write_output_file(output, text, "--output")
     else:
         click.echo(text, nl=False)
 

@@ -173,9 +173,20 @@ def model_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any],
     return Model(cfg, lex, net)
 
 
+def expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes a checkpoint's (verified) meta.json implies.
+
+    load_checkpoint checks each array's .npy header against them before reading it, so
+    a header that claims a huge shape is refused before memory is allocated.
+    """
+    cfg = from_dict(meta["config"], source="meta.json", check_files=False)
+    lex = Lexicon(Vocab(tuple(meta["words"])), Vocab(tuple(meta["tags"])))
+    return net_spec(cfg, lex).param_shapes()
+
+
 def load_model(directory: str | Path) -> Model:
     """Load a model checkpoint (``best/`` or ``last/`` of a run)."""
-    arrays, meta = load_checkpoint(directory)
+    arrays, meta = load_checkpoint(directory, expected_shapes)
     return model_from_arrays(arrays, meta, directory)
 
 

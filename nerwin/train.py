@@ -8,6 +8,7 @@ A run directory holds::
     last/              the model after the last finished epoch, with the optimiser state,
                        the RNG state and the loop counters: what --resume continues from
     test_scores.json   scores of best/ on data.test, when configured
+    .nerwin-run        the run marker (see nerwin.rundir: what --force may delete)
 
 Every file is written atomically (temp file, then rename), so an interrupted run leaves
 the previous epoch's checkpoints intact. Resuming from ``last/`` gives the same weights, bit
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,12 +34,13 @@ from nerwin.checkpoint import append_jsonl, atomic_write_text, load_checkpoint, 
 from nerwin.config import Config, dump_yaml, to_dict
 from nerwin.dataset import build_lexicon, read_split
 from nerwin.errors import NerwinError, TrainingError
-from nerwin.model import Model, model_from_arrays, new_model
+from nerwin.model import Model, expected_shapes, model_from_arrays, new_model
 from nerwin.optim import Optimizer, clip_by_global_norm, make_optimizer
+from nerwin.rundir import check_out_path, check_run_dir, claim_run_dir
 from nerwin.schedules import make_schedule
+from nerwin.threads import blas_threads
 from nerwin.windows import batches
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "best", "last", "test_scores.json")
 OPT_PREFIX = "opt/"
 # Keys a resumed run may change: how long to go on, not what is trained.
 RESUMABLE_CHANGES = {"training.epochs", "training.patience", "output.dir"}
@@ -65,6 +66,7 @@ class RunResult:
     out_dir: Path
     state: LoopState
     test_scores: dict[str, Any] | None = None
+    nothing_to_do: str | None = None  # why a resumed run had no epoch left to train
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -76,22 +78,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def prepare_run_dir(out: Path, *, resume: bool, force: bool) -> None:
-    """Refuse to overwrite a run silently; with ``force``, remove nerwin's files only."""
-    existing = [n for n in RUN_FILES if (out / n).exists()]
-    if resume:
-        if not (out / "last").is_dir():
-            raise NerwinError(f"{out}: nothing to resume (no last/ checkpoint here)")
-        return
-    if existing and not force:
-        raise NerwinError(f"{out}: a run is already there ({', '.join(existing)}); use "
-                          f"--resume to continue it, --force to overwrite it, or --out DIR")
-    for name in existing:
-        p = out / name
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _check_resume_config(saved: dict[str, Any], cfg: Config, where: Path) -> None:
@@ -112,6 +98,8 @@ def _save_last(out: Path, model: Model, opt: Optimizer, state: LoopState,
     meta["optimizer"] = opt.name
     meta["loop"] = state.to_json()
     meta["rng"] = rng.bit_generator.state
+    # Results depend on it in the last bits; --resume warns when it differs.
+    meta["blas_threads"] = blas_threads()
     save_checkpoint(out / "last", arrays, meta)
 
 
@@ -124,17 +112,70 @@ def _save_best(out: Path, model: Model, state: LoopState, dev_scores: dict[str, 
     save_checkpoint(out / "best", dict(model.net.params), meta)
 
 
-def _resume(out: Path, cfg: Config) -> tuple[Model, dict[str, np.ndarray], LoopState,
-                                              np.random.Generator]:
-    arrays, meta = load_checkpoint(out / "last")
-    _check_resume_config(meta["config"], cfg, out / "last")
-    model = model_from_arrays(arrays, meta, out / "last")
+def _resume(out: Path, cfg: Config, echo: Callable[[str], None]
+            ) -> tuple[Model, dict[str, np.ndarray], LoopState, np.random.Generator]:
+    """Load last/ (reading a copy a killed save left, if need be) and check it; no writes."""
+    where = out / "last"
+    arrays, meta = load_checkpoint(where, expected_shapes)
+    _check_resume_config(meta["config"], cfg, where)
+    model = model_from_arrays(arrays, meta, where)
     model.cfg = cfg  # equal to the saved one but for the allowed changes (epochs, patience)
     opt_state = {k[len(OPT_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPT_PREFIX)}
-    state = LoopState(**meta["loop"])
+    state = _loop_state(meta.get("loop"), where)
     rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng"]
+    try:
+        rng.bit_generator.state = meta["rng"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise NerwinError(f"{where}/meta.json: 'rng' is not the state of a numpy PCG64 "
+                          f"generator ({e!r}); the checkpoint was edited") from None
+    saved, now = meta.get("blas_threads"), blas_threads()
+    if saved != now:
+        echo(f"warning: {where} was trained with {saved or 'an unknown number of'} BLAS "
+             f"thread(s), this process uses {now or 'an unknown number'}: the resumed run "
+             f"may differ in the last bits from one never interrupted (set "
+             f"OPENBLAS_NUM_THREADS to match)")
     return model, opt_state, state, rng
+
+
+def _loop_state(loop: Any, where: Path) -> LoopState:
+    """The loop counters of last/meta.json, checked field by field."""
+    bad = f"{where}/meta.json: 'loop' is not what nerwin writes"
+    if not isinstance(loop, dict) or set(loop) != set(LoopState().to_json()):
+        raise NerwinError(f"{bad} (expected the keys {', '.join(LoopState().to_json())}); "
+                          f"the checkpoint was edited")
+    for key in ("epoch", "step", "best_epoch", "bad_epochs"):
+        v = loop[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise NerwinError(f"{bad}: loop.{key} is {v!r}, expected an integer >= 0")
+    f1 = loop["best_f1"]
+    if f1 is not None and (not isinstance(f1, (int, float)) or isinstance(f1, bool)
+                           or not math.isfinite(f1)):
+        raise NerwinError(f"{bad}: loop.best_f1 is {f1!r}, expected a number or null")
+    if not isinstance(loop["stopped_early"], bool):
+        raise NerwinError(f"{bad}: loop.stopped_early is {loop['stopped_early']!r}, "
+                          f"expected true or false")
+    return LoopState(**loop)
+
+
+def _resume_plan(state: LoopState, tcfg: Any, has_dev: bool) -> tuple[str | None, str | None]:
+    """(why there is nothing to do, or None; what changed so training goes on, or None).
+
+    A run that stopped early goes on when training.patience now allows more bad epochs
+    (or is null); one that ran all its epochs goes on when training.epochs grew.
+    """
+    stops = tcfg.patience is not None and has_dev and state.bad_epochs >= tcfg.patience
+    if state.stopped_early and stops:
+        return (f"nothing to do: the run stopped early after epoch {state.epoch} "
+                f"({state.bad_epochs} epochs without a better dev F1, training.patience "
+                f"{tcfg.patience}); raise training.patience to go on"), None
+    if state.epoch >= tcfg.epochs:
+        return (f"nothing to do: the run has finished {state.epoch} epochs and "
+                f"training.epochs is {tcfg.epochs}; raise training.epochs to go on"), None
+    if state.stopped_early:
+        state.stopped_early = False
+        return None, (f"training.patience is now {tcfg.patience}: continuing the run that "
+                      f"stopped early after epoch {state.epoch}")
+    return None, None
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:
@@ -161,30 +202,52 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
     """Train the configured model; write the run directory; return what happened.
 
+    Everything that can be checked is checked before the run directory is touched: its
+    path and contents, every data file, the lexicon and vectors, the model (built, so its
+    memory is allocated), every split encoded, and on ``resume`` the whole of last/. Only
+    then is the folder claimed (``--force`` clears nerwin's files in it).
+
     ``on_epoch(record)`` is called with each epoch's metrics line once its checkpoints are
     written; an exception it raises ends training there (``nerwin sweep`` prunes this way),
     and last/ holds that epoch.
     """
-    out = Path(out or cfg.output.dir)
+    try:
+        return _train(cfg, out, resume=resume, force=force, quiet=quiet, echo=echo,
+                      on_epoch=on_epoch)
+    except OSError as e:
+        # A file nerwin had to write could not be (a full disk, a folder made read-only).
+        raise NerwinError(f"{e.filename or out or cfg.output.dir}: {e.strerror or e}") from None
+
+
+# Overflow in exp/matmul is not worth a RuntimeWarning line: a non-finite loss or weight is
+# detected explicitly and stops the run with a message of its own.
+@np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")
+def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: bool,
+           echo: Callable[[str], None],
+           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    out = check_out_path(Path(out or cfg.output.dir))
+    check_run_dir(out, resume=resume, force=force)
     tcfg = cfg.training
     # Read (and so check) every file before touching the run directory: a typo in a data
     # file must not cost a --force'd run its old results.
     train_c = read_split(cfg, cfg.data.train)
     dev_c = read_split(cfg, cfg.data.dev) if cfg.data.dev else None
     test_c = read_split(cfg, cfg.data.test) if cfg.data.test else None
-    prepare_run_dir(out, resume=resume, force=force)
 
+    go_on = None
     if resume:
-        model, opt_state, state, rng = _resume(out, cfg)
-        _truncate_metrics(out / "metrics.jsonl", state.epoch)
-        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
-        echo(f"resuming {out} after epoch {state.epoch} (step {state.step})")
+        model, opt_state, state, rng = _resume(out, cfg, echo)
+        why_not, go_on = _resume_plan(state, tcfg, dev_c is not None)
+        if why_not is not None:
+            echo(f"{out}: {why_not}")
+            return RunResult(out, state, nothing_to_do=why_not)
     else:
         rng = np.random.default_rng(tcfg.seed)
         lex = build_lexicon(cfg, train_c, [c for c in (dev_c, test_c) if c is not None])
+        # new_model checks model.positive and the memory estimate (nerwin.memory) before it
+        # allocates, so a model too big for memory is refused with the run dir untouched.
         model = new_model(cfg, lex, rng)
         opt_state, state = None, LoopState()
-        atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     cfg = model.cfg
     net = model.net
     trainable = {k: v for k, v in net.params.items() if k not in net.frozen}
@@ -200,9 +263,20 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
     s = tcfg.schedule
     schedule = make_schedule(s.name, o.lr, factor=s.factor, every=s.every, k=s.k)
 
+    # Encoding checks every tag of every split against the training tags.
     train_d = model.encode(train_c)
     y_train = model.targets(train_d.labels)
     dev_d = model.encode(dev_c) if dev_c is not None else None
+    test_d = model.encode(test_c) if test_c is not None else None
+
+    # Every check passed: now the run directory may change.
+    claim_run_dir(out, resume=resume, force=force)
+    if resume:
+        _truncate_metrics(out / "metrics.jsonl", state.epoch)
+        echo(f"resuming {out} after epoch {state.epoch} (step {state.step})")
+        if go_on:
+            echo(go_on)
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     if state.epoch == 0:
         echo(f"training {len(train_d):,} tokens, {len(model.lex.words):,} words, "
              f"{len(model.lex.tags)} tags; parameters "
@@ -228,10 +302,8 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
                                              y_train[idx], train=True, rng=rng)
             if not math.isfinite(loss):
                 bar.close()
-                raise TrainingError(
-                    f"the loss became {loss} at epoch {epoch + 1}, step {state.step + 1} "
-                    f"(lr {lr:g}); training stopped. {out / 'last'} holds the last good "
-                    f"epoch. Try a lower training.optimizer.lr, or set training.clip")
+                raise _diverged(f"the loss became {loss}", epoch, state.step + 1, state, lr,
+                                out)
             if tcfg.clip is not None:
                 clip_by_global_norm(grads, tcfg.clip)
             opt.step(net.params, grads, lr)
@@ -245,6 +317,11 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
             bar.update(1)
         bar.close()
         seconds = time.perf_counter() - t0
+        # A finite loss can still hide an overflowed step: never save non-finite weights.
+        bad = [k for k, v in net.params.items() if not np.isfinite(v).all()]
+        if bad:
+            raise _diverged(f"parameter {bad[0]} became non-finite", epoch, state.step,
+                            state, lr, out)
         state.epoch += 1
 
         record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
@@ -291,12 +368,24 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
         from nerwin.model import load_model
 
         best = load_model(out / "best")
-        scores, _ = best.evaluate(test_c)
+        scores, _ = best.evaluate(test_c, test_d)
         scores["file"] = str(test_c.path)
         scores["best_epoch"] = state.best_epoch
         atomic_write_text(out / "test_scores.json", json.dumps(scores, indent=2) + "\n")
         result.test_scores = scores
     return result
+
+
+def _diverged(what: str, epoch: int, step: int, state: LoopState, lr: float, out: Path
+              ) -> TrainingError:
+    """The divergence error; it says what last/ holds only when there is a last/."""
+    if state.epoch > 0:
+        kept = f"{out / 'last'} holds epoch {state.epoch}, the last good one"
+    else:
+        kept = "No epoch finished, so there is no last/ checkpoint"
+    return TrainingError(
+        f"{what} at epoch {epoch + 1}, step {step} (lr {lr:g}); training stopped. "
+        f"{kept}. Try a lower training.optimizer.lr, or set training.clip")
 
 
 def _epoch_line(r: dict[str, Any], epochs: int) -> str:

@@ -59,12 +59,13 @@ def test_round_trip_bit_for_bit(tmp_path: Path) -> None:
     assert list(loaded) == list(arrays)
     for name, array in arrays.items():
         assert _bits_equal(loaded[name], array), name
-    assert loaded_meta == {
+    want = {
         **meta,
         "format": "nerwin-checkpoint",
         "format_version": 1,
         "sha256": {name: array_sha256(array) for name, array in arrays.items()},
     }
+    assert loaded_meta == {**want, "meta_sha256": ckpt.meta_sha256(want)}
     assert sorted(os.listdir(target)) == ["meta.json", "params.npz"]
     assert _leftovers(target.parent) == []
 
@@ -350,8 +351,14 @@ def test_hard_crash_between_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert aside.startswith(".best.old-")
     # The new one may survive in its temporary folder; it is never under the final name.
     assert set(complete) <= {aside} | {n for n in complete if n.startswith(".best.tmp-")}
-    with pytest.raises(NerwinError, match=f"previous checkpoint at .*{aside}"):
-        load_checkpoint(target)
+    # load reads the complete copy left beside the final name (renaming nothing);
+    # recover_checkpoint, for the folder's owner, puts it back under its name.
+    # The new copy (.best.tmp-*) is preferred when it survived complete.
+    (newest,) = [n for n in complete if n.startswith(".best.tmp-")] or [aside]
+    assert load_checkpoint(target)[1]["version"] == complete[newest]
+    assert not target.exists()
+    assert ckpt.recover_checkpoint(target) == tmp_path / newest
+    assert load_checkpoint(target)[1]["version"] == complete[newest]
 
     # The next save works and clears the leftovers.
     save_checkpoint(target, _arrays(3), {"version": 3})
@@ -459,3 +466,52 @@ def test_module_never_enables_pickle() -> None:
     source = Path(ckpt.__file__).read_text()
     assert "allow_pickle=True" not in source
     assert "import pickle" not in source
+
+
+# --- meta.json's own hash, headers, recovery of a killed swap --------------------------
+
+
+def test_meta_json_is_covered_by_its_own_hash(saved: Path) -> None:
+    meta_path = saved / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["epoch"] = 2
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(NerwinError, match=r"meta\.json: does not match its 'meta_sha256'"):
+        load_checkpoint(saved)
+    meta["meta_sha256"] = ckpt.meta_sha256(meta)  # re-hashed: accepted again
+    meta_path.write_text(json.dumps(meta))
+    assert load_checkpoint(saved)[1]["epoch"] == 2
+
+
+def test_a_header_claiming_more_than_its_member_holds(saved: Path) -> None:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(saved / "params.npz") as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        head, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)})
+    members["b1.npy"] = head.getvalue() + b"\0" * 16
+    with zipfile.ZipFile(saved / "params.npz", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(NerwinError, match=r"'b1' claims shape \(1099511627776,\) float64"):
+        load_checkpoint(saved)
+    with pytest.raises(NerwinError, match=r"'W1' has shape \(5, 7\), expected \(7, 5\)"):
+        load_checkpoint(saved, lambda meta: {"W1": (7, 5)})
+
+
+def test_recover_takes_the_newest_complete_copy_only(tmp_path: Path) -> None:
+    target = tmp_path / "last"
+    save_checkpoint(target, _arrays(1), {"version": 1})
+    os.replace(target, tmp_path / ".last.old-1-aa")  # as a save killed mid-swap left it
+    broken = tmp_path / ".last.tmp-1-bb"
+    broken.mkdir()
+    (broken / "params.npz").write_bytes(b"PK half")
+    assert ckpt.is_checkpoint_folder(broken, partial=True)
+    assert not ckpt.is_checkpoint_folder(broken)
+    assert ckpt.recover_checkpoint(target) == tmp_path / ".last.old-1-aa"
+    assert load_checkpoint(target)[1]["version"] == 1
+    assert ckpt.recover_checkpoint(target) is None  # the final name is there: nothing to do
+    assert ckpt.recover_checkpoint(tmp_path / "best") is None  # and nothing to recover

@@ -56,3 +56,30 @@ def test_derivations_name_functions_that_exist():
             obj = getattr(obj, part)  # AttributeError names what the doc got wrong
     for fn in re.findall(r"`(softmax_xent_backward|embedding_backward)`", text):
         assert hasattr(heads, fn) or hasattr(layers, fn)
+
+
+def test_the_tour_runs_after_make_demo(tmp_path):
+    """The tour's commands, in a copy of the checkout, after what `make demo` runs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    shutil.copytree(ROOT / "data" / "sample", tmp_path / "data" / "sample")
+    demo = [line.split("$(BIN)/", 1)[1] for line in (ROOT / "Makefile").read_text().splitlines()
+            if "$(BIN)/nerwin train" in line]
+    tour = README.split("## A tour", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    script = "\n".join(["set -e", *demo, tour, tour])  # and the tour runs twice
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_pytest_reports_why_tests_skip():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    assert "-rs" in cfg["tool:pytest"].get("addopts", "").split()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +282,105 @@ def test_force_with_a_bad_data_file_keeps_the_old_run(tmp_path, write):
     r = run("train", SAMPLE, "--out", out, "--quiet", "--force", "--set", f"data.dev={bad}")
     assert r.exit_code == 2 and f"{bad}:2:" in r.output
     assert (out / "metrics.jsonl").read_bytes() == before and (out / "best").is_dir()
+
+
+def test_divergence_in_epoch_1_says_there_is_no_last_and_prints_no_warnings(tmp_path):
+    # A real overflow: relu units and an absurd SGD rate blow up in the first steps.
+    out = tmp_path / "div"
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--set", "model.nonlinearity=relu",
+            "--set", "training.optimizer.name=sgd", "--set", "training.optimizer.lr=1e30",
+            "--set", "training.epochs=2")
+    assert r.exit_code == 1, r.output
+    assert "epoch 1, step" in r.output and "no last/ checkpoint" in r.output
+    assert "holds" not in r.output
+    assert "RuntimeWarning" not in r.output and "overflow" not in r.output
+    assert not (out / "last").exists()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, monkeypatch):
+    # The last step of epoch 2 leaves an infinite bias while its loss was finite.
+    n_tokens = read_conll(ROOT / "data" / "sample" / "train.txt").n_tokens
+    last_step = 2 * math.ceil(n_tokens / 32)
+    real_step = Optimizer.step
+    calls = {"n": 0}
+
+    def poisoning_step(self, params, grads, lr):
+        real_step(self, params, grads, lr)
+        calls["n"] += 1
+        if calls["n"] == last_step:
+            params["b1"][0] = np.inf
+
+    monkeypatch.setattr(Optimizer, "step", poisoning_step)
+    out = tmp_path / "inf"
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=3")
+    assert r.exit_code == 1 and "b1 became non-finite" in r.output
+    assert "holds epoch 1" in r.output
+    _, meta = load_checkpoint(out / "last")
+    assert meta["loop"]["epoch"] == 1
+
+
+def test_resume_of_an_early_stopped_run(tmp_path):
+    out = tmp_path / "es"
+    common = ("--quiet", "--set", "data.test=null", "--set", "training.epochs=15")
+    r = run("train", SAMPLE, "--out", out, *common, "--set", "training.patience=1")
+    assert r.exit_code == 0 and "early stop" in r.output
+    stopped = len(metrics(out))
+    assert stopped < 15
+    # Same patience: nothing to do, said in one line, nothing written.
+    before = (out / "last" / "meta.json").read_bytes()
+    r = run("train", SAMPLE, "--out", out, "--resume", *common, "--set", "training.patience=1")
+    assert r.exit_code == 0
+    assert r.output.count("\n") == 1 and "nothing to do" in r.output
+    assert "training.patience" in r.output
+    assert (out / "last" / "meta.json").read_bytes() == before
+    # More patience: training goes on, and says why.
+    r = run("train", SAMPLE, "--out", out, "--resume", *common, "--set", "training.patience=2")
+    assert r.exit_code == 0, r.output
+    assert "continuing the run that stopped early" in r.output
+    assert len(metrics(out)) > stopped
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_do(tmp_path):
+    out = tmp_path / "done"
+    args = ("--quiet", "--set", "training.epochs=1")
+    assert run("train", SAMPLE, "--out", out, *args).exit_code == 0
+    r = run("train", SAMPLE, "--out", out, "--resume", *args)
+    assert r.exit_code == 0
+    assert r.output.strip().count("\n") == 0
+    assert "nothing to do" in r.output and "training.epochs" in r.output
+    r = run("train", SAMPLE, "--out", out, "--resume", "--quiet", "--set", "training.epochs=2")
+    assert r.exit_code == 0 and [m["epoch"] for m in metrics(out)] == [1, 2]
+
+
+def test_blas_threads_are_recorded_and_a_different_count_warns(tmp_path, monkeypatch):
+    import nerwin.train as train_mod
+    from nerwin.threads import blas_threads
+
+    out = tmp_path / "t"
+    assert run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=1"
+               ).exit_code == 0
+    _, meta = load_checkpoint(out / "last")
+    assert meta["blas_threads"] == blas_threads()
+    args = ("--resume", "--quiet", "--set", "training.epochs=2")
+    monkeypatch.setattr(train_mod, "blas_threads", lambda: 7)
+    r = run("train", SAMPLE, "--out", out, *args)
+    assert r.exit_code == 0 and "warning" in r.output and "BLAS" in r.output
+    assert "7" in r.output
+
+
+def test_importing_nerwin_applies_the_one_thread_default():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    code = ("import nerwin, os, numpy; from nerwin.threads import blas_threads; "
+            "print(os.environ.get('OPENBLAS_NUM_THREADS'), blas_threads())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "1"
+    assert out[1] in ("1", "None")  # None: a BLAS nerwin cannot ask
+    # numpy loaded first: too late to choose, and nerwin does not pretend it did
+    late = subprocess.run([sys.executable, "-c", "import numpy; " + code], env=env,
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert late[0] == "None"
