@@ -61,7 +61,7 @@ def cli(debug: bool) -> None:
     nerwin config show CONFIG      print the resolved config
     nerwin train CONFIG            train; writes metrics.jsonl, best/ and last/
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
-    nerwin tag MODEL INPUT         tag new text (one token a line)
+    nerwin tag MODEL INPUT         tag raw text or CoNLL columns
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     """
 
@@ -191,28 +191,80 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | N
     click.echo(json.dumps(scores, indent=2) if as_json else format_table(scores))
 
 
-@cli.command()
-@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
-@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("--output", type=click.Path(dir_okay=False),
-              help="Write the tagged file here (atomically) instead of standard output.")
-def tag(model_dir: str, input_file: str, output: str | None) -> None:
-    """Tag the tokens of INPUT with the model in MODEL_DIR.
+TAG_EXAMPLE = """
+\b
+Examples:
+  echo "Karel Vosk visited Prague with Acme Corp." | nerwin tag runs/sample/best -
+  nerwin tag runs/sample/best news.txt --output-format jsonl --output news.jsonl
+  nerwin tag runs/sample/best data/sample/test.txt --input-format conll
+"""
 
-    INPUT has one token a line (the first column; other columns, such as gold tags, are
-    ignored) and a blank line between sentences. The output has the token and its IOB2 tag.
+
+@cli.command(epilog=TAG_EXAMPLE)
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--input-format", type=click.Choice(["text", "conll"]), default="text",
+              show_default=True,
+              help="text: plain UTF-8, split into sentences and tokens; conll: one token a "
+                   "line (first column), blank line between sentences, columns kept.")
+@click.option("--output-format", type=click.Choice(["conll", "jsonl", "inline"]),
+              default="conll", show_default=True,
+              help="conll: columns plus the tag; jsonl: one JSON object a sentence with "
+                   "offsets and scored entities; inline: [PER Karel Vosk] visited ...")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write here (atomically: a temporary file, renamed when complete) "
+                   "instead of standard output.")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")
+def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
+        output: str | None, quiet: bool) -> None:
+    """Tag INPUT (a file, or - for standard input) with the model in MODEL_DIR.
+
+    Text input is split into sentences and tokens the way CoNLL-2003 is (every token keeps
+    its character offsets); CoNLL input keeps every line and column and appends the tag.
+    The input is read, tagged and written in chunks, so memory stays flat on big files; a
+    progress bar goes to stderr when INPUT is a file.
     """
-    from nerwin.checkpoint import atomic_write_text
-    from nerwin.conll import format_columns, read_tokens
+    import contextlib
+    import os
+
+    from nerwin.checkpoint import atomic_writer
     from nerwin.model import load_model
+    from nerwin.tagging import tag_stream
 
     model = load_model(model_dir)
-    sentences = read_tokens(input_file)
-    text = format_columns(sentences, model.tag(sentences))
-    if output:
-        atomic_write_text(output, text)
-    else:
-        click.echo(text, nl=False)
+    name = "<stdin>" if input_file == "-" else input_file
+    with contextlib.ExitStack() as stack:
+        if input_file == "-":
+            src = sys.stdin.buffer
+        else:
+            try:
+                src = stack.enter_context(open(input_file, "rb"))  # noqa: SIM115
+            except FileNotFoundError:
+                raise NerwinError(f"{input_file}: no such file") from None
+            except IsADirectoryError:
+                raise NerwinError(f"{input_file}: is a folder, expected a file") from None
+        on_bytes = None
+        if not quiet and input_file != "-" and os.path.isfile(input_file):
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=os.path.getsize(input_file), unit="B",
+                                           unit_scale=True, desc="tagging", file=sys.stderr,
+                                           leave=False))
+            on_bytes = bar.update
+        if output:
+            out_dir = Path(output).resolve().parent
+            if not out_dir.is_dir():
+                raise NerwinError(f"{output}: the folder {out_dir} does not exist")
+            out = stack.enter_context(atomic_writer(output))
+        else:
+            out = sys.stdout
+        try:
+            tag_stream(model, src, name, out, input_format=input_format,
+                       output_format=output_format, on_bytes=on_bytes)
+        except BrokenPipeError:  # `nerwin tag ... | head`: the reader has had enough
+            # Point stdout at /dev/null so the interpreter's final flush does not fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
 
 
 @cli.command()
