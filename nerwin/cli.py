@@ -59,6 +59,7 @@ def cli(debug: bool) -> None:
     \b
     nerwin data FILE...            check CoNLL files before training
     nerwin config show CONFIG      print the resolved config
+    nerwin config init FILE        write a starter config with every key
     nerwin train CONFIG            train; writes metrics.jsonl, best/ and last/
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
     nerwin tag MODEL INPUT         tag raw text or CoNLL columns
@@ -68,7 +69,7 @@ def cli(debug: bool) -> None:
 
 @cli.group()
 def config() -> None:
-    """Inspect configs."""
+    """Inspect configs, or write a starter one."""
 
 
 @config.command("show")
@@ -91,6 +92,27 @@ def config_keys() -> None:
     from nerwin.config import keys_markdown
 
     click.echo(keys_markdown(), nl=False)
+
+
+@config.command("init")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def config_init(path: str, force: bool) -> None:
+    """Write a starter config to FILE: every key at its default, under a one-line comment.
+
+    The same facts as `nerwin config keys`; the file loads back to the default config.
+    Set data.train (and the rest) before training with it.
+    """
+    from nerwin.checkpoint import atomic_write_text
+    from nerwin.config import starter_yaml
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise NerwinError(f"{path}: exists; pass --force to overwrite it")
+    if not target.resolve().parent.is_dir():
+        raise NerwinError(f"{path}: the folder {target.resolve().parent} does not exist")
+    atomic_write_text(target, starter_yaml())
+    click.echo(f"wrote {path}: set data.train, then `nerwin train {path}`")
 
 
 @cli.command()

@@ -117,3 +117,28 @@ def test_config_show_loads_back_equal(cfg_file, tmp_path):
     assert isinstance(a, Config) and a == b
     assert yaml.safe_load(r.output)["model"]["hidden"] == [20, 10]
 
+
+
+def test_config_init_writes_every_key_and_loads_back(tmp_path):
+    from nerwin.config import describe_keys, from_dict
+
+    path = tmp_path / "starter.yaml"
+    r = CliRunner().invoke(cli, ["config", "init", str(path)])
+    assert r.exit_code == 0, r.output
+    text = path.read_text()
+    for key, default, doc in describe_keys():
+        name = key.rsplit(".", 1)[-1]
+        assert f"# {doc}\n" in text and f"{name}: {default}\n" in text, key
+    cfg = load_config(path, check_files=False)
+    assert cfg == from_dict({}, source=str(path), base=tmp_path, check_files=False)
+    # with data.train set it is a config that trains
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample" / "train.txt"  # exists
+    assert load_config(path, [f"data.train={sample}"]).model.hidden == (100,)
+    # never overwritten silently
+    path.write_text("mine\n")
+    r = CliRunner().invoke(cli, ["config", "init", str(path)])
+    assert r.exit_code == 2 and "--force" in r.output and path.read_text() == "mine\n"
+    assert CliRunner().invoke(cli, ["config", "init", str(path), "--force"]).exit_code == 0
+    assert path.read_text() == text
+    r = CliRunner().invoke(cli, ["config", "init", str(tmp_path / "no" / "c.yaml")])
+    assert r.exit_code == 2 and "does not exist" in r.output
