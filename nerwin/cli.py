@@ -62,6 +62,7 @@ def cli(debug: bool) -> None:
     nerwin config init FILE        write a starter config with every key
     nerwin train CONFIG            train; writes metrics.jsonl, best/ and last/
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
+    nerwin plot RUN_DIR            learning curves as a picture
     nerwin tag MODEL INPUT         tag raw text or CoNLL columns
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     """
@@ -189,9 +190,15 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
 @click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
 @click.argument("data_file", metavar="DATA_FILE", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
+@click.option("--conlleval", is_flag=True,
+              help="Print the report in conlleval.pl's exact text layout.")
 @click.option("--predictions", type=click.Path(dir_okay=False),
               help="Write token, gold and predicted tags in CoNLL columns (conlleval input).")
-def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | None) -> None:
+@click.option("--confusion", type=click.Path(dir_okay=False),
+              help="Draw the tag confusion matrix as a heatmap to this .png or .svg file "
+                   "(needs matplotlib: pip install 'nerwin[plot]').")
+def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
+             predictions: str | None, confusion: str | None) -> None:
     """Score the model in MODEL_DIR (a run's best/ or last/) on DATA_FILE.
 
     Entity-level precision, recall and F1 with conlleval's semantics (exact span and type),
@@ -201,16 +208,55 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | N
     from nerwin.checkpoint import atomic_write_text
     from nerwin.conll import format_predictions
     from nerwin.dataset import read_split
-    from nerwin.metrics import format_table
+    from nerwin.metrics import format_conlleval, format_table
     from nerwin.model import load_model
 
+    if as_json and conlleval:
+        raise click.UsageError("--json and --conlleval exclude each other")
+    if confusion:  # fail before the work: bad suffix, or no matplotlib
+        from nerwin.plot import _figure_class, check_suffix
+
+        check_suffix(confusion)
+        _figure_class()
     model = load_model(model_dir)
     corpus = read_split(model.cfg, data_file)
     scores, pred = model.evaluate(corpus)
     scores["file"] = str(corpus.path)
     if predictions:
         atomic_write_text(predictions, format_predictions(corpus.sentences, pred))
-    click.echo(json.dumps(scores, indent=2) if as_json else format_table(scores))
+    if confusion:
+        from nerwin.plot import confusion_figure, save_figure
+
+        m = Path(model_dir).resolve()
+        title = f"Tag confusion: {m.parent.name}/{m.name} on {Path(data_file).name}"
+        save_figure(confusion_figure(scores["confusion"], title), confusion)
+    if as_json:
+        click.echo(json.dumps(scores, indent=2))
+    elif conlleval:
+        click.echo(format_conlleval(scores), nl=False)
+    else:
+        click.echo(format_table(scores))
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Picture file, .png or .svg (default: RUN_DIR/learning_curves.png).")
+def plot(run_dir: str, output: str | None) -> None:
+    """Draw the learning curves of the run in RUN_DIR from its metrics.jsonl.
+
+    Train and dev loss, dev F1 overall and per entity type, and the learning rate, one
+    point per epoch; the best epoch (the model in best/) is marked. Needs matplotlib:
+    pip install 'nerwin[plot]'.
+    """
+    from nerwin.plot import check_suffix, learning_curves, read_metrics, save_figure
+
+    target = Path(output) if output else Path(run_dir) / "learning_curves.png"
+    check_suffix(target)
+    records = read_metrics(run_dir)
+    fig = learning_curves(records, title=f"{Path(run_dir).resolve().name}: learning curves")
+    save_figure(fig, target)
+    click.echo(f"wrote {target}")
 
 
 TAG_EXAMPLE = """
