@@ -56,3 +56,29 @@ def test_derivations_name_functions_that_exist():
             obj = getattr(obj, part)  # AttributeError names what the doc got wrong
     for fn in re.findall(r"`(softmax_xent_backward|embedding_backward)`", text):
         assert hasattr(heads, fn) or hasattr(layers, fn)
+
+
+def test_readme_documents_every_command_and_option():
+    import click
+
+    from nerwin.cli import cli
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(cli, []):
+        if path:
+            assert f"nerwin {' '.join(path)}" in README, path
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                for opt in p.opts:
+                    if opt.startswith("--") and opt != "--help":
+                        assert opt in README, f"{' '.join(path)} {opt}"
+
+
+def test_readme_picture_is_small_and_present():
+    pic = ROOT / "docs" / "learning_curves.png"
+    assert "](docs/learning_curves.png)" in README
+    assert pic.read_bytes()[:4] == b"\x89PNG" and pic.stat().st_size < 150_000
