@@ -53,10 +53,13 @@ _CLITIC = rf"(?:'{_CLITIC_TAIL}|n't|N'T)"
 
 # One alternative per kind of token, tried in this order at each position; the last one
 # (\S) takes any single non-space character, which is what makes the coverage guarantee.
+# An alternative that can fail after scanning far ahead is bounded ({0,63}, {0,8}): a
+# failed attempt is retried from every following position, so an unbounded one makes
+# tokenizing quadratic in the length of a line such as "1,1,1,…,1x".
 _TOKEN = re.compile(
     r"""
     (?P<url>(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}])
-  | (?P<email>[\w.+-]+@\w[\w-]*(?:\.\w[\w-]*)+)
+  | (?P<email>\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+)
   | (?P<initialism>(?:[^\W\d_]\.){2,}(?:-\w+)+)                # U.S.-led
   | (?P<initialism_>(?:[^\W\d_]\.)+[^\W\d_](?=\.\s*$))         # "the U.S." ending a line
   | (?P<initialism__>(?:[^\W\d_]\.){2,})                        # U.S. a.m. F.C.
@@ -65,7 +68,7 @@ _TOKEN = re.compile(
     + r""")\.(?:-\w+)*)(?![\w])(?!\s*$)     # Wash.-based; a period ending the line is split
   | (?P<initial>[^\W\d_]\.)(?=\s|$|[,;:)\]])                   # J. Smith; "(D. Cox)"
   | (?P<listnum>^\d{1,3}\.)(?=\s)                              # "1. Pivotal": a list item
-  | (?P<number>[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+)*(?:st|nd|rd|th)?(?:[-/][^\W\d_]\w*)*)
+  | (?P<number>[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?(?:[-/][^\W\d_]\w*)*)
       (?![\w'])(?![.,:/-]\w)                                  # never stop inside a token
   | (?P<currency>[A-Z]{1,3}\$)                                 # C$ A$ US$ HK$
   | (?P<rating>[A-Z]{1,3}\+{1,2})(?![\w+])                     # BBB+ AA+

@@ -95,3 +95,11 @@ def test_conll2003_agreement_floor(shared_data, name, floor):
     sents = [s.tokens for s in read_tokens(shared_data(f"conll2003/{name}"))]
     same, diffs = agreement(sents)
     assert 100 * same / len(sents) >= floor, diffs[:5]
+
+
+@pytest.mark.parametrize("text", ["1," * 50_000 + "x", "a+" * 50_000, "-." * 50_000,
+                                  "a@" * 50_000, "1-" * 50_000 + "'", "U.S." * 25_000 + "x"])
+def test_long_adversarial_lines(text):
+    # Each of these made an unbounded pattern rescan the rest of the line from every
+    # position (about 10^10 steps here); with the bounds each takes well under a second.
+    check_cover(text, tokenize(text))
