@@ -293,3 +293,21 @@ def test_python_m_nerwin_and_progress_bar(trained, tmp_path):
     p = subprocess.run([sys.executable, "-m", "nerwin", "tag", str(trained), "/nope"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 2 and p.stderr.strip() == "Error: /nope: no such file"
+
+
+def test_logistic_head_scores_its_one_type(tmp_path):
+    out = tmp_path / "l3"
+    r = run("train", ROOT / "configs" / "lecture3.yaml", "--out", out, "--quiet",
+            "--set", "training.epochs=3", "--set", "data.test=null")
+    assert r.exit_code == 0, r.output
+    from nerwin.conll import read_tokens
+    from nerwin.model import load_model
+
+    model = load_model(out / "best")
+    text = "".join(" ".join(s.tokens) + "\n" for s in read_tokens(TEST)[:200])
+    objs = [json.loads(x) for x in tag_text(model, text, "jsonl").splitlines()]
+    ents = [e for o in objs for e in o["entities"]]
+    assert ents and {e["type"] for e in ents} == {"LOC"}
+    assert all(0.5 <= e["score"] <= 1.0 for e in ents)  # each token had σ(s) > 1/2
+    labels, _ = model.token_probabilities([])
+    assert labels == ["O", "I-LOC"]
