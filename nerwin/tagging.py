@@ -194,13 +194,20 @@ def entity_score(probs: np.ndarray, labels: list[str], type_: str) -> float:
     return float(np.clip(probs[:, cols].sum(axis=1), 0.0, 1.0).mean())
 
 
-def tag_items(model: Model, items: list[Item]) -> None:
-    """Fill in the tags and entities of ``items`` (one call to the model for all of them)."""
+def tag_items(model: Model, items: list[Item], scores: bool = True) -> None:
+    """Fill in the tags and entities of ``items`` (one call to the model for all of them).
+
+    ``scores=False`` skips the probabilities (a second pass through the network) when the
+    output has no place for entity scores; the entities then score 0.
+    """
     if not items:
         return
     sents = [Sentence(it.tokens, ["O"] * len(it.tokens), it.line) for it in items]
     tags = model.tag(sents)
-    labels, probs = model.token_probabilities(sents)
+    if scores:
+        labels, probs = model.token_probabilities(sents)
+    else:
+        labels, probs = [], [np.zeros((len(s.tokens), 0)) for s in sents]
     for it, tg, pr in zip(items, tags, probs):
         it.tags = list(tg)
         it.entities = []
@@ -320,7 +327,7 @@ def tag_stream(model: Model, src: BinaryIO, name: str, out: IO[str], *,
                                  else conll_records(lines, name))
     for chunk in chunks(records, chunk_tokens):
         items = [it for rec in chunk for it in _items_of(rec)]
-        tag_items(model, items)
+        tag_items(model, items, scores=output_format == "jsonl")
         stats.sentences += len(items)
         stats.tokens += sum(len(it.tokens) for it in items)
         stats.entities += sum(len(it.entities) for it in items)
