@@ -138,3 +138,15 @@ def test_eval_confusion_and_conlleval(tmp_path):
     r = run("eval", out / "best", TEST, "--confusion", tmp_path / "c.gif")
     assert r.exit_code == 2 and ".png or .svg" in r.output
     assert run("eval", out / "best", TEST, "--json", "--conlleval").exit_code == 2
+
+
+def test_run_without_dev_data(tmp_path):
+    recs = [{"epoch": e, "step": e, "train_loss": 1.0 / e, "lr": 0.1, "tokens_per_s": 1.0,
+             "seconds": 1.0, "best": True} for e in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    fig = learning_curves(read_metrics(tmp_path))
+    loss, f1, lr = fig.get_axes()
+    assert [ln.get_label() for ln in loss.get_lines() if not ln.get_label().startswith("_")] \
+        == ["train loss"]
+    assert [t.get_text() for t in f1.texts] == ["no dev data"]
+    assert any(list(ln.get_xdata()) == [3, 3] for ln in lr.get_lines())  # last = best/
