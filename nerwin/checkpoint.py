@@ -49,9 +49,9 @@ import re
 import secrets
 import shutil
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -164,6 +164,30 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_text(path: PathLike, text: str) -> None:
     """:func:`atomic_write_bytes` for text, encoded as UTF-8 (newlines written as given)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_writer(path: PathLike) -> Iterator[IO[str]]:
+    """Stream text into ``path`` atomically: a UTF-8 temporary file, renamed on success.
+
+    For outputs too large to hold in memory (``nerwin tag`` on a big file). Readers of
+    ``path`` see the old file or the complete new one; if the ``with`` block raises, the
+    temporary file is removed and ``path`` is unchanged. The folder must exist.
+    """
+    target = Path(path)
+    tmp = _temp_sibling(target, "tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
 
 
 def append_jsonl(path: PathLike, record: dict[str, Any]) -> None:

@@ -85,9 +85,11 @@ def cli(debug: bool) -> None:
     \b
     nerwin data FILE...            check CoNLL files before training
     nerwin config show CONFIG      print the resolved config
+    nerwin config init FILE        write a starter config with every key
     nerwin train CONFIG            train; writes metrics.jsonl, best/ and last/
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
-    nerwin tag MODEL INPUT         tag new text (one token a line)
+    nerwin plot RUN_DIR            learning curves as a picture
+    nerwin tag MODEL INPUT         tag raw text or CoNLL columns
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     nerwin sweep CONFIG --space S  hyperparameter search (Optuna), parallel, resumable
     """
@@ -95,7 +97,7 @@ def cli(debug: bool) -> None:
 
 @cli.group()
 def config() -> None:
-    """Inspect configs."""
+    """Inspect configs, or write a starter one."""
 
 
 @config.command("show")
@@ -118,6 +120,27 @@ def config_keys() -> None:
     from nerwin.config import keys_markdown
 
     click.echo(keys_markdown(), nl=False)
+
+
+@config.command("init")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+def config_init(path: str, force: bool) -> None:
+    """Write a starter config to FILE: every key at its default, under a one-line comment.
+
+    The same facts as `nerwin config keys`; the file loads back to the default config.
+    Set data.train (and the rest) before training with it.
+    """
+    from nerwin.checkpoint import atomic_write_text
+    from nerwin.config import starter_yaml
+
+    target = Path(path)
+    if target.exists() and not force:
+        raise NerwinError(f"{path}: exists; pass --force to overwrite it")
+    if not target.resolve().parent.is_dir():
+        raise NerwinError(f"{path}: the folder {target.resolve().parent} does not exist")
+    atomic_write_text(target, starter_yaml())
+    click.echo(f"wrote {path}: set data.train, then `nerwin train {path}`")
 
 
 @cli.command()
@@ -199,9 +222,15 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
 @click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
 @click.argument("data_file", metavar="DATA_FILE", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
+@click.option("--conlleval", is_flag=True,
+              help="Print the report in conlleval.pl's exact text layout.")
 @click.option("--predictions", type=click.Path(dir_okay=False),
               help="Write token, gold and predicted tags in CoNLL columns (conlleval input).")
-def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | None) -> None:
+@click.option("--confusion", type=click.Path(dir_okay=False),
+              help="Draw the tag confusion matrix as a heatmap to this .png or .svg file "
+                   "(needs matplotlib: pip install 'nerwin[plot]').")
+def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
+             predictions: str | None, confusion: str | None) -> None:
     """Score the model in MODEL_DIR (a run's best/ or last/) on DATA_FILE.
 
     Entity-level precision, recall and F1 with conlleval's semantics (exact span and type),
@@ -210,11 +239,18 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | N
     """
     from nerwin.conll import format_predictions
     from nerwin.dataset import read_split
-    from nerwin.metrics import format_table
+    from nerwin.metrics import format_conlleval, format_table
     from nerwin.model import load_model
 
+    if as_json and conlleval:
+        raise click.UsageError("--json and --conlleval exclude each other")
     if predictions:
         check_output_file(predictions, "--predictions")
+    if confusion:  # fail before the work: bad suffix, or no matplotlib
+        from nerwin.plot import _figure_class, check_suffix
+
+        check_suffix(confusion)
+        _figure_class()
     model = load_model(model_dir)
     corpus = read_split(model.cfg, data_file)
     scores, pred = model.evaluate(corpus)
@@ -222,32 +258,114 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, predictions: str | N
     if predictions:
         write_output_file(predictions, format_predictions(corpus.sentences, pred),
                           "--predictions")
-    click.echo(json.dumps(scores, indent=2) if as_json else format_table(scores))
+    if confusion:
+        from nerwin.plot import confusion_figure, save_figure
+
+        m = Path(model_dir).resolve()
+        title = f"Tag confusion: {m.parent.name}/{m.name} on {Path(data_file).name}"
+        save_figure(confusion_figure(scores["confusion"], title), confusion)
+    if as_json:
+        click.echo(json.dumps(scores, indent=2))
+    elif conlleval:
+        click.echo(format_conlleval(scores), nl=False)
+    else:
+        click.echo(format_table(scores))
 
 
 @cli.command()
-@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
-@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
 @click.option("--output", type=click.Path(dir_okay=False),
-              help="Write the tagged file here (atomically) instead of standard output.")
-def tag(model_dir: str, input_file: str, output: str | None) -> None:
-    """Tag the tokens of INPUT with the model in MODEL_DIR.
+              help="Picture file, .png or .svg (default: RUN_DIR/learning_curves.png).")
+def plot(run_dir: str, output: str | None) -> None:
+    """Draw the learning curves of the run in RUN_DIR from its metrics.jsonl.
 
-    INPUT has one token a line (the first column; other columns, such as gold tags, are
-    ignored) and a blank line between sentences. The output has the token and its IOB2 tag.
+    Train and dev loss, dev F1 overall and per entity type, and the learning rate, one
+    point per epoch; the best epoch (the model in best/) is marked. Needs matplotlib:
+    pip install 'nerwin[plot]'.
     """
-    from nerwin.conll import format_columns, read_tokens
+    from nerwin.plot import check_suffix, learning_curves, read_metrics, save_figure
+
+    target = Path(output) if output else Path(run_dir) / "learning_curves.png"
+    check_suffix(target)
+    records = read_metrics(run_dir)
+    fig = learning_curves(records, title=f"{Path(run_dir).resolve().name}: learning curves")
+    save_figure(fig, target)
+    click.echo(f"wrote {target}")
+
+
+TAG_EXAMPLE = """
+\b
+Examples:
+  echo "Karel Vosk visited Prague with Acme Corp." | nerwin tag runs/sample/best -
+  nerwin tag runs/sample/best news.txt --output-format jsonl --output news.jsonl
+  nerwin tag runs/sample/best data/sample/test.txt --input-format conll
+"""
+
+
+@cli.command(epilog=TAG_EXAMPLE)
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--input-format", type=click.Choice(["text", "conll"]), default="text",
+              show_default=True,
+              help="text: plain UTF-8, split into sentences and tokens; conll: one token a "
+                   "line (first column), blank line between sentences, columns kept.")
+@click.option("--output-format", type=click.Choice(["conll", "jsonl", "inline"]),
+              default="conll", show_default=True,
+              help="conll: columns plus the tag; jsonl: one JSON object a sentence with "
+                   "offsets and scored entities; inline: [PER Karel Vosk] visited ...")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write here (atomically: a temporary file, renamed when complete) "
+                   "instead of standard output.")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")
+def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
+        output: str | None, quiet: bool) -> None:
+    """Tag INPUT (a file, or - for standard input) with the model in MODEL_DIR.
+
+    Text input is split into sentences and tokens the way CoNLL-2003 is (every token keeps
+    its character offsets); CoNLL input keeps every line and column and appends the tag.
+    The input is read, tagged and written in chunks, so memory stays flat on big files; a
+    progress bar goes to stderr when INPUT is a file.
+    """
+    import contextlib
+    import os
+
+    from nerwin.checkpoint import atomic_writer
     from nerwin.model import load_model
+    from nerwin.tagging import tag_stream
 
     if output:
         check_output_file(output, "--output")
     model = load_model(model_dir)
-    sentences = read_tokens(input_file)
-    text = format_columns(sentences, model.tag(sentences))
-    if output:
-        write_output_file(output, text, "--output")
-    else:
-        click.echo(text, nl=False)
+    name = "<stdin>" if input_file == "-" else input_file
+    with contextlib.ExitStack() as stack:
+        if input_file == "-":
+            src = sys.stdin.buffer
+        else:
+            try:
+                src = stack.enter_context(open(input_file, "rb"))  # noqa: SIM115
+            except FileNotFoundError:
+                raise NerwinError(f"{input_file}: no such file") from None
+            except IsADirectoryError:
+                raise NerwinError(f"{input_file}: is a folder, expected a file") from None
+        on_bytes = None
+        if not quiet and input_file != "-" and os.path.isfile(input_file):
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=os.path.getsize(input_file), unit="B",
+                                           unit_scale=True, desc="tagging", file=sys.stderr,
+                                           leave=False))
+            on_bytes = bar.update
+        if output:
+            out = stack.enter_context(atomic_writer(output))
+        else:
+            out = sys.stdout
+        try:
+            tag_stream(model, src, name, out, input_format=input_format,
+                       output_format=output_format, on_bytes=on_bytes)
+        except BrokenPipeError:  # `nerwin tag ... | head`: the reader has had enough
+            # Point stdout at /dev/null so the interpreter's final flush does not fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
 
 
 @cli.command()

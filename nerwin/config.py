@@ -569,3 +569,31 @@ def keys_markdown() -> str:
     lines = ["| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | `{d}` | {doc} |" for k, d, doc in describe_keys()]
     return "\n".join(lines) + "\n"
+
+
+def starter_yaml() -> str:
+    """A config file with every key at its default, each under a one-line comment.
+
+    What ``nerwin config init`` writes: the facts of :func:`describe_keys` (the same as
+    ``nerwin config keys``), laid out as YAML that loads back to the default config.
+    Defaults are written as JSON, which is YAML too.
+    """
+    lines = ["# nerwin config: every key at its default (see `nerwin config keys`).",
+             "# Paths are relative to this file. Set data.train (at least) before training.",
+             "# Any key can also be overridden on the command line: --set model.hidden=[300]"]
+    open_sections: list[str] = []
+    for key, default, doc in describe_keys():
+        *sections, name = key.split(".")
+        common = 0
+        while (common < min(len(sections), len(open_sections))
+               and sections[common] == open_sections[common]):
+            common += 1
+        for depth in range(common, len(sections)):
+            if depth == 0:
+                lines.append("")
+            lines.append(f"{'  ' * depth}{sections[depth]}:")
+        open_sections = sections
+        indent = "  " * len(sections)
+        lines.append(f"{indent}# {doc}")
+        lines.append(f"{indent}{name}: {default}")
+    return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["get_entities", "score", "format_table"]
+__all__ = ["get_entities", "score", "format_table", "format_conlleval"]
 
 _PREFIXES = ("B", "I", "E", "S")
 
@@ -280,3 +280,30 @@ def format_table(scores: dict[str, Any]) -> str:
             counts["predicted"], counts["gold"])
     )
     return "\n".join(lines)
+
+
+# conlleval.pl's own printf formats, verbatim, so the numbers round and align the same way.
+_CONLLEVAL_OVERALL = "accuracy: %6.2f%%; precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f\n"
+_CONLLEVAL_TYPE = "%17s: precision: %6.2f%%; recall: %6.2f%%; FB1: %6.2f  %d\n"
+
+
+def format_conlleval(scores: dict[str, Any]) -> str:
+    """Render a :func:`score` result exactly as ``conlleval.pl`` prints its report.
+
+    conlleval's printf formats: ``processed N tokens with G phrases; found: P phrases;
+    correct: C.``, then (when there are tokens) ``accuracy: %6.2f%%; precision: %6.2f%%;
+    recall: %6.2f%%; FB1: %6.2f``, then per type in sorted order ``%17s: precision:
+    %6.2f%%; recall: %6.2f%%; FB1: %6.2f  %d`` where the last number is the count of
+    *predicted* chunks of the type (not its support). Lines end in ``\\n``.
+    """
+    counts = scores["counts"]
+    out = [f"processed {counts['tokens']} tokens with {counts['gold']} phrases; "
+           f"found: {counts['predicted']} phrases; correct: {counts['correct']}.\n"]
+    if counts["tokens"] > 0:
+        out.append(_CONLLEVAL_OVERALL % (scores["token_accuracy"], scores["precision"],
+                                         scores["recall"], scores["f1"]))
+    for name in sorted(scores["per_type"]):
+        t = scores["per_type"][name]
+        out.append(_CONLLEVAL_TYPE % (name, t["precision"], t["recall"], t["f1"],
+                                      t["predicted"]))
+    return "".join(out)

@@ -123,6 +123,29 @@ class Model:
         data = self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
         return self.decode(data, self.predict_ids(data))
 
+    def token_probabilities(self, sentences: list[Sentence]
+                            ) -> tuple[list[str], list[np.ndarray]]:
+        """The model's probability of each tag at each token of untagged sentences.
+
+        Returns ``(labels, probs)``: ``probs[i]`` is an (n_i, len(labels)) float array for
+        sentence i whose column k is the probability of tag ``labels[k]`` (rows sum to 1).
+        The softmax head gives its per-token softmax over all tags; the logistic head gives
+        the two columns ``O`` and ``I-<positive>`` (1 - σ(s), σ(s)). A head with a sequence
+        model (a CRF) gives its per-token marginals here: callers such as the entity score
+        of nerwin.tagging only read this method, never the head.
+        """
+        blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
+        data = self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
+        logistic = self.cfg.model.head == "logistic"
+        labels = (["O", f"I-{self.cfg.model.positive}"] if logistic
+                  else list(self.lex.tags.itos))
+        out = np.empty((len(data), len(labels)), dtype=np.float64)
+        for i in range(0, len(data), PREDICT_BATCH):
+            sl = slice(i, i + PREDICT_BATCH)
+            p = self.net.predict_proba(data.words[sl], data.casing[sl])
+            out[sl] = np.stack([1.0 - p, p], axis=1) if logistic else p
+        return labels, data.split(out)
+
     # ------------------------------------------------------------------ checkpoint form
 
     def meta(self) -> dict[str, Any]:

@@ -158,3 +158,28 @@ def test_repeated_keys_name_key_and_lines(write, body, key, lines):
 def test_negative_seed_names_the_key(cfg_file):
     r = run("config", "show", cfg_file("training:\n  seed: -1\n"))
     assert r.exit_code == 2 and "training.seed: must be >= 0" in r.output
+
+
+def test_config_init_writes_every_key_and_loads_back(tmp_path):
+    from nerwin.config import describe_keys, from_dict
+
+    path = tmp_path / "starter.yaml"
+    r = CliRunner().invoke(cli, ["config", "init", str(path)])
+    assert r.exit_code == 0, r.output
+    text = path.read_text()
+    for key, default, doc in describe_keys():
+        name = key.rsplit(".", 1)[-1]
+        assert f"# {doc}\n" in text and f"{name}: {default}\n" in text, key
+    cfg = load_config(path, check_files=False)
+    assert cfg == from_dict({}, source=str(path), base=tmp_path, check_files=False)
+    # with data.train set it is a config that trains
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample" / "train.txt"  # exists
+    assert load_config(path, [f"data.train={sample}"]).model.hidden == (100,)
+    # never overwritten silently
+    path.write_text("mine\n")
+    r = CliRunner().invoke(cli, ["config", "init", str(path)])
+    assert r.exit_code == 2 and "--force" in r.output and path.read_text() == "mine\n"
+    assert CliRunner().invoke(cli, ["config", "init", str(path), "--force"]).exit_code == 0
+    assert path.read_text() == text
+    r = CliRunner().invoke(cli, ["config", "init", str(tmp_path / "no" / "c.yaml")])
+    assert r.exit_code == 2 and "does not exist" in r.output

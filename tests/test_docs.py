@@ -83,3 +83,29 @@ def test_pytest_reports_why_tests_skip():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     assert "-rs" in cfg["tool:pytest"].get("addopts", "").split()
+
+
+def test_readme_documents_every_command_and_option():
+    import click
+
+    from nerwin.cli import cli
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(cli, []):
+        if path:
+            assert f"nerwin {' '.join(path)}" in README, path
+        for p in cmd.params:
+            if isinstance(p, click.Option):
+                for opt in p.opts:
+                    if opt.startswith("--") and opt != "--help":
+                        assert opt in README, f"{' '.join(path)} {opt}"
+
+
+def test_readme_picture_is_small_and_present():
+    pic = ROOT / "docs" / "learning_curves.png"
+    assert "](docs/learning_curves.png)" in README
+    assert pic.read_bytes()[:4] == b"\x89PNG" and pic.stat().st_size < 150_000

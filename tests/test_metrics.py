@@ -290,3 +290,22 @@ def test_properties(pairs: list[tuple[list[str], list[str]]]) -> None:
     swapped = score(pred, gold)
     assert swapped["precision"] == pytest.approx(s["recall"])
     assert swapped["recall"] == pytest.approx(s["precision"])
+
+
+def test_conlleval_layout_on_a_hand_computed_example():
+    from nerwin.metrics import format_conlleval
+
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "B-LOC"]]
+    # 6 tokens, 4 tags right; gold chunks PER LOC ORG; found PER ORG ORG LOC; correct PER ORG.
+    # P = 2/4, R = 2/3, FB1 = 2PR/(P+R) = 57.142...; ORG: P 1/2, R 1/1, FB1 66.666...
+    want = (
+        "processed 6 tokens with 3 phrases; found: 4 phrases; correct: 2.\n"
+        "accuracy:  66.67%; precision:  50.00%; recall:  66.67%; FB1:  57.14\n"
+        "              LOC: precision:   0.00%; recall:   0.00%; FB1:   0.00  1\n"
+        "              ORG: precision:  50.00%; recall: 100.00%; FB1:  66.67  2\n"
+        "              PER: precision: 100.00%; recall: 100.00%; FB1: 100.00  1\n"
+    )
+    assert format_conlleval(score(gold, pred)) == want
+    empty = format_conlleval(score([], []))
+    assert empty == "processed 0 tokens with 0 phrases; found: 0 phrases; correct: 0.\n"

@@ -252,19 +252,20 @@ def test_tag_agrees_with_eval_predictions(sample_run, tmp_path):
     pred = tmp_path / "pred.txt"
     assert run("eval", out / "best", DEV, "--predictions", pred).exit_code == 0
     tagged = tmp_path / "tagged.txt"
-    r = run("tag", out / "best", DEV, "--output", tagged)  # gold column is ignored
+    r = run("tag", out / "best", DEV, "--input-format", "conll", "--output", tagged)
     assert r.exit_code == 0, r.output
     want = [(c[0], c[2]) for c in (line.split() for line in pred.read_text().splitlines()) if c]
-    got = [tuple(line.split()) for line in tagged.read_text().splitlines() if line]
+    got = [(c[0], c[-1]) for c in (line.split() for line in tagged.read_text().splitlines())
+           if c and c[0] != "-DOCSTART-"]  # token, gold columns kept, the tag appended
     assert got == want
     # plain tokens, one a line, to standard output
     plain = tmp_path / "plain.txt"
     plain.write_text("Karel\nVosk\nsaid\n\nhello\n")
-    r = run("tag", out / "best", plain)
+    r = run("tag", out / "best", plain, "--input-format", "conll")
     assert r.exit_code == 0
-    assert [line.split()[0] for line in r.output.splitlines() if line] == \
+    assert [line.split()[0] for line in r.stdout.splitlines() if line] == \
         ["Karel", "Vosk", "said", "hello"]
-    assert r.output.count("\n\n") == 2
+    assert r.stdout.count("\n\n") == 1  # the input's one blank line, and no more
 
 
 def test_tag_of_an_empty_file_is_exit_2(sample_run, write):

@@ -1,0 +1,65 @@
+"""Peak memory and speed of `nerwin tag` on raw-text files of growing size. Prints JSON.
+
+    python bench/tag_memory.py                          # model runs/sample/best (make demo)
+    python bench/tag_memory.py --lines 10000 100000 1000000 --format jsonl
+
+Method: write a UTF-8 text file of N lines (the sentences of data/sample/test.txt, rebuilt as
+raw text by nerwin.tokenize.detokenize, repeated), run `python -m nerwin tag MODEL FILE
+--output OUT --quiet` as a child process for each N, and read the child's peak resident
+memory from os.wait4. Flat memory means the peak does not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nerwin.conll import read_tokens
+from nerwin.tokenize import detokenize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(ROOT / "runs" / "sample" / "best"))
+    ap.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--format", default="jsonl", choices=["conll", "jsonl", "inline"])
+    args = ap.parse_args()
+    sents = [detokenize(s.tokens) for s in read_tokens(ROOT / "data" / "sample" / "test.txt")]
+    out = {"command": " ".join(["python", *sys.argv]), "model": args.model,
+           "output_format": args.format, "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.lines:
+            src = Path(tmp) / f"in-{n}.txt"
+            with open(src, "w", encoding="utf-8") as f:
+                for i in range(n):
+                    f.write(sents[i % len(sents)] + "\n")
+            dst = Path(tmp) / "out"
+            t0 = time.perf_counter()
+            p = subprocess.Popen([sys.executable, "-m", "nerwin", "tag", args.model, str(src),
+                                  "--output", str(dst), "--output-format", args.format,
+                                  "--quiet"], cwd=ROOT)
+            _, status, usage = os.wait4(p.pid, 0)
+            seconds = time.perf_counter() - t0
+            if status != 0:
+                sys.exit(f"nerwin tag failed on {n} lines (status {status})")
+            tokens = sum(len(json.loads(line)["tokens"]) for line in open(dst)) \
+                if args.format == "jsonl" else None
+            out["runs"].append({"lines": n, "input_mb": round(src.stat().st_size / 1e6, 1),
+                                "tokens": tokens, "seconds": round(seconds, 1),
+                                "tokens_per_s": round(tokens / seconds) if tokens else None,
+                                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)})
+            dst.unlink()
+            src.unlink()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

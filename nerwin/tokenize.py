@@ -1,0 +1,204 @@
+"""Raw text -> sentences of tokens with character offsets, split the way CoNLL-2003 is.
+
+CoNLL-2003's English text (Reuters) follows Penn-Treebank-like conventions, which is what a
+model trained on it has seen, so raw text is cut the same way:
+
+* punctuation is split off: ``lamb.`` -> ``lamb .``; ``(U.S.)`` -> ``( U.S. )``;
+* abbreviations keep their periods: ``U.S.``, ``a.m.``, ``Corp.``, ``Calif.``, ``vs.``,
+  initials such as ``J.``; a number that opens a line keeps a list period (``1.``);
+* numbers keep their separators: ``1,000``, ``19.32``, ``1996-08-22``, ``6-4``, ``1/2``,
+  ``2:29.34``, ``.500``, ``+44``;
+* hyphenated words stay whole (``one-day``, ``Inzamam-ul-Haq``), so do ``O'Brien`` and
+  ``S&P``; the clitics ``'s 'S 'm 're 've 'll 'd n't`` are split off (``don't`` -> ``do n't``);
+* URLs and e-mail addresses are one token (trailing sentence punctuation is not part of them).
+
+Guarantees, for any string (a property test checks them on arbitrary Unicode):
+every token is the exact substring ``text[start:end]`` of the input, holds no whitespace,
+and the tokens together cover every non-whitespace character, in order. Nothing is
+normalised or dropped; an unknown symbol (an emoji, a stray combining mark) becomes a token
+of its own.
+
+Sentences are cut between tokens, never inside one, so splitting a line into sentences
+never changes its tokens: see :func:`split_sentences`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# Abbreviations that keep their period (seen with a period in CoNLL-2003, or common in
+# news text). Matched case-sensitively, in this form or all in capitals.
+ABBREVIATIONS = (
+    # titles and ranks
+    "Mr Mrs Ms Dr Prof Gen Lt Col Capt Sgt Maj Cmdr Adm Rev Sen Rep Gov Pres Gen'l Hon Jr Sr "
+    # places
+    "St Mt Ft Ave Blvd "
+    # organisations
+    "Corp Inc Ltd Co Cos Bros Plc "
+    # months
+    "Jan Feb Mar Apr Jun Jul Aug Sep Sept Oct Nov Dec "
+    # US states as abbreviated in news copy
+    "Ala Ariz Ark Calif Colo Conn Del Fla Ga Ill Ind Kan Kans Ky La Md Mass Mich Minn Miss Mo "
+    "Mont Neb Nev Okla Ore Pa Penn Tenn Tex Va Vt Wash Wis Wyo "
+    # other
+    "vs vol No Nos approx dept est fig"
+).split()
+
+_ABBREV = "|".join(sorted({*ABBREVIATIONS, *(a.upper() for a in ABBREVIATIONS)},
+                          key=len, reverse=True))
+_CLITIC_TAIL = r"(?:s|S|m|M|re|RE|ve|VE|ll|LL|d|D)(?!\w)"  # after the apostrophe
+_CLITIC = rf"(?:'{_CLITIC_TAIL}|n't|N'T)"
+
+# One alternative per kind of token, tried in this order at each position; the last one
+# (\S) takes any single non-space character, which is what makes the coverage guarantee.
+# An alternative that can fail after scanning far ahead is bounded ({0,63}, {0,8}): a
+# failed attempt is retried from every following position, so an unbounded one makes
+# tokenizing quadratic in the length of a line such as "1,1,1,…,1x".
+_TOKEN = re.compile(
+    r"""
+    (?P<url>(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}])
+  | (?P<email>\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+)
+  | (?P<initialism>(?:[^\W\d_]\.){2,}(?:-\w+)+)                # U.S.-led
+  | (?P<initialism_>(?:[^\W\d_]\.)+[^\W\d_](?=\.\s*$))         # "the U.S." ending a line
+  | (?P<initialism__>(?:[^\W\d_]\.){2,})                        # U.S. a.m. F.C.
+  | (?P<abbrev>(?:"""
+    + _ABBREV
+    + r""")\.(?:-\w+)*)(?![\w])(?!\s*$)     # Wash.-based; a period ending the line is split
+  | (?P<initial>[^\W\d_]\.)(?=\s|$|[,;:)\]])                   # J. Smith; "(D. Cox)"
+  | (?P<listnum>^\d{1,3}\.)(?=\s)                              # "1. Pivotal": a list item
+  | (?P<number>[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?(?:[-/][^\W\d_]\w*)*)
+      (?![\w'])(?![.,:/-]\w)                                  # never stop inside a token
+  | (?P<currency>[A-Z]{1,3}\$)                                 # C$ A$ US$ HK$
+  | (?P<rating>[A-Z]{1,3}\+{1,2})(?![\w+])                     # BBB+ AA+
+  | (?P<negword>[^\W\d_]+(?=n't\b|N'T\b))                      # do|n't, ca|n't
+  | (?P<clitic>"""
+    + _CLITIC
+    + r""")
+  | (?P<word>\w(?:\w|[-&.](?=\w)|'(?!"""
+    + _CLITIC_TAIL
+    + r""")(?=\w))*(?:-(?=[\s,]))?)                       # suspended hyphen: "three-, five-"
+  | (?P<run>(?P<ch>[-.*=_~#+])(?P=ch)+)                                  # -- ... ** as one token
+  | (?P<other>\S)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token and where it is: ``text[start:end] == token.text`` in the tokenised string."""
+
+    text: str
+    start: int
+    end: int
+
+
+def tokenize(text: str) -> list[Token]:
+    """Tokens of ``text`` (one line or one sentence) with their character offsets.
+
+    Offsets are Python string indices (code points) into ``text`` itself.
+    """
+    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+_ENDERS = {".", "!", "?", "...", "?!", "!?"}
+_CLOSERS = {'"', "'", ")", "]", "}", "''"}
+
+
+def split_sentences(tokens: list[Token]) -> list[list[Token]]:
+    """Cut a line's tokens into sentences.
+
+    A sentence ends after ``.``, ``!``, ``?`` or ``...`` (plus any quotes or brackets
+    written right after it, with no space between) when the next token starts with an
+    upper-case letter, a digit or an opening quote or bracket. A period inside an
+    abbreviation (``Corp.``) never ends a sentence: it is part of that token, and a
+    following capital is too often a name.
+    """
+    out: list[list[Token]] = []
+    cur: list[Token] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        cur.append(tokens[i])
+        if tokens[i].text in _ENDERS:
+            # a quote or bracket right after the end mark (no space between) closes it
+            while (i + 1 < n and tokens[i + 1].text in _CLOSERS
+                   and tokens[i + 1].start == tokens[i].end):
+                i += 1
+                cur.append(tokens[i])
+            if i + 1 < n and _starts_sentence(tokens[i + 1].text):
+                out.append(cur)
+                cur = []
+        i += 1
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _starts_sentence(tok: str) -> bool:
+    c = tok[0]
+    return c.isupper() or c.isdigit() or c in "\"'([{`"
+
+
+def sentences(text: str) -> list[list[Token]]:
+    """Split one line of text into sentences of tokens (offsets into ``text``)."""
+    return split_sentences(tokenize(text))
+
+
+def iter_line_sentences(text: str) -> Iterator[list[Token]]:
+    """Sentences of every non-blank line of ``text``, offsets relative to each line."""
+    for line in text.splitlines():
+        if line.strip():
+            yield from sentences(line)
+
+
+# ---------------------------------------------------------------------------------------
+# The inverse direction, for measuring the tokenizer on CoNLL-2003 (bench/tokenizer_agreement)
+
+_NO_SPACE_BEFORE = {",", ".", ";", ":", "!", "?", ")", "]", "}", "%", "...",
+                    "'s", "'S", "n't", "N'T", "'m", "'M", "'re", "'RE", "'ve", "'VE",
+                    "'ll", "'LL", "'d", "'D"}
+_NO_SPACE_AFTER = {"(", "[", "{", "$"}
+
+
+def detokenize(tokens: list[str]) -> str:
+    """Rebuild plausible raw text from a CoNLL sentence's tokens.
+
+    The tokens are joined with single spaces, except that there is no space
+    (1) before ``, . ; : ! ? ) ] } % ...`` and the clitics ``'s n't 'm 're 've 'll 'd``
+    (and their capitalised forms); (2) after ``( [ { $`` and after a currency token ending
+    in ``$`` (``US$``); (3) for double quotes ``"`` and single quotes ``'`` standing alone,
+    after each odd-numbered one of the sentence (it opens) and before each even-numbered one
+    (it closes).
+    """
+    out: list[str] = []
+    quotes = {'"': 0, "'": 0}
+    glue_next = True  # no space before the first token
+    for tok in tokens:
+        glue = glue_next or tok in _NO_SPACE_BEFORE
+        glue_next = tok in _NO_SPACE_AFTER or (tok.endswith("$") and len(tok) > 1)
+        if tok in quotes:
+            quotes[tok] += 1
+            if quotes[tok] % 2 == 1:
+                glue_next = True
+            else:
+                glue = True
+        out.append(tok if glue else " " + tok)
+    return "".join(out)
+
+
+def agreement(token_lists: list[list[str]]) -> tuple[int, list[tuple[list[str], list[str]]]]:
+    """How many sentences :func:`tokenize` gives back exactly from their detokenized text.
+
+    Returns the number that agree and the (expected, got) token lists of the others.
+    """
+    same = 0
+    diffs: list[tuple[list[str], list[str]]] = []
+    for toks in token_lists:
+        got = [t.text for t in tokenize(detokenize(toks))]
+        if got == toks:
+            same += 1
+        else:
+            diffs.append((toks, got))
+    return same, diffs
