@@ -14,7 +14,7 @@ of the list (see nerwin.nn.network). Adding a feature is one class here plus a c
 | prefixN   | E_prefixN | the first N characters of the lowercased, digit-normalised word  |
 | suffixN   | E_suffixN | the last N characters of it (a shorter word is its own affix)    |
 | shape     | E_shape | the word's shape: X upper, x lower, d digit, other characters kept, |
-|           |        | every run of one class cut to 4 (Paris → Xxxx, EU → XX, 12.5 → dd.d) |
+|           |        | every run of one class cut to 3 (Paris → Xxxx, EU → XX, 12.5 → dd.d) |
 | chars     | E_char, W_char, b_char | a row of ``max_len`` character ids (nerwin.nn.chars) |
 """
 
@@ -46,7 +46,7 @@ from nerwin.vocab import (
 #: sentence pads (a window position outside the sentence).
 CHAR_SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 CHAR_PAD, CHAR_UNK, CHAR_BOS, CHAR_EOS = 0, 1, 2, 3
-SHAPE_RUN = 4  # a run of one character class is cut to this many characters
+SHAPE_RUN = 3  # a run of one character class is cut to this many characters
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,10 @@ class AffixFeature(Feature):
 
 def word_shape(token: str) -> str:
     """X for an upper-case letter, x for any other letter, d for a digit, anything else
-    kept; then every run of one symbol is cut to SHAPE_RUN (4) characters.
+    kept; then every run of one symbol is cut to SHAPE_RUN (3) characters.
 
-    Paris → Xxxx, Washington → Xxxx, EU → XX, 12.5 → dd.d, 1996 → dddd, Jean-Pierre →
-    Xxxx-Xxxx, iPhone → xXxxxx → xXxxxx (x, X, then a run of 4 x).
+    Paris → Xxxx, Washington → Xxxx, EU → XX, 12.5 → dd.d, 1996 → ddd, Jean-Pierre →
+    Xxxx-Xxxx, iPhone → xXxxx, NATO → XXX.
     """
     out: list[str] = []
     run = 0
