@@ -17,7 +17,7 @@ import numpy as np
 
 from nerwin.config import Config, FeaturesConfig
 from nerwin.conll import Corpus, read_conll
-from nerwin.features import CharFeature, Feature, build_features
+from nerwin.features import CharFeature, CharWindows, Feature, build_features
 from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
 from nerwin.vocab import (
     SPECIALS,
@@ -89,12 +89,11 @@ def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
     sents = corpus.sentences
     inputs = []
     for feat in lex.features:
-        seqs = [feat.ids(s.tokens) for s in sents]
         if isinstance(feat, CharFeature):
-            inputs.append(make_windows(seqs, f.window, feat.pad_row(feat.left_pad),
-                                       feat.pad_row(feat.right_pad), dtype=feat.dtype,
-                                       row_shape=(feat.max_len,)))
+            seqs, table = feat.encode_corpus([s.tokens for s in sents])
+            inputs.append(CharWindows(make_windows(seqs, f.window, 0, 1), table))
         else:
+            seqs = [feat.ids(s.tokens) for s in sents]
             inputs.append(make_windows(seqs, f.window, feat.left_pad, feat.right_pad,
                                        dtype=feat.dtype))
     labels = [encode_tags(s.tags, lex.tags, path=corpus.path, first_line=s.line) for s in sents]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerwin.config import FeaturesConfig
+from nerwin.nn.chars import CharBatch
 from nerwin.nn.network import CharSpec, TableSpec
 from nerwin.vocab import (
     BOS_ID,
@@ -187,6 +188,19 @@ class CharFeature(Feature):
         row[0] = pad
         return row
 
+    def encode_corpus(self, sentences: Sequence[Sequence[str]]
+                      ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each distinct token once: (per sentence, the row of each token; the (T, max_len)
+        rows). Rows 0 and 1 are the left and right sentence pads."""
+        rows: dict[str, int] = {}
+        seqs = []
+        for tokens in sentences:
+            seqs.append(np.fromiter((rows.setdefault(t, len(rows) + 2) for t in tokens),
+                                    dtype=np.int32, count=len(tokens)))
+        table = np.concatenate([self.pad_row(self.left_pad)[None], self.pad_row(
+            self.right_pad)[None], self.ids(list(rows))]).astype(self.dtype)
+        return seqs, table
+
     def table(self) -> CharSpec:
         return CharSpec(len(self.vocab), self.dim, self.filters, self.width, self.max_len)
 
@@ -243,3 +257,23 @@ def _replace_vocab(feat: Feature, vocab: Vocab) -> Feature:
     import dataclasses
 
     return dataclasses.replace(feat, vocab=vocab)
+
+
+@dataclass(frozen=True)
+class CharWindows:
+    """The char feature's windows of a corpus: ``ids`` (N, 2m+1) rows of ``table``
+    (T, max_len), one row per distinct token (and the two sentence pads). Indexing with the
+    windows of a batch gives the network's :class:`~nerwin.nn.chars.CharBatch`: the
+    batch's distinct rows, cut to its longest word."""
+
+    ids: np.ndarray
+    table: np.ndarray
+
+    def __getitem__(self, idx: np.ndarray | slice) -> CharBatch:
+        u, inv = np.unique(self.ids[idx], return_inverse=True)
+        rows = self.table[u]
+        width = max(1, int((rows != CHAR_PAD).sum(axis=1).max())) if len(u) else 1
+        return CharBatch(inv.reshape(self.ids[idx].shape), rows[:, :width])
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])

@@ -78,16 +78,24 @@ def test_feature_list_vocabularies_and_windows():
     data = encode(train, lex, cfg.features)
     assert len(data.inputs) == 7
     N, K = len(data), 2 * cfg.features.window + 1
-    assert data.inputs[0].shape == (N, K) and data.inputs[-1].shape == (N, K, 6)
+    assert data.inputs[0].shape == (N, K) and data.inputs[-1].ids.shape == (N, K)
+    # each distinct token is one row of the char table (plus the two pad rows)
+    tokens = {t for s in train.sentences for t in s.tokens}
+    assert data.inputs[-1].table.shape == (len(tokens) + 2, 6)
     # the first token of the corpus: its left neighbours are the pads of every feature
     first = train.sentences[0].tokens[0]
-    ch = data.inputs[-1]
-    assert ch[0, 0].tolist() == [CHAR_BOS] + [CHAR_PAD] * 5
-    centre = [lex.features[-1].vocab.itos[i] if i > CHAR_UNK else "?" for i in ch[0, 2]
+    full = data.inputs[-1].table[data.inputs[-1].ids]  # (N, K, 6) character rows
+    assert full[0, 0].tolist() == [CHAR_BOS] + [CHAR_PAD] * 5
+    centre = [lex.features[-1].vocab.itos[i] if i > CHAR_UNK else "?" for i in full[0, 2]
               if i != CHAR_PAD]
     assert "".join(centre) == clip_word(first, 6)
     last = train.sentences[0].tokens
-    assert ch[len(last) - 1, 4].tolist() == [CHAR_EOS] + [CHAR_PAD] * 5
+    assert full[len(last) - 1, 4].tolist() == [CHAR_EOS] + [CHAR_PAD] * 5
+    # a batch reads each distinct word once, cut to its longest word
+    batch = data.inputs[-1][np.arange(40)]
+    np.testing.assert_array_equal(batch.chars[batch.index], full[:40, :, :batch.chars.shape[1]])
+    assert (full[:40, :, batch.chars.shape[1]:] == CHAR_PAD).all()
+    assert len(batch.chars) == len(np.unique(data.inputs[-1].ids[:40]))
     assert data.inputs[2][0, 0] == 1 and data.inputs[5][0, 0] == 1  # <s> of prefix2, shape
 
 

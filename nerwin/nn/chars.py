@@ -21,10 +21,17 @@ that holds the max, so a tie is broken deterministically):
 
 max has kinks where the argmax switches; gradcheck recognises them through the argmax
 indices (see WindowNet.kink_pattern).
+
+Speed: a word's encoding depends on its characters only, so a batch encodes each distinct
+word once (:class:`CharBatch`: the distinct words' character rows and, per window
+position, which row), and only the word's own positions are computed: the positions of
+all words are packed into one (P, k d_c) matrix and the max over each word's run of rows is
+one ``maximum.reduceat``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +39,27 @@ import numpy as np
 from nerwin.nn.rowgrad import RowGrad
 
 PAD = 0
+
+
+@dataclass(frozen=True)
+class CharBatch:
+    """The characters a batch of windows reads.
+
+    index: (B, 2m+1) int, the row of ``chars`` at each window position;
+    chars: (U, L) int character ids of the U distinct words (``<pad>`` = 0 after each word;
+           every row holds at least one character).
+    """
+
+    index: np.ndarray
+    chars: np.ndarray
+
+    @staticmethod
+    def from_windows(ids: np.ndarray) -> CharBatch:
+        """From a plain (B, 2m+1, L) array of character rows (each distinct row kept once)."""
+        ids = np.asarray(ids)
+        B, K, L = ids.shape
+        rows, inv = np.unique(ids.reshape(B * K, L), axis=0, return_inverse=True)
+        return CharBatch(inv.reshape(B, K), rows)
 
 
 def char_windows(ids: np.ndarray, width: int) -> np.ndarray:
@@ -44,24 +72,39 @@ def char_windows(ids: np.ndarray, width: int) -> np.ndarray:
     return padded[:, np.arange(L)[:, None] + np.arange(width)[None, :]]
 
 
+def _packed_windows(ids: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of the words' own positions only, packed: (P, width) ids, and the start
+    of each word's run of positions (n,)."""
+    n, L = ids.shape
+    lens = np.maximum((ids != PAD).sum(axis=1), 1)            # characters of each word
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    P = int(lens.sum())
+    row = np.repeat(np.arange(n), lens)                       # word of each position
+    pos = np.arange(P) - np.repeat(starts, lens)              # position within its word
+    h = (width - 1) // 2
+    padded = np.full((n, L + 2 * h), PAD, dtype=ids.dtype)
+    padded[:, h: h + L] = ids
+    return padded[row[:, None], pos[:, None] + np.arange(width)[None, :]], starts
+
+
 def char_forward(E: np.ndarray, W: np.ndarray, b: np.ndarray, ids: np.ndarray,
                  width: int) -> tuple[np.ndarray, Any]:
     """Encode words from their characters.
 
     E: (V_c, d_c); W: (F, width·d_c); b: (F,); ids: (n, L) int char ids, the word's
     characters first and ``<pad>`` after them (a row has at least one character).
-    Returns out (n, F) and the cache.
+    Returns out (n, F) and the cache; cache[3] holds the argmax (n, F) as indices of the
+    packed positions (the first max: ties go to the earliest position).
     """
-    ids = np.asarray(ids)
-    n, L = ids.shape
-    win = char_windows(ids, width)                       # (n, L, k)
-    X = E[win].reshape(n, L, -1)                          # (n, L, k d_c)
-    Z = X @ W.T + b                                       # (n, L, F)
-    length = np.maximum((ids != PAD).sum(axis=1), 1)      # characters of each word
-    inside = np.arange(L)[None, :] < length[:, None]      # (n, L)
-    Zm = np.where(inside[:, :, None], Z, -np.inf)
-    arg = Zm.argmax(axis=1)                               # (n, F): the first max
-    out = np.take_along_axis(Z, arg[:, None, :], axis=1)[:, 0, :]
+    win, starts = _packed_windows(np.asarray(ids), width)   # (P, k)
+    P = win.shape[0]
+    X = E[win].reshape(P, -1)                                 # (P, k d_c)
+    Z = X @ W.T + b                                           # (P, F)
+    out = np.maximum.reduceat(Z, starts, axis=0)              # (n, F): max over each word
+    lens = np.diff(np.append(starts, P))
+    # First max: the smallest position index whose z equals its word's max.
+    at_max = Z == np.repeat(out, lens, axis=0)
+    arg = np.minimum.reduceat(np.where(at_max, np.arange(P)[:, None], P), starts, axis=0)
     return out, (win, X, W, arg, E.shape[1])
 
 
@@ -69,15 +112,13 @@ def char_backward(dout: np.ndarray, cache: Any, *, need_E: bool = True
                   ) -> tuple[RowGrad | None, np.ndarray, np.ndarray]:
     """Gradients (dE_char as a RowGrad, dW_char, db_char) from dout = dJ/d out (n, F)."""
     win, X, W, arg, d = cache
-    n, L, _ = X.shape
     F = W.shape[0]
-    dZ = np.zeros((n, L, F), dtype=dout.dtype)
-    np.put_along_axis(dZ, arg[:, None, :], dout[:, None, :], axis=1)  # max routes δ
-    dZf = dZ.reshape(n * L, F)
-    dW = dZf.T @ X.reshape(n * L, -1)
-    db = dZf.sum(axis=0)
+    dZ = np.zeros((X.shape[0], F), dtype=dout.dtype)
+    dZ[arg, np.arange(F)[None, :]] = dout     # max routes δ to its argmax (one per word, f)
+    dW = dZ.T @ X
+    db = dout.sum(axis=0)
     dE = None
     if need_E:
-        dX = dZf @ W                                       # (n L, k d_c)
+        dX = dZ @ W                                            # (P, k d_c)
         dE = RowGrad.from_ids(win.reshape(-1), dX.reshape(-1, d))
     return dE, dW, db

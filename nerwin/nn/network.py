@@ -282,7 +282,8 @@ class WindowNet:
     replace them in the dict.
 
     Inputs of a batch of B windows: one array per table of spec.tables, in order: (B, 2m+1)
-    ids for a lookup table, (B, 2m+1, max_len) character ids for the char encoder.
+    ids for a lookup table; for the char encoder a chars.CharBatch (or a plain
+    (B, 2m+1, L) array of character rows, turned into one).
     """
 
     def __init__(
@@ -331,13 +332,25 @@ class WindowNet:
         if isinstance(inputs, np.ndarray) or len(inputs) != len(spec.tables):
             raise ValueError(f"expected {len(spec.tables)} input arrays (one per table: "
                              f"{', '.join(t.param for t in spec.tables)})")
-        arrays = [np.asarray(a) for a in inputs]
+        arrays: list[Any] = []
         K = spec.n_positions
-        B = arrays[0].shape[0] if arrays[0].ndim else -1
-        for t, a in zip(spec.tables, arrays, strict=True):
-            want = (B, K, t.max_len) if isinstance(t, CharSpec) else (B, K)
-            if a.shape != want:
-                raise ValueError(f"{t.param} ids must have shape {want}, got {a.shape}")
+        B = np.shape(inputs[0])[0] if np.ndim(inputs[0]) else -1
+        for t, a in zip(spec.tables, inputs, strict=True):
+            if isinstance(t, CharSpec):
+                if not isinstance(a, chars.CharBatch):
+                    a = np.asarray(a)
+                    if a.ndim != 3 or a.shape[:2] != (B, K):
+                        raise ValueError(f"E_char ids must have shape ({B}, {K}, L), got "
+                                         f"{a.shape}")
+                    a = chars.CharBatch.from_windows(a)
+                if a.index.shape != (B, K):
+                    raise ValueError(f"char index must have shape {(B, K)}, got "
+                                     f"{a.index.shape}")
+            else:
+                a = np.asarray(a)
+                if a.shape != (B, K):
+                    raise ValueError(f"{t.param} ids must have shape {(B, K)}, got {a.shape}")
+            arrays.append(a)
         return arrays
 
     def forward(
@@ -361,9 +374,12 @@ class WindowNet:
         parts, table_caches = [], []
         for t, ids in zip(spec.tables, arrays, strict=True):
             if isinstance(t, CharSpec):
-                e, c = chars.char_forward(p["E_char"], p["W_char"], p["b_char"],
-                                          ids.reshape(B * K, t.max_len), t.width)
-                e = e.reshape(B, K, t.filters)
+                # Each distinct word of the batch is encoded once, then read at every
+                # window position that holds it.
+                enc, c = chars.char_forward(p["E_char"], p["W_char"], p["b_char"],
+                                            ids.chars, t.width)
+                e = enc[ids.index]  # (B, K, filters)
+                c = (c, ids.index, enc.shape[0])
             else:
                 e, c = layers.embedding_forward(p[t.param], ids)  # (B, K, dim)
             parts.append(e)
@@ -406,7 +422,7 @@ class WindowNet:
             _, cache = self.forward(inputs, train=False)
             for t, c in zip(spec.tables, cache["tables"], strict=True):
                 if isinstance(t, CharSpec):
-                    parts.append(c[3].reshape(-1).astype(np.int64))  # the argmax positions
+                    parts.append(c[0][3].reshape(-1).astype(np.int64))  # argmax positions
             if spec.nonlinearity in ("relu", "hardtanh"):
                 for _aff, act_cache, _drop in cache["layers"]:
                     a = act_cache  # the activation output: its value tells the kink's side
@@ -425,7 +441,7 @@ class WindowNet:
         out = {}
         for t, a in zip(self.spec.tables, self._check_inputs(inputs), strict=True):
             if isinstance(t, CharSpec):
-                out["E_char"] = chars.char_windows(a.reshape(-1, t.max_len), t.width)
+                out["E_char"] = chars.char_windows(a.chars, t.width)
             else:
                 out[t.param] = a
         return out
@@ -505,8 +521,14 @@ class WindowNet:
                 off += t.out_dim
                 if isinstance(t, CharSpec):
                     if {"E_char", "W_char", "b_char"} & trainable:
+                        enc_cache, index, U = c
+                        # Gradients add where paths branch: a word read at several window
+                        # positions gets the sum of their δ.
+                        summed = RowGrad.from_ids(index.reshape(-1), d.reshape(-1, t.filters))
+                        denc = np.zeros((U, t.filters), dtype=d.dtype)
+                        denc[summed.rows] = summed.values
                         dE, dWc, dbc = chars.char_backward(
-                            d.reshape(-1, t.filters), c, need_E="E_char" in trainable)
+                            denc, enc_cache, need_E="E_char" in trainable)
                         for name, g in (("E_char", dE), ("W_char", dWc), ("b_char", dbc)):
                             if name in trainable:
                                 grads[name] = g
