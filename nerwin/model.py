@@ -36,7 +36,7 @@ def net_spec(cfg: Config, lex: Lexicon) -> NetSpec:
         n_out=1 if m.head == "logistic" else len(lex.tags), init=m.init,
         init_scale=m.init_scale, dropout=m.dropout, l2=cfg.training.l2, l1=cfg.training.l1,
         word_dropout=m.word_dropout, tags=tuple(lex.tags.itos),
-        decode=(m.decode or "argmax") if m.head == "softmax" else "argmax",
+        decode=(m.decode or "viterbi") if m.head == "softmax" else "argmax",
         constrained=m.constrained and m.head != "logistic")
 
 
