@@ -244,7 +244,8 @@ def gradcheck(config_path: str, overrides: tuple[str, ...], samples: int, eps: f
     net, inputs, y, lengths, rng = gradcheck_batch(cfg, samples, seed)
     rows = check_gradients(net, inputs, y, lengths=lengths, eps=eps, max_entries=max_entries,
                            rng=rng, tol=tol)
-    what = f"{len(y)} windows" if lengths is None else f"{len(lengths)} sentences, {len(y)} tokens"
+    what = (f"{len(y)} windows" if lengths is None else
+            f"{len(lengths)} sentence{'s' * (len(lengths) != 1)}, {len(y)} tokens")
     click.echo(f"{config_path}: {cfg.model.nonlinearity}, head {cfg.model.head}, window "
                f"{cfg.features.window}, hidden {list(cfg.model.hidden)}, {what}, "
                f"float64, eps {eps:g}")

@@ -37,6 +37,11 @@ def test_shipped_configs_load_with_their_files():
     cfg = load_config(ROOT / "configs" / "conll2003.yaml", check_files=False)
     assert cfg.features.window == 2 and cfg.model.hidden == (300,)
     assert cfg.features.vectors is not None and cfg.training.optimizer.name == "adam"
+    best = load_config(ROOT / "configs" / "conll2003_best.yaml", check_files=False)
+    assert best.model.head == "crf"
+    for key in ("train", "dev", "test"):  # the same data paths as the baseline
+        assert getattr(best.data, key) == getattr(cfg.data, key)
+    assert best.features.vectors == cfg.features.vectors
 
 
 def test_derivations_name_functions_that_exist():
