@@ -89,6 +89,14 @@ def random_valid_tags(rng, lengths, C, con):
     return y
 
 
+@pytest.fixture(params=["scaled", "log"])
+def path(request, monkeypatch):
+    """Run a test through the scaled exp-space recursions (the default, with the log-space
+    fallback) and through the log-space recursions alone."""
+    monkeypatch.setattr(crf, "_SCALED", request.param == "scaled")
+    return request.param
+
+
 def split(x, lengths):
     return np.split(x, np.cumsum(lengths)[:-1])
 
@@ -121,7 +129,7 @@ def test_allowed_transitions_refuses_non_iob2():
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("C", [3, 4, 5])
 @pytest.mark.parametrize("L", [1, 2, 3, 4])
-def test_nll_and_marginals_equal_brute_force(L, C, constrained):
+def test_nll_and_marginals_equal_brute_force(L, C, constrained, path):
     rng = np.random.default_rng(100 * L + 10 * C + constrained)
     s, lengths, y, A, start, end, con = random_problem(rng, [L], C, 1.5, constrained)
     paths, scores, logz = brute(s, A, start, end, con)
@@ -202,7 +210,7 @@ def check_gradients(s, lengths, y, A, start, end, con, eps=EPS, tol=TOL, atol=No
 
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("lengths", [[1], [3, 1, 5, 2], [50]])
-def test_gradients_match_central_differences(lengths, constrained):
+def test_gradients_match_central_differences(lengths, constrained, path):
     rng = np.random.default_rng(len(lengths) + sum(lengths) + constrained)
     C = 5
     problem = random_problem(rng, lengths, C, 1.0, constrained)
@@ -252,7 +260,7 @@ def test_long_sentence_log_partition_is_stable():
 
 
 @pytest.mark.parametrize("constrained", [False, True])
-def test_batch_equals_sentences_one_at_a_time(constrained):
+def test_batch_equals_sentences_one_at_a_time(constrained, path):
     rng = np.random.default_rng(2)
     lengths = [7, 1, 12, 3, 3, 1, 20, 5]
     s, lengths, y, A, start, end, con = random_problem(rng, lengths, 9, 2.0, constrained)
@@ -291,12 +299,55 @@ def test_float32_runs_in_float32_and_agrees_with_float64():
     A32, st32, en32 = (x.astype(np.float32) for x in (A, start, end))
     l32, c32 = crf.crf_nll_forward(s32, lengths, y, A32, st32, en32, con)
     assert l32 == pytest.approx(l64, rel=1e-5)
+    # Marginals are exp(α + β − log Z) with |α|, |β| ~ 100 here: float32 rounds those to
+    # ~1e-5, hence the tolerance (a wrong derivation is off by O(0.1)).
     for g32, g64 in zip(crf.crf_nll_backward(c32), crf.crf_nll_backward(c64)):
         assert g32.dtype == np.float32
-        np.testing.assert_allclose(g32, g64, atol=1e-5)
+        np.testing.assert_allclose(g32, g64, atol=5e-5)
     assert crf.crf_marginals(s32, lengths, A32, st32, en32, con).dtype == np.float32
     np.testing.assert_array_equal(crf.viterbi(s32, lengths, A32, st32, en32, con),
                                   crf.viterbi(s, lengths, A, start, end, con))
+
+
+def test_scaled_recursions_are_used_and_fall_back_when_they_underflow():
+    rng = np.random.default_rng(4)
+    for scale, expect_scaled in ((3.0, True), (1e3, False)):
+        s, lengths, y, A, start, end, con = random_problem(rng, [9, 4, 17], 9, scale, True)
+        Ae, st_, en_, safe, ok = crf._effective(A, start, end, con, s.dtype)
+        lay = crf._layout(lengths, len(s))
+        with np.errstate(all="ignore"):
+            X, mE = crf._exp_scores(s, lay)
+            alpha = crf._forward_scaled(s, Ae, st_, lay, ok[1], X, mE)
+            beta = crf._backward_scaled(s, Ae, en_, lay, X, mE)
+        assert not safe and (alpha is not None) == expect_scaled
+        assert (beta is not None) == expect_scaled
+        if expect_scaled:
+            E = crf._pad(s, lay)
+            buf = np.empty((3, 9, 9))
+            np.testing.assert_allclose(alpha, crf._forward_log(E, Ae, st_, lay, False, buf),
+                                       rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(beta, crf._backward_log(E, Ae, en_, lay, False, buf),
+                                       rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaled_and_log_paths_agree(dtype, monkeypatch):
+    rng = np.random.default_rng(8)
+    s, lengths, y, A, start, end, con = random_problem(rng, [14, 2, 30, 1, 9, 40], 9, 4.0,
+                                                       True)
+    s, A, start, end = (x.astype(dtype) for x in (s, A, start, end))
+    out = {}
+    for scaled in (True, False):
+        monkeypatch.setattr(crf, "_SCALED", scaled)
+        loss, cache = crf.crf_nll_forward(s, lengths, y, A, start, end, con)
+        out[scaled] = (loss, *crf.crf_nll_backward(cache))
+    # float32: dtrans sums ~100 marginals that each carry ~1e-5 of rounding (see the float32
+    # test above); both paths are as far from each other as each is from float64.
+    tol = 1e-11 if dtype == np.float64 else 3e-4
+    assert out[True][0] == pytest.approx(out[False][0], rel=tol)
+    for a, b in zip(out[True][1:], out[False][1:]):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
 
 
 # --------------------------------------------------------------------------- bad input
