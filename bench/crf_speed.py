@@ -67,6 +67,17 @@ def sentence_batches(lengths: np.ndarray, batch_size: int, rng) -> list[np.ndarr
     return out
 
 
+def timed(fn, tokens: int, repeats: int) -> list[float]:
+    """Tokens/s of fn() over each of ``repeats`` runs, after one warm-up run."""
+    fn()
+    tps = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        tps.append(tokens / (time.perf_counter() - t0))
+    return tps
+
+
 def ci95(xs: list[float]) -> float:
     return 1.96 * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else 0.0
 
@@ -118,25 +129,16 @@ def main() -> None:
             if done >= args.tokens:
                 break
 
-        def timed(fn) -> list[float]:
-            fn()  # warm-up
-            tps = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                fn()
-                tps.append(done / (time.perf_counter() - t0))
-            return tps
-
-        def crf_train():
+        def crf_train(batches=batches):
             for s, lens, y in batches:
                 _, cache = crf.crf_nll_forward(s, lens, y, trans, start, end, con)
                 crf.crf_nll_backward(cache)
 
-        def crf_viterbi():
+        def crf_viterbi(batches=batches):
             for s, lens, _ in batches:
                 crf.viterbi(s, lens, trans, start, end, con)
 
-        def softmax_train():
+        def softmax_train(batches=batches):
             for s, _, y in batches:
                 _, cache = heads.softmax_xent_forward(s, y)
                 heads.softmax_xent_backward(cache)
@@ -146,7 +148,7 @@ def main() -> None:
                    sum(len(b[1]) for b in batches) / len(batches), 2)}
         for name, fn in (("crf_forward_backward", crf_train), ("crf_viterbi", crf_viterbi),
                          ("softmax_forward_backward", softmax_train)):
-            tps = timed(fn)
+            tps = timed(fn, done, args.repeats)
             row[name + "_tokens_per_s"] = round(statistics.mean(tps))
             row[name + "_tokens_per_s_ci95"] = round(ci95(tps))
             row[name + "_tokens_per_s_best"] = round(max(tps))  # least disturbed by load
