@@ -290,7 +290,7 @@ def test_batch_equals_sentences_one_at_a_time(constrained, path):
     np.testing.assert_allclose(marg, np.concatenate(one_by_one), rtol=1e-12, atol=1e-15)
 
 
-def test_float32_runs_in_float32_and_agrees_with_float64():
+def test_float32_in_float32_out_and_agrees_with_float64():
     rng = np.random.default_rng(9)
     lengths = [14, 2, 30, 1, 9]
     s, lengths, y, A, start, end, con = random_problem(rng, lengths, 9, 3.0, True)
@@ -299,11 +299,11 @@ def test_float32_runs_in_float32_and_agrees_with_float64():
     A32, st32, en32 = (x.astype(np.float32) for x in (A, start, end))
     l32, c32 = crf.crf_nll_forward(s32, lengths, y, A32, st32, en32, con)
     assert l32 == pytest.approx(l64, rel=1e-5)
-    # Marginals are exp(α + β − log Z) with |α|, |β| ~ 100 here: float32 rounds those to
-    # ~1e-5, hence the tolerance (a wrong derivation is off by O(0.1)).
+    # Computed in float64 inside: the only differences are the inputs' rounding to float32
+    # (~1e-7 relative) and the outputs'.
     for g32, g64 in zip(crf.crf_nll_backward(c32), crf.crf_nll_backward(c64)):
         assert g32.dtype == np.float32
-        np.testing.assert_allclose(g32, g64, atol=5e-5)
+        np.testing.assert_allclose(g32, g64, atol=5e-6)
     assert crf.crf_marginals(s32, lengths, A32, st32, en32, con).dtype == np.float32
     np.testing.assert_array_equal(crf.viterbi(s32, lengths, A32, st32, en32, con),
                                   crf.viterbi(s, lengths, A, start, end, con))
@@ -330,6 +330,19 @@ def test_scaled_recursions_are_used_and_fall_back_when_they_underflow():
                                        rtol=1e-12, atol=1e-12)
 
 
+def test_confident_float32_scores_keep_the_scaled_path():
+    # A trained network's tag scores are tens of nats apart; in float32 the scaled recursion
+    # would underflow there, which is why it runs in float64.
+    rng = np.random.default_rng(6)
+    s, lengths, y, A, start, end, con = random_problem(rng, [25, 3, 14], 9, 3.0, True)
+    s[np.arange(len(y)), y] += 60.0
+    s32 = s.astype(np.float32)
+    _, cache = crf.crf_nll_forward(s32, lengths, y, A, start, end, con)
+    assert cache[8] is not None  # the (X, mE) that only the scaled forward returns
+    assert all(g.dtype == np.float32 and np.isfinite(g).all()
+               for g in crf.crf_nll_backward(cache))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scaled_and_log_paths_agree(dtype, monkeypatch):
     rng = np.random.default_rng(8)
@@ -341,9 +354,7 @@ def test_scaled_and_log_paths_agree(dtype, monkeypatch):
         monkeypatch.setattr(crf, "_SCALED", scaled)
         loss, cache = crf.crf_nll_forward(s, lengths, y, A, start, end, con)
         out[scaled] = (loss, *crf.crf_nll_backward(cache))
-    # float32: dtrans sums ~100 marginals that each carry ~1e-5 of rounding (see the float32
-    # test above); both paths are as far from each other as each is from float64.
-    tol = 1e-11 if dtype == np.float64 else 3e-4
+    tol = 1e-11 if dtype == np.float64 else 1e-6  # float32: the outputs' rounding
     assert out[True][0] == pytest.approx(out[False][0], rel=tol)
     for a, b in zip(out[True][1:], out[False][1:]):
         assert a.dtype == dtype

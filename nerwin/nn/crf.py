@@ -18,7 +18,15 @@ Layout. Sentences are sorted by length, longest first, and padded to ``(Lmax, S,
 major): at position t the sentences that are still running are then the first n_t rows, so
 each step of the forward, backward and Viterbi recursions works on a contiguous view
 ``[t, :n_t]`` with no mask. The only Python loop is over positions t = 0 … Lmax−1; everything
-per step is vectorised over sentences and tags, and computed in the dtype of ``scores``.
+per step is vectorised over sentences and tags.
+
+Precision. The loss, marginals and gradients are computed in float64 whatever the dtype of
+``scores``, and returned in the dtype of ``scores``. At these sizes (C ≈ 9, tens of sentences)
+float64 costs the same time as float32 (numpy's per-call overhead dominates), and it matters
+twice: the scaled recursion below underflows in float32 as soon as a trained network is
+confident (tag scores ~30 nats apart), which would send most batches to the slower log-space
+path; and a marginal exp(α + β − log Z) cancels numbers of size |α| ~ 100, which float32 only
+resolves to ~1e-5. Viterbi (max and +, no cancellation) runs in the dtype of ``scores``.
 
 Constraints. ``allowed_transitions`` gives IOB2's allowed moves; forbidden ones get the score
 −inf (probability exactly 0). The log-sum-exp subtracts the max over the summed index, so it
@@ -188,7 +196,7 @@ def _check_scores(scores: np.ndarray) -> np.ndarray:
 #   calls of the log-space step. It is exact as long as nothing underflows; the result is
 #   checked afterwards (every reachable entry of q = p_{t-1} @ K at least C·tiny/eps, and of
 #   the unnormalised p_t at least C·tiny), and if the check fails, the call is redone
-#   in log space. Scores of ±1e3, or float32 tags more than ~69 nats apart, take that path.
+#   in log space. Tag scores ~700 nats apart (e.g. scores of ±1e3) take that path.
 # * log space: α[t, j] = f[t, j] + logsumexp_i(α[t−1, i] + A[i, j]) with the max over i
 #   subtracted per column j: stable for any scores.
 #
@@ -411,7 +419,8 @@ def crf_nll_forward(scores: np.ndarray, lengths: np.ndarray, tags: np.ndarray,
 
 
 def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
-    scores = _check_scores(scores)
+    out_dtype = _check_scores(scores).dtype
+    scores = np.asarray(scores, dtype=np.float64)  # see "Precision" in the module docstring
     N, C = scores.shape
     lay = _layout(lengths, N)
     y = np.asarray(tags)
@@ -445,7 +454,7 @@ def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
     gold[lay.last] += en[y_last]
     gold_s = np.add.reduceat(gold, lay.first)
     loss = float(np.sum(logz - gold_s, dtype=np.float64))
-    cache = (scores, lay, y, A, en, safe, alpha, logz, xs)
+    cache = (scores, lay, y, A, en, safe, alpha, logz, xs, out_dtype)
     return loss, cache
 
 
@@ -479,34 +488,36 @@ def crf_nll_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     last-token marginals − gold last tags at end. Forbidden entries are exactly 0. Same dtype
     as scores.
     """
-    scores, lay, y, A, en, safe, alpha, logz, xs = cache
+    scores, lay, y, A, en, safe, alpha, logz, xs, out_dtype = cache
     N, C = scores.shape
     with np.errstate(divide="ignore", under="ignore"):
         node, pair = _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs=True)
-    dtype = scores.dtype
     dscores = node  # a fresh array: the one-hot is subtracted in place
     dstart = node[lay.first].sum(axis=0)
     dend = node[lay.last].sum(axis=0)
-    dstart -= np.bincount(y[lay.first], minlength=C).astype(dtype)
-    dend -= np.bincount(y[lay.last], minlength=C).astype(dtype)
+    dstart -= np.bincount(y[lay.first], minlength=C)
+    dend -= np.bincount(y[lay.last], minlength=C)
     gold_pairs = np.bincount(y[lay.nonlast] * C + y[lay.inner], minlength=C * C)
-    dtrans = pair - gold_pairs.reshape(C, C).astype(dtype)
+    dtrans = pair - gold_pairs.reshape(C, C)
     dscores[np.arange(N), y] -= 1
-    return dscores, dtrans, dstart, dend
+    return tuple(g.astype(out_dtype, copy=False) for g in (dscores, dtrans, dstart, dend))
 
 
 def crf_marginals(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
                   start: np.ndarray, end: np.ndarray,
                   constraints: Constraints | None = None) -> np.ndarray:
-    """(N, C) node marginals p(y_t = c | sentence) (for confidence scores); rows sum to 1."""
-    scores = _check_scores(scores)
+    """(N, C) node marginals p(y_t = c | sentence) (for confidence scores); rows sum to 1.
+
+    Same dtype as scores."""
+    out_dtype = _check_scores(scores).dtype
+    scores = np.asarray(scores, dtype=np.float64)
     lay = _layout(lengths, scores.shape[0])
     A, st, en, safe, ok = _effective(trans, start, end, constraints, scores.dtype)
     with np.errstate(divide="ignore", under="ignore"):
         alpha, xs = _alpha(scores, A, st, lay, safe, None if ok is None else ok[1])
         logz = _log_partition(alpha, en, lay)
         node, _ = _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs=False)
-    return node
+    return node.astype(out_dtype, copy=False)
 
 
 def viterbi(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: np.ndarray,
