@@ -190,19 +190,23 @@ def _check_scores(scores: np.ndarray) -> np.ndarray:
 #
 # Two ways to run the forward and backward recursions, with the same result:
 #
-# * scaled (exp space, Rabiner's scaling): p_t = normalise((p_{t-1} @ K) ⊙ e_t) with
-#   K = exp(A − max A) (0 where forbidden) and e_t = exp(f_t − max f_t); log α is recovered as
-#   log p_t + Σ log(normalisers and shifts). One small matmul per step: about half the numpy
-#   calls of the log-space step. It is exact as long as nothing underflows; the result is
-#   checked afterwards (every reachable entry of q = p_{t-1} @ K at least C·tiny/eps, and of
-#   the unnormalised p_t at least C·tiny), and if the check fails, the call is redone
-#   in log space. Tag scores ~700 nats apart (e.g. scores of ±1e3) take that path.
+# * scaled (exp space, Rabiner's scaling): p_t = (p_{t-1} @ K) ⊙ e_t with K = exp(A − max A)
+#   (0 where forbidden) and e_t = exp(f_t − max f_t), normalised every _RESCALE_EVERY steps;
+#   log α is recovered as log p_t + Σ log(normalisers and shifts). One small matmul and one
+#   product per step: a quarter of the numpy calls of the log-space step. It is exact as long
+#   as nothing underflows; the result is checked afterwards (every reachable entry of
+#   p_{t-1} @ K at least C·tiny/eps, and of p_t at least C·tiny), and if the check fails, the
+#   call is redone in log space. Tag scores ~700 nats apart (e.g. scores of ±1e3) do that.
 # * log space: α[t, j] = f[t, j] + logsumexp_i(α[t−1, i] + A[i, j]) with the max over i
 #   subtracted per column j: stable for any scores.
 #
 # Both return α and β at the tokens, flat (N, C), and log Z per sentence.
 
 _SCALED = True  # tests switch this off to check the log-space path on its own
+# The scaled recursions divide by the running sum every this many steps (a division per step
+# would cost a third of the loop). Between two rescalings P and B change by at most C^8 and
+# shrink by e^-(a few nats) per step: far inside float64's range; the check catches the rest.
+_RESCALE_EVERY = 8
 
 
 def _forward_log(E: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _Layout, safe: bool,
@@ -277,8 +281,9 @@ def _forward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _
     """α (N, C) by scaled exp-space recursion, or None if something underflowed.
 
     With K = exp(A − max A) and e_t = exp(f_t − max f_t), P_t holds α_t up to a factor:
-    P_0 = exp(start − max start) ⊙ e_0;  P_t = (P_{t-1} @ K / c_{t-1}) ⊙ e_t,  c_t = Σ_j P_t[j],
-    so log α_t = log P_t + Σ_{τ<t} log c_τ + Σ_{τ≤t} (max f_τ + max A) (max start at τ = 0).
+    P_0 = exp(start − max start) ⊙ e_0;  P_t = (P_{t-1} @ K / c_{t-1}) ⊙ e_t,  c_{t-1} =
+    Σ_j P_{t-1}[j] at every _RESCALE_EVERY-th step and 1 at the others, so
+    log α_t = log P_t + Σ_{τ≤t} (log c_{τ-1} + max f_τ + max A) (max start at τ = 0).
     One matmul with [K | 1] gives both P_{t-1} @ K and c_{t-1}. first_ok: tags that may start
     a sentence (None = all); X, mE from _exp_scores.
     """
@@ -289,16 +294,19 @@ def _forward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _
     mA, mS = A.max(), start.max()
     K1 = np.ones((C, C + 1), dtype=dtype)
     np.exp(A - mA, out=K1[:, :C])  # exp(−inf) = 0 at forbidden moves
-    P = np.empty_like(X)  # P_t, every entry in [0, 1]
-    Q = np.ones((Lmax, S, C + 1), dtype=dtype)  # [P_{t-1} @ K / c_{t-1} | c_{t-1}]
+    P = np.empty_like(X)  # P_t
+    Q = np.ones((Lmax, S, C + 1), dtype=dtype)  # [P_{t-1} @ K (/ c_{t-1}) | c_{t-1}]
     np.multiply(np.exp(start - mS), X[0], out=P[0])
+    every = _RESCALE_EVERY
     for t in range(1, Lmax):
         n = lay.n_active[t]
         qc = Q[t, :n]
         np.matmul(P[t - 1, :n], K1, out=qc)
-        q = qc[:, :C]
-        q /= qc[:, C:]
-        np.multiply(q, X[t, :n], out=P[t, :n])
+        if t % every == 0:
+            qc[:, :C] /= qc[:, C:]
+        np.multiply(qc[:, :C], X[t, :n], out=P[t, :n])
+    lc = Q[:, :, C]  # c_{t-1} where step t rescaled, else 1
+    lc[np.arange(Lmax) % every != 0] = 1
     # The check, on the tokens only. Every tag is reachable at t >= 1 (safe is False here).
     # `not >=` so that a NaN (0/0 after underflow) fails the check too. At t = 0 the
     # forbidden starts are exactly 0 by construction.
@@ -310,11 +318,10 @@ def _forward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _
         if not Pf[lay.inner].min() >= small:
             return None
         Qi = Q[lay.pos[lay.inner], lay.row[lay.inner]]
-        if not (Qi[:, :C] * Qi[:, C:]).min() >= big:  # P_{t-1} @ K before the division
+        if not (Qi[:, :C] * Qi[:, C:]).min() >= big:  # P_{t-1} @ K before any division
             return None
     inc = mE + mA
     inc[0] += mS - mA
-    lc = Q[:, :, C]  # c_{t-1}, 1 at t = 0 and after the end
     np.log(lc, out=lc)
     inc += lc
     np.cumsum(inc, axis=0, out=inc)
@@ -327,8 +334,9 @@ def _backward_scaled(scores: np.ndarray, A: np.ndarray, end: np.ndarray, lay: _L
                      X: np.ndarray, mE: np.ndarray) -> np.ndarray | None:
     """β (N, C) by scaled exp-space recursion, or None if something underflowed.
 
-    B_{L-1} = exp(end − max end);  B_{t-1} = K (e_t ⊙ B_t) / σ_t,  σ_t = Σ_j e_t[j] B_t[j],
-    so log β_t = log B_t + max end + Σ_{τ=t+1}^{L-1} (log σ_τ + max A + max f_τ). One matmul
+    B_{L-1} = exp(end − max end);  B_{t-1} = K (e_t ⊙ B_t) / σ_t,  σ_t = Σ_j e_t[j] B_t[j] at
+    every _RESCALE_EVERY-th step and 1 at the others, so
+    log β_t = log B_t + max end + Σ_{τ=t+1}^{L-1} (log σ_τ + max A + max f_τ). One matmul
     with [Kᵀ | 1] gives both K (e_t ⊙ B_t) and σ_t.
     """
     dtype = scores.dtype
@@ -341,24 +349,30 @@ def _backward_scaled(scores: np.ndarray, A: np.ndarray, end: np.ndarray, lay: _L
     kend = np.exp(end - mEnd)
     if not kend.min() >= small:
         return None
-    B = np.empty_like(X)  # B_t, every entry in [0, 1]
-    R = np.ones((Lmax, S, C + 1), dtype=dtype)  # R[t] = [K (e_t ⊙ B_t) | σ_t]
-    B[lay.last_sorted, np.arange(S)] = kend
+    # BS[t] = [B_t | σ_{t+1}]: the matmul that makes B_{t-1} also sums e_t ⊙ B_t.
+    BS = np.ones((Lmax, S, C + 1), dtype=dtype)
+    BS[lay.last_sorted, np.arange(S), :C] = kend
     u_all = np.empty((S, C), dtype=dtype)
+    every = _RESCALE_EVERY
     for t in range(Lmax - 1, 0, -1):
         n = lay.n_active[t]
         u = u_all[:n]
-        np.multiply(X[t, :n], B[t, :n], out=u)
-        rs = R[t, :n]
-        np.matmul(u, KT1, out=rs)
-        np.divide(rs[:, :C], rs[:, C:], out=B[t - 1, :n])
-    if lay.inner.size and not R[lay.pos[lay.inner], lay.row[lay.inner], :C].min() >= big:
-        return None
+        np.multiply(X[t, :n], BS[t, :n, :C], out=u)
+        bs = BS[t - 1, :n]
+        np.matmul(u, KT1, out=bs)
+        if t % every == 0:
+            bs[:, :C] /= bs[:, C:]
+    sig = BS[:, :, C]  # σ_{t+1} where step t+1 rescaled, else 1
+    sig[(np.arange(Lmax) + 1) % every != 0] = 1
+    if lay.nonlast.size:
+        Bn = BS[lay.pos[lay.nonlast], lay.row[lay.nonlast]]
+        if not (Bn[:, :C] * Bn[:, C:]).min() >= big:  # K (e ⊙ B) before any division
+            return None
+    B = BS[:, :, :C]
     inc = mE + mA
-    ls = R[:, :, C]  # σ_t, 1 at t = 0 and after the end
-    np.log(ls, out=ls)
-    inc += ls
     inc[0] = 0
+    np.log(sig[:-1], out=sig[:-1])
+    inc[1:] += sig[:-1]
     np.cumsum(inc, axis=0, out=inc)
     last_pos = np.repeat(lay.lengths - 1, lay.lengths)  # per token: its sentence's last t
     G = inc[last_pos, lay.row] - inc[lay.pos, lay.row] + mEnd
