@@ -89,6 +89,14 @@ def random_valid_tags(rng, lengths, C, con):
     return y
 
 
+@pytest.fixture(params=["scaled", "log"])
+def path(request, monkeypatch):
+    """Run a test through the scaled exp-space recursions (the default, with the log-space
+    fallback) and through the log-space recursions alone."""
+    monkeypatch.setattr(crf, "_SCALED", request.param == "scaled")
+    return request.param
+
+
 def split(x, lengths):
     return np.split(x, np.cumsum(lengths)[:-1])
 
@@ -121,7 +129,7 @@ def test_allowed_transitions_refuses_non_iob2():
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("C", [3, 4, 5])
 @pytest.mark.parametrize("L", [1, 2, 3, 4])
-def test_nll_and_marginals_equal_brute_force(L, C, constrained):
+def test_nll_and_marginals_equal_brute_force(L, C, constrained, path):
     rng = np.random.default_rng(100 * L + 10 * C + constrained)
     s, lengths, y, A, start, end, con = random_problem(rng, [L], C, 1.5, constrained)
     paths, scores, logz = brute(s, A, start, end, con)
@@ -202,7 +210,7 @@ def check_gradients(s, lengths, y, A, start, end, con, eps=EPS, tol=TOL, atol=No
 
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("lengths", [[1], [3, 1, 5, 2], [50]])
-def test_gradients_match_central_differences(lengths, constrained):
+def test_gradients_match_central_differences(lengths, constrained, path):
     rng = np.random.default_rng(len(lengths) + sum(lengths) + constrained)
     C = 5
     problem = random_problem(rng, lengths, C, 1.0, constrained)
@@ -245,14 +253,25 @@ def test_long_sentence_log_partition_is_stable():
     s, lengths, y, A, start, end, con = random_problem(rng, [200], 9, 30.0, True)
     loss, cache = crf.crf_nll_forward(s, lengths, y, A, start, end, con)
     assert np.isfinite(loss) and loss > 0
-    assert all(np.isfinite(g).all() for g in crf.crf_nll_backward(cache))
+    assert cache[8] is not None  # the scaled path, rescaling every few steps, held
+    grads = crf.crf_nll_backward(cache)
+    assert all(np.isfinite(g).all() for g in grads)
+    crf._SCALED = False
+    try:
+        loss_log, cache_log = crf.crf_nll_forward(s, lengths, y, A, start, end, con)
+        grads_log = crf.crf_nll_backward(cache_log)
+    finally:
+        crf._SCALED = True
+    assert loss == pytest.approx(loss_log, rel=1e-13)
+    for g, g_log in zip(grads, grads_log):
+        np.testing.assert_allclose(g, g_log, rtol=0, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- batching, dtypes
 
 
 @pytest.mark.parametrize("constrained", [False, True])
-def test_batch_equals_sentences_one_at_a_time(constrained):
+def test_batch_equals_sentences_one_at_a_time(constrained, path):
     rng = np.random.default_rng(2)
     lengths = [7, 1, 12, 3, 3, 1, 20, 5]
     s, lengths, y, A, start, end, con = random_problem(rng, lengths, 9, 2.0, constrained)
@@ -282,7 +301,7 @@ def test_batch_equals_sentences_one_at_a_time(constrained):
     np.testing.assert_allclose(marg, np.concatenate(one_by_one), rtol=1e-12, atol=1e-15)
 
 
-def test_float32_runs_in_float32_and_agrees_with_float64():
+def test_float32_in_float32_out_and_agrees_with_float64():
     rng = np.random.default_rng(9)
     lengths = [14, 2, 30, 1, 9]
     s, lengths, y, A, start, end, con = random_problem(rng, lengths, 9, 3.0, True)
@@ -291,12 +310,66 @@ def test_float32_runs_in_float32_and_agrees_with_float64():
     A32, st32, en32 = (x.astype(np.float32) for x in (A, start, end))
     l32, c32 = crf.crf_nll_forward(s32, lengths, y, A32, st32, en32, con)
     assert l32 == pytest.approx(l64, rel=1e-5)
+    # Computed in float64 inside: the only differences are the inputs' rounding to float32
+    # (~1e-7 relative) and the outputs'.
     for g32, g64 in zip(crf.crf_nll_backward(c32), crf.crf_nll_backward(c64)):
         assert g32.dtype == np.float32
-        np.testing.assert_allclose(g32, g64, atol=1e-5)
+        np.testing.assert_allclose(g32, g64, atol=5e-6)
     assert crf.crf_marginals(s32, lengths, A32, st32, en32, con).dtype == np.float32
     np.testing.assert_array_equal(crf.viterbi(s32, lengths, A32, st32, en32, con),
                                   crf.viterbi(s, lengths, A, start, end, con))
+
+
+def test_scaled_recursions_are_used_and_fall_back_when_they_underflow():
+    rng = np.random.default_rng(4)
+    for scale, expect_scaled in ((3.0, True), (1e3, False)):
+        s, lengths, y, A, start, end, con = random_problem(rng, [9, 4, 17], 9, scale, True)
+        Ae, st_, en_, safe, ok = crf._effective(A, start, end, con, s.dtype)
+        lay = crf._layout(lengths, len(s))
+        with np.errstate(all="ignore"):
+            X, mE = crf._exp_scores(s, lay)
+            alpha = crf._forward_scaled(s, Ae, st_, lay, ok[1], X, mE)
+            beta = crf._backward_scaled(s, Ae, en_, lay, X, mE)
+        assert not safe and (alpha is not None) == expect_scaled
+        assert (beta is not None) == expect_scaled
+        if expect_scaled:
+            E = crf._pad(s, lay)
+            buf = np.empty((3, 9, 9))
+            np.testing.assert_allclose(alpha, crf._forward_log(E, Ae, st_, lay, False, buf),
+                                       rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(beta, crf._backward_log(E, Ae, en_, lay, False, buf),
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_confident_float32_scores_keep_the_scaled_path():
+    # A trained network's tag scores are tens of nats apart; in float32 the scaled recursion
+    # would underflow there, which is why it runs in float64.
+    rng = np.random.default_rng(6)
+    s, lengths, y, A, start, end, con = random_problem(rng, [25, 3, 14], 9, 3.0, True)
+    s[np.arange(len(y)), y] += 60.0
+    s32 = s.astype(np.float32)
+    _, cache = crf.crf_nll_forward(s32, lengths, y, A, start, end, con)
+    assert cache[8] is not None  # the (X, mE) that only the scaled forward returns
+    assert all(g.dtype == np.float32 and np.isfinite(g).all()
+               for g in crf.crf_nll_backward(cache))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaled_and_log_paths_agree(dtype, monkeypatch):
+    rng = np.random.default_rng(8)
+    s, lengths, y, A, start, end, con = random_problem(rng, [14, 2, 30, 1, 9, 40], 9, 4.0,
+                                                       True)
+    s, A, start, end = (x.astype(dtype) for x in (s, A, start, end))
+    out = {}
+    for scaled in (True, False):
+        monkeypatch.setattr(crf, "_SCALED", scaled)
+        loss, cache = crf.crf_nll_forward(s, lengths, y, A, start, end, con)
+        out[scaled] = (loss, *crf.crf_nll_backward(cache))
+    tol = 1e-11 if dtype == np.float64 else 1e-6  # float32: the outputs' rounding
+    assert out[True][0] == pytest.approx(out[False][0], rel=tol)
+    for a, b in zip(out[True][1:], out[False][1:]):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -47,13 +47,15 @@ def test_shipped_configs_load_with_their_files():
 def test_derivations_name_functions_that_exist():
     import re
 
-    from nerwin.nn import heads, layers, network
+    from nerwin.nn import crf, heads, layers, network
 
     text = (ROOT / "docs" / "derivations.md").read_text(encoding="utf-8")
-    modules = {"layers": layers, "heads": heads, "network": network}
-    named = [(m, a) for m, a in re.findall(r"`(layers|heads|network)\.([A-Za-z_.*]+)`", text)
+    modules = {"layers": layers, "heads": heads, "network": network, "crf": crf}
+    named = [(m, a) for m, a in re.findall(
+        r"`(layers|heads|network|crf)\.([A-Za-z_.*]+)`", text)
              if a != "py"]  # `heads.py` is the file
     assert len(named) >= 5
+    assert sum(m == "crf" for m, _ in named) >= 5
     for mod, attr in named:
         obj = modules[mod]
         for part in attr.replace("*_forward", "relu_forward").replace(
