@@ -41,8 +41,9 @@ def main() -> None:
         cfg = load_config(args.config, [*args.overrides, f"model.nonlinearity={nl}"])
         fails, checked, kinks, noisy, worst = [], 0, 0, 0, 0.0
         for seed in range(args.seeds):
-            net, words, casing, y, rng = gradcheck_batch(cfg, 8, seed)
-            rows = check_gradients(net, words, casing, y, eps=args.eps, rng=rng, tol=args.tol)
+            net, inputs, y, lengths, rng = gradcheck_batch(cfg, 8, seed)
+            rows = check_gradients(net, inputs, y, lengths=lengths, eps=args.eps, rng=rng,
+                                   tol=args.tol)
             if not passed(rows, args.tol):
                 fails.append(seed)
             checked += sum(r.checked for r in rows)

@@ -396,11 +396,13 @@ def gradcheck(config_path: str, overrides: tuple[str, ...], samples: int, eps: f
     from nerwin.model import gradcheck_batch
 
     cfg = load_config(config_path, list(overrides))
-    net, words, casing, y, rng = gradcheck_batch(cfg, samples, seed)
-    rows = check_gradients(net, words, casing, y, eps=eps, max_entries=max_entries, rng=rng,
-                           tol=tol)
+    net, inputs, y, lengths, rng = gradcheck_batch(cfg, samples, seed)
+    rows = check_gradients(net, inputs, y, lengths=lengths, eps=eps, max_entries=max_entries,
+                           rng=rng, tol=tol)
+    what = (f"{len(y)} windows" if lengths is None else
+            f"{len(lengths)} sentence{'s' * (len(lengths) != 1)}, {len(y)} tokens")
     click.echo(f"{config_path}: {cfg.model.nonlinearity}, head {cfg.model.head}, window "
-               f"{cfg.features.window}, hidden {list(cfg.model.hidden)}, {samples} windows, "
+               f"{cfg.features.window}, hidden {list(cfg.model.hidden)}, {what}, "
                f"float64, eps {eps:g}")
     click.echo(format_gradcheck_table(rows, tol))
     if not passed(rows, tol):

@@ -29,13 +29,14 @@ import yaml
 
 from nerwin import conll, optim, schedules
 from nerwin.errors import NerwinError, os_error
-from nerwin.nn import init, layers, network
+from nerwin.nn import init, layers, network, output
 
 # The choices come from the modules that implement them: one list each, no copies to drift.
 SCHEMES = ("auto", *conll.SCHEMES)
 NONLINEARITIES = tuple(layers.NONLINEARITIES)
 INITS = tuple(init.INITS)
 HEADS = network.HEADS
+DECODERS = output.DECODERS
 OPTIMIZERS = optim.OPTIMIZERS
 SCHEDULES = schedules.SCHEDULES
 
@@ -138,6 +139,29 @@ class FeaturesConfig:
         "words seen fewer times in train map to <unk> (unless they have a vector)", minimum=1))
     max_size: int | None = field(default=None, metadata=_meta(
         "keep at most this many words from train, most frequent first", minimum=1))
+    prefixes: tuple[int, ...] = field(default=(), metadata=_meta(
+        "prefix lengths, one table each, e.g. [2, 3] (of the lowercased word; [] = none)",
+        minimum=1))
+    suffixes: tuple[int, ...] = field(default=(), metadata=_meta(
+        "suffix lengths, one table each, e.g. [2, 3] (of the lowercased word; [] = none)",
+        minimum=1))
+    affix_dim: int = field(default=20, metadata=_meta(
+        "size of each prefix/suffix embedding", minimum=1))
+    affix_min_count: int = field(default=2, metadata=_meta(
+        "prefixes, suffixes and shapes seen fewer times in train map to <unk>", minimum=1))
+    shape_dim: int = field(default=0, metadata=_meta(
+        "size of the word-shape embedding (Xxxx, XX, dd.d; 0 = no shape feature)",
+        minimum=0))
+    char_filters: int = field(default=0, metadata=_meta(
+        "filters of the character encoder (conv over characters, max over the word; "
+        "0 = no character encoder)", minimum=0))
+    char_dim: int = field(default=25, metadata=_meta(
+        "size of the character embeddings", minimum=1))
+    char_width: int = field(default=3, metadata=_meta(
+        "characters per convolution window (odd, at most char_max_len)", minimum=1))
+    char_max_len: int = field(default=20, metadata=_meta(
+        "characters kept per word: a longer word keeps its first half and last half",
+        minimum=1))
 
 
 @dataclass(frozen=True)
@@ -153,10 +177,20 @@ class ModelConfig:
     dropout: float = field(default=0.0, metadata=_meta(
         "inverted-dropout rate on hidden activations", minimum=0, maximum=1,
         exclusive_max=True))
+    word_dropout: float = field(default=0.0, metadata=_meta(
+        "in training, replace each word of a window by <unk> with this probability",
+        minimum=0, maximum=1, exclusive_max=True))
     head: str = field(default="softmax", metadata=_meta(
-        "softmax over all tags, or the logistic score of one entity type", choices=HEADS))
+        "softmax over all tags, the logistic score of one entity type, or a linear-chain "
+        "CRF over the tag scores (sentence-level likelihood)", choices=HEADS))
     positive: str | None = field(default=None, metadata=_meta(
         "entity type for the logistic head, e.g. LOC"))
+    decode: str | None = field(default=None, metadata=_meta(
+        "softmax head only: viterbi (best valid IOB2 path over the log-probabilities; "
+        "null = viterbi) or argmax per token", choices=DECODERS))
+    constrained: bool = field(default=True, metadata=_meta(
+        "crf and viterbi decoding: forbid the transitions IOB2 does not allow "
+        "(O → I-X, B-X → I-Y, start → I-X)"))
 
 
 @dataclass(frozen=True)
@@ -371,9 +405,30 @@ def _check_cross_fields(cfg: Config) -> None:
     if cfg.model.head == "logistic" and not cfg.model.positive:
         raise ConfigError(src, "model.positive", "the logistic head needs the entity type it "
                           "scores, e.g. model.positive: LOC")
-    if cfg.model.head == "softmax" and cfg.model.positive is not None:
+    if cfg.model.head != "logistic" and cfg.model.positive is not None:
         raise ConfigError(src, "model.positive", "only used with model.head: logistic; "
                           "remove it or set model.head: logistic")
+    if cfg.model.head != "softmax" and cfg.model.decode is not None:
+        raise ConfigError(src, "model.decode", f"only the softmax head has a choice of "
+                          f"decoder (the {cfg.model.head} head decodes "
+                          f"{'by Viterbi' if cfg.model.head == 'crf' else 'per token'}); "
+                          "remove it")
+    if cfg.model.head == "logistic" and not cfg.model.constrained:
+        raise ConfigError(src, "model.constrained", "only used with the softmax and crf "
+                          "heads; remove it")
+    f = cfg.features
+    if f.char_filters > 0:
+        if f.char_width % 2 == 0:
+            raise ConfigError(src, "features.char_width", f"expected an odd width (the "
+                              f"window is centred on each character); got {f.char_width}")
+        if f.char_width > f.char_max_len:
+            raise ConfigError(src, "features.char_width", f"must be <= features.char_max_len "
+                              f"({f.char_max_len}); got {f.char_width}")
+    for key in ("prefixes", "suffixes"):
+        lengths = getattr(f, key)
+        if len(set(lengths)) != len(lengths):
+            raise ConfigError(src, f"features.{key}", f"lengths must be distinct; got "
+                              f"{list(lengths)}")
     if cfg.features.freeze and cfg.features.vectors is None:
         raise ConfigError(src, "features.freeze", "freezing needs pretrained vectors "
                           "(features.vectors); random vectors that never train are useless")

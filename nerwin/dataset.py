@@ -18,18 +18,14 @@ import numpy as np
 from nerwin.config import Config, FeaturesConfig
 from nerwin.conll import Corpus, read_conll
 from nerwin.errors import NerwinError
+from nerwin.features import CharFeature, CharWindows, Feature, build_features
 from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
 from nerwin.vocab import (
-    BOS_ID,
-    CASE_PAD,
-    EOS_ID,
     SPECIALS,
     Vocab,
     build_tag_vocab,
     build_word_vocab,
-    encode_casing,
     encode_tags,
-    encode_words,
     normalise,
 )
 from nerwin.windows import WindowData, make_windows
@@ -42,7 +38,8 @@ def read_split(cfg: Config, path: str | Path) -> Corpus:
 
 @dataclass
 class Lexicon:
-    """What the model needs to turn text into ids: the word index and the tag index.
+    """What the model needs to turn text into ids: the token features (the first is the
+    word, whose vocabulary is ``words``) and the tag index.
 
     ``pretrained`` (V, d) float32 and ``pretrained_mask`` (V,) bool say which rows come from
     the vectors file (None when no vectors are configured).
@@ -54,6 +51,11 @@ class Lexicon:
     pretrained_mask: np.ndarray | None = None
     coverage: Coverage | None = None
     n_tokens: int = 0  # tokens of the files it was built from: the windows a run encodes
+    features: tuple[Feature, ...] = ()
+
+    def vocabs(self) -> dict[str, list[str]]:
+        """Each feature's vocabulary by feature name (what a checkpoint stores)."""
+        return {f.name: list(f.vocab.itos) for f in self.features}
 
 
 def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
@@ -71,9 +73,11 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     if check:
         check_tags(train, others, tags)
     n_tokens = train.n_tokens + sum(c.n_tokens for c in others)
+    tokens = [t for s in train.sentences for t in s.tokens]
     if f.vectors is None:
         words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size)
-        return Lexicon(words, tags, n_tokens=n_tokens)
+        return Lexicon(words, tags, n_tokens=n_tokens,
+                       features=build_features(f, words, tokens))
     every = set(counts)
     for c in others:
         every.update(norm(t) for s in c.sentences for t in s.tokens)
@@ -88,7 +92,8 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     mask = np.zeros(len(words), dtype=bool)
     pretrained[n_special:][found] = vecs.vectors[rows[found]]
     mask[n_special:] = found
-    return Lexicon(words, tags, pretrained, mask, coverage, n_tokens)
+    return Lexicon(words, tags, pretrained, mask, coverage, n_tokens,
+                   build_features(f, words, tokens))
 
 
 def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
@@ -112,16 +117,20 @@ def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
 
 
 def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
-    """Windows of word ids and casing ids plus tag ids for every token of ``corpus``."""
+    """Windows of every feature's ids plus tag ids for every token of ``corpus``."""
     sents = corpus.sentences
-    word_seqs = [encode_words(s.tokens, lex.words, lowercase=f.lowercase, digits=f.digits)
-                 for s in sents]
-    case_seqs = [encode_casing(s.tokens) for s in sents]
+    inputs = []
+    for feat in lex.features:
+        if isinstance(feat, CharFeature):
+            seqs, table = feat.encode_corpus([s.tokens for s in sents])
+            inputs.append(CharWindows(make_windows(seqs, f.window, 0, 1), table))
+        else:
+            seqs = [feat.ids(s.tokens) for s in sents]
+            inputs.append(make_windows(seqs, f.window, feat.left_pad, feat.right_pad,
+                                       dtype=feat.dtype))
     labels = [encode_tags(s.tags, lex.tags, path=corpus.path, first_line=s.line) for s in sents]
-    m = f.window
     return WindowData(
-        words=make_windows(word_seqs, m, BOS_ID, EOS_ID),
-        casing=make_windows(case_seqs, m, CASE_PAD, CASE_PAD, dtype=np.int8),
+        inputs=tuple(inputs),
         labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32),
         lengths=np.array([len(s.tokens) for s in sents], dtype=np.int64),
     )

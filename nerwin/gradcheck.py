@@ -7,10 +7,11 @@ difference. It is compared with the analytic gradient by the relative error
 right and O(1) when it is wrong. Checks need float64: in float32 the rounding error of J,
 divided by 2ε, swamps the difference.
 
-relu, hardtanh and the L1 term have kinks. Where the ±ε step of one entry carries a unit
-(or the weight itself, under L1) across a kink, the central difference averages two slopes
-and says nothing about the derivative: such entries are detected (the network's
-``kink_pattern`` differs at θ±ε from θ), left out of the error and counted in ``kinks``.
+relu, hardtanh, the L1 term and the char encoder's max have kinks. Where the ±ε step of one
+entry carries a unit (or the weight itself, under L1, or an argmax) across a kink, the
+central difference averages two slopes and says nothing about the derivative: such entries
+are detected (the network's ``kink_pattern`` differs at θ±ε from θ), left out of the error
+and counted in ``kinks``.
 A larger ε makes this likelier; a smaller one makes rounding noise larger (above).
 
 Rounding noise. J is computed in float64 with a relative error of some 1e-16 to 1e-14, so
@@ -44,10 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerwin.nn.network import WindowNet
+from nerwin.nn.network import Inputs, WindowNet
 from nerwin.nn.rowgrad import RowGrad
 
-EMBEDDINGS = ("E_word", "E_case")
 #: How many rows not used in the batch are sampled into an embedding check; their analytic
 #: and numeric gradients must both be exactly 0.
 N_UNUSED_ROWS = 3
@@ -121,7 +121,7 @@ def _sample_entries(
     """Flat indices of the entries to check (sorted)."""
     if param.size <= max_entries:
         return np.arange(param.size)
-    if name in EMBEDDINGS and ids is not None:
+    if ids is not None:  # a lookup table: rows of the batch plus a few unused ones
         V, d = param.shape
         used = np.unique(ids)
         unused = np.setdiff1d(np.arange(V), used)
@@ -156,17 +156,19 @@ def _analytic_at(grad: np.ndarray | RowGrad, shape: tuple[int, ...],
 
 
 def check_gradients(
-    net: WindowNet, word_ids: np.ndarray, case_ids: np.ndarray | None, y: np.ndarray, *,
+    net: WindowNet, inputs: Inputs, y: np.ndarray, *, lengths: np.ndarray | None = None,
     eps: float = 1e-4, max_entries: int = 200, rng: np.random.Generator,
     tol: float | None = 1e-6,
 ) -> list[GradCheckRow]:
     """Compare ``net.loss_and_grads`` with central differences of ``net.loss``, per parameter.
 
-    word_ids, case_ids: (B, 2m+1) int; y: (B,). The params must be float64 (ValueError
-    otherwise). Dropout is off on both sides (analytic from loss_and_grads(train=False),
+    inputs: one id array per table of the net (see WindowNet); y: (B,); lengths: (S,)
+    sentence lengths for a head that works on sentences (crf). The params must be float64
+    (ValueError otherwise). Dropout is off on both sides (analytic from loss_and_grads(train=False),
     numeric from the eval-mode net.loss). A parameter with at most ``max_entries`` entries is
     checked entirely; a larger one on a random sample of ``max_entries`` entries drawn with
-    ``rng`` -- for embedding tables from the rows used in the batch plus up to
+    ``rng`` -- for every lookup table (word, casing, affixes, shape, characters) from the
+    rows used in the batch plus up to
     N_UNUSED_ROWS unused rows (whose gradients must both be exactly 0). Frozen parameters
     appear with checked == 0. Entries whose ±ε step crosses a kink are counted in
     ``kinks``; with ``tol``, entries whose numerical uncertainty (truncation + rounding, see
@@ -177,15 +179,16 @@ def check_gradients(
     for name, value in net.params.items():
         if value.dtype != np.float64:
             raise ValueError(f"gradient checks need float64 parameters; {name} is {value.dtype}")
-    _, grads = net.loss_and_grads(word_ids, case_ids, y, train=False)
+    _, grads = net.loss_and_grads(inputs, y, lengths, train=False)
+    table_ids = net.table_ids(inputs)
 
     def f() -> float:
-        return net.loss(word_ids, case_ids, y)
+        return net.loss(inputs, y, lengths)
 
     def pattern() -> np.ndarray:
-        return net.kink_pattern(word_ids, case_ids)
+        return net.kink_pattern(inputs)
 
-    has_kinks = net.kink_pattern(word_ids, case_ids).size > 0
+    has_kinks = net.kink_pattern(inputs).size > 0
     # Rounding part of the uncertainty of (J+ - J-) / 2ε: both J off by ROUNDING_ULPS ulps.
     rounding = 2 * ROUNDING_ULPS * float(np.spacing(abs(f()))) / (2 * eps)
 
@@ -207,7 +210,7 @@ def check_gradients(
             ok = got == shape
         if not ok:
             raise ValueError(f"gradient of {name} has shape {got}, expected {shape}")
-        ids = word_ids if name == "E_word" else case_ids if name == "E_case" else None
+        ids = table_ids.get(name)
         entries = _sample_entries(name, param, None if ids is None else np.asarray(ids),
                                   max_entries, rng)
         crossed = np.zeros(shape, dtype=bool)
@@ -262,7 +265,7 @@ def format_gradcheck_table(rows: list[GradCheckRow], tol: float) -> str:
                      f"gradient; that is not a pass. Use the default --eps 1e-4 (a large eps "
                      f"crosses kinks and has a large truncation error) or more --samples")
     if any(r.kinks for r in rows):
-        lines.append("kinks: entries whose ±eps step crossed a kink of relu/hardtanh/L1; "
+        lines.append("kinks: entries whose ±eps step crossed a kink of relu/hardtanh/L1/max; "
                      "their difference quotient is not a derivative and is left out")
     if any(r.noisy for r in rows):
         lines.append("noisy: entries whose float64 difference quotient is uncertain (truncation "

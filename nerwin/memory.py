@@ -103,12 +103,18 @@ def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
     if total <= limit:
         return parts
     # The culprit: the key whose default value would shrink the estimate the most.
-    defaults = {"features.window": {"window": 2}, "features.dim": {"word_dim": 50},
-                "model.hidden": {"hidden": (100,)}, "features.casing_dim": {"casing_dim": 5}}
+    def table_dim(param: str, dim: int) -> NetSpec:
+        tables = tuple(dataclasses.replace(t, dim=dim) if t.param == param else t
+                       for t in spec.tables)
+        return dataclasses.replace(spec, tables=tables)
+
+    defaults = {"features.window": dataclasses.replace(spec, window=2),
+                "features.dim": table_dim("E_word", 50),
+                "model.hidden": dataclasses.replace(spec, hidden=(100,)),
+                "features.casing_dim": table_dim("E_case", 5)}
     saved = {}
-    for key, change in defaults.items():
-        saved[key] = total - sum(estimate(dataclasses.replace(spec, **change),
-                                          cfg.training.batch_size).values())
+    for key, smaller in defaults.items():
+        saved[key] = total - sum(estimate(smaller, cfg.training.batch_size).values())
     saved["training.batch_size"] = total - sum(estimate(spec, 32).values())
     key = max(saved, key=lambda kk: saved[kk])
     section, name = key.split(".")

@@ -18,23 +18,37 @@ from nerwin.config import Config, ConfigError, from_dict, to_dict
 from nerwin.conll import Corpus, Sentence, to_iob2
 from nerwin.dataset import Lexicon, encode
 from nerwin.errors import NerwinError
+from nerwin.features import features_from_vocabs
 from nerwin.memory import check_memory
 from nerwin.metrics import score
 from nerwin.nn.network import NetSpec, WindowNet, init_params
-from nerwin.vocab import CASINGS, Vocab
-from nerwin.windows import WindowData
+from nerwin.vocab import Vocab
+from nerwin.windows import WindowData, sentence_batches
 
-PREDICT_BATCH = 4096  # rows per forward pass at evaluation: bounds memory, keeps BLAS busy
+PREDICT_BATCH = 4096  # tokens per forward pass at evaluation: bounds memory, keeps BLAS busy
 
 
 def net_spec(cfg: Config, lex: Lexicon) -> NetSpec:
-    """The network shape the config asks for, sized by the lexicon."""
+    """The network shape the config asks for, sized by the lexicon's features."""
     m, f = cfg.model, cfg.features
     return NetSpec(
-        n_words=len(lex.words), word_dim=f.dim, n_casing=len(CASINGS), casing_dim=f.casing_dim,
+        tables=tuple(feat.table() for feat in lex.features),
         window=f.window, hidden=tuple(m.hidden), nonlinearity=m.nonlinearity, head=m.head,
-        n_out=len(lex.tags) if m.head == "softmax" else 1, init=m.init,
-        init_scale=m.init_scale, dropout=m.dropout, l2=cfg.training.l2, l1=cfg.training.l1)
+        n_out=1 if m.head == "logistic" else len(lex.tags), init=m.init,
+        init_scale=m.init_scale, dropout=m.dropout, l2=cfg.training.l2, l1=cfg.training.l1,
+        word_dropout=m.word_dropout, tags=tuple(lex.tags.itos),
+        decode=(m.decode or "viterbi") if m.head == "softmax" else "argmax",
+        constrained=m.constrained and m.head != "logistic")
+
+
+def eval_batches(data: WindowData, per_sentence: bool
+                 ) -> list[tuple[np.ndarray | slice, np.ndarray | None]]:
+    """(rows, sentence lengths or None) of the evaluation batches: about PREDICT_BATCH
+    tokens each; whole sentences when the head needs them (crf, Viterbi), else plain row
+    chunks."""
+    if per_sentence:
+        return [(idx, lens) for idx, lens in sentence_batches(data.lengths, PREDICT_BATCH)]
+    return [(slice(i, i + PREDICT_BATCH), None) for i in range(0, len(data), PREDICT_BATCH)]
 
 
 @dataclass
@@ -55,13 +69,13 @@ class Model:
 
     def targets(self, labels: np.ndarray) -> np.ndarray:
         """What the head is trained on: tag ids (softmax) or 1/0 "is a <positive>" (logistic)."""
-        if self.cfg.model.head == "softmax":
+        if self.cfg.model.head != "logistic":
             return labels
         return np.isin(labels, self.positive_ids).astype(np.int32)
 
     def gold_tags(self, corpus: Corpus) -> list[list[str]]:
         """Gold IOB2 tags as the model is scored: for the logistic head, other types -> O."""
-        if self.cfg.model.head == "softmax":
+        if self.cfg.model.head != "logistic":
             return [list(s.tags) for s in corpus.sentences]
         p = self.cfg.model.positive
         return [[t if t != "O" and t[2:] == p else "O" for t in s.tags]
@@ -73,11 +87,11 @@ class Model:
         return encode(corpus, self.lex, self.cfg.features)
 
     def predict_ids(self, data: WindowData) -> np.ndarray:
-        """(N,) predicted class per token (tag id, or 1/0 for logistic), in batches."""
+        """(N,) predicted class per token (tag id, or 1/0 for logistic), in batches; the
+        head decodes (argmax, Viterbi over whole sentences, or 1[s > 0])."""
         out = np.empty(len(data), dtype=np.int32)
-        for i in range(0, len(data), PREDICT_BATCH):
-            sl = slice(i, i + PREDICT_BATCH)
-            out[sl] = self.net.predict(data.words[sl], data.casing[sl])
+        for rows, lens in eval_batches(data, self.net.head.per_sentence):
+            out[rows] = self.net.predict(data.rows(rows), lens)
         return out
 
     def decode(self, data: WindowData, pred: np.ndarray) -> list[list[str]]:
@@ -88,7 +102,7 @@ class Model:
         output valid IOB2 without changing its score. For the logistic head, a run of
         positive tokens is one entity (IO reading).
         """
-        if self.cfg.model.head == "softmax":
+        if self.cfg.model.head != "logistic":
             itos = self.lex.tags.itos
             raw = [[itos[i] for i in s] for s in data.split(pred)]
             return [to_iob2(tags, "iob2")[0] for tags in raw]
@@ -108,10 +122,9 @@ class Model:
         y = self.targets(data.labels)
         ids = np.empty(len(data), dtype=np.int32)
         total = 0.0
-        for i in range(0, len(data), PREDICT_BATCH):
-            sl = slice(i, i + PREDICT_BATCH)
-            loss, ids[sl] = self.net.loss_and_predict(data.words[sl], data.casing[sl], y[sl])
-            total += loss * len(y[sl])
+        for rows, lens in eval_batches(data, self.net.head.per_sentence):
+            loss, ids[rows] = self.net.loss_and_predict(data.rows(rows), y[rows], lens)
+            total += loss * len(y[rows])
         pred = self.decode(data, ids)
         scores = score(self.gold_tags(corpus), pred)
         scores["loss"] = total / max(1, len(data))
@@ -151,7 +164,7 @@ class Model:
     def meta(self) -> dict[str, Any]:
         """The JSON part of a checkpoint: version, config, vocabularies."""
         return {"nerwin_version": __version__, "config": to_dict(self.cfg),
-                "words": list(self.lex.words.itos), "tags": list(self.lex.tags.itos),
+                "vocabs": self.lex.vocabs(), "tags": list(self.lex.tags.itos),
                 "frozen": sorted(self.net.frozen)}
 
 
@@ -178,14 +191,25 @@ def new_model(cfg: Config, lex: Lexicon, rng: np.random.Generator,
     return Model(cfg, lex, WindowNet(spec, params, frozen))
 
 
+def _from_meta(meta: dict[str, Any], where: Path | str) -> tuple[Config, Lexicon]:
+    """The config and lexicon a checkpoint's meta.json describes."""
+    try:
+        cfg = from_dict(meta["config"], source=f"{where}/meta.json", check_files=False)
+        # A checkpoint keeps each feature's vocabulary by name (older ones: "words" only).
+        vocabs = meta["vocabs"] if "vocabs" in meta else {"word": meta["words"]}
+        feats = features_from_vocabs(cfg.features, vocabs)
+        return cfg, Lexicon(feats[0].vocab, Vocab(tuple(meta["tags"])), features=feats)
+    except (KeyError, TypeError, ValueError) as e:
+        raise NerwinError(f"{where}/meta.json: not a nerwin model ({e})") from None
+
+
 def model_from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any],
                       where: Path | str) -> Model:
     """Rebuild a model from checkpoint arrays (names without a prefix) and meta."""
+    cfg, lex = _from_meta(meta, where)
     try:
-        cfg = from_dict(meta["config"], source=f"{where}/meta.json", check_files=False)
-        lex = Lexicon(Vocab(tuple(meta["words"])), Vocab(tuple(meta["tags"])))
         frozen = frozenset(meta.get("frozen", []))
-    except (KeyError, TypeError, ValueError) as e:
+    except TypeError as e:
         raise NerwinError(f"{where}/meta.json: not a nerwin model ({e})") from None
     spec = net_spec(cfg, lex)
     params = {k: v for k, v in arrays.items() if "/" not in k}
@@ -202,8 +226,7 @@ def expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     load_checkpoint checks each array's .npy header against them before reading it, so
     a header that claims a huge shape is refused before memory is allocated.
     """
-    cfg = from_dict(meta["config"], source="meta.json", check_files=False)
-    lex = Lexicon(Vocab(tuple(meta["words"])), Vocab(tuple(meta["tags"])))
+    cfg, lex = _from_meta(meta, "checkpoint")
     return net_spec(cfg, lex).param_shapes()
 
 
@@ -215,11 +238,17 @@ def load_model(directory: str | Path) -> Model:
 
 
 def gradcheck_batch(cfg: Config, samples: int, seed: int = 0
-                    ) -> tuple[WindowNet, np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
-    """The configured network in float64 and ``samples`` random training windows.
+                    ) -> tuple[WindowNet, tuple[np.ndarray, ...], np.ndarray,
+                               np.ndarray | None, np.random.Generator]:
+    """The configured network in float64 and a batch of training data: (net, inputs, y,
+    lengths, rng).
 
+    ``samples`` random windows for a per-token head (lengths None); for a head that works
+    on whole sentences (crf), random whole sentences until at least ``samples`` tokens.
     What ``nerwin gradcheck`` checks: the same lexicon, features and head as training,
-    with a fixed seed so a failure can be reproduced.
+    with a fixed seed so a failure can be reproduced. The crf head's transition scores
+    start at 0; they get small random values here, so that their gradient is checked at a
+    generic point rather than at the symmetric start.
     """
     from nerwin.dataset import build_lexicon, read_split
 
@@ -228,5 +257,20 @@ def gradcheck_batch(cfg: Config, samples: int, seed: int = 0
     rng = np.random.default_rng(seed)
     model = new_model(cfg, lex, rng, dtype=np.float64)
     data = model.encode(train)
-    idx = rng.choice(len(data), size=min(samples, len(data)), replace=False)
-    return (model.net, data.words[idx], data.casing[idx], model.targets(data.labels[idx]), rng)
+    y_all = model.targets(data.labels)
+    if not model.net.head.per_sentence:
+        idx = rng.choice(len(data), size=min(samples, len(data)), replace=False)
+        return model.net, data.rows(idx), y_all[idx], None, rng
+    for name in model.net.head.param_shapes():
+        p = model.net.params[name]
+        p[...] = rng.normal(0.0, 0.5, size=p.shape)
+    picked, lens, n = [], [], 0
+    offsets = data.offsets
+    for s in rng.permutation(len(data.lengths)).tolist():
+        if n >= samples:
+            break
+        picked.append(np.arange(offsets[s], offsets[s + 1]))
+        lens.append(int(data.lengths[s]))
+        n += lens[-1]
+    idx = np.concatenate(picked)
+    return model.net, data.rows(idx), y_all[idx], np.array(lens, dtype=np.int64), rng

@@ -39,7 +39,7 @@ from nerwin.optim import Optimizer, clip_by_global_norm, make_optimizer
 from nerwin.rundir import check_out_path, check_run_dir, claim_run_dir
 from nerwin.schedules import make_schedule
 from nerwin.threads import blas_threads
-from nerwin.windows import batches
+from nerwin.windows import batches, sentence_batches
 
 OPT_PREFIX = "opt/"
 # Keys a resumed run may change: how long to go on, not what is trained.
@@ -294,12 +294,16 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
         lr = schedule.lr_at(epoch)
         t0 = time.perf_counter()
         loss_sum, n_seen = 0.0, 0
-        n_batches = math.ceil(len(train_d) / tcfg.batch_size)
+        if net.head.sentence_loss:  # crf: whole shuffled sentences, batch_size tokens
+            epoch_batches = list(sentence_batches(train_d.lengths, tcfg.batch_size, rng))
+        else:
+            epoch_batches = [(idx, None) for idx in batches(len(train_d), tcfg.batch_size, rng)]
+        n_batches = len(epoch_batches)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch",
                    disable=True if quiet else None, leave=False)
-        for i, idx in enumerate(batches(len(train_d), tcfg.batch_size, rng)):
-            loss, grads = net.loss_and_grads(train_d.words[idx], train_d.casing[idx],
-                                             y_train[idx], train=True, rng=rng)
+        for i, (idx, lens) in enumerate(epoch_batches):
+            loss, grads = net.loss_and_grads(train_d.rows(idx), y_train[idx], lens,
+                                             train=True, rng=rng)
             if not math.isfinite(loss):
                 bar.close()
                 raise _diverged(f"the loss became {loss}", epoch, state.step + 1, state, lr,

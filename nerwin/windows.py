@@ -15,22 +15,24 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def make_windows(seqs: Sequence[np.ndarray], m: int, left_pad: int, right_pad: int,
-                 dtype: type = np.int32) -> np.ndarray:
-    """Windows of half-width ``m`` over each sequence of ids, stacked: (N, 2m+1).
+def make_windows(seqs: Sequence[np.ndarray], m: int, left_pad: int | np.ndarray,
+                 right_pad: int | np.ndarray, dtype: type = np.int32,
+                 row_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Windows of half-width ``m`` over each sequence of ids, stacked: (N, 2m+1, *row_shape).
 
-    Vectorised: the sentences are laid end to end, each framed by m left pads and m right
-    pads, and every window is one fancy-index into that buffer.
+    A token is one id, or a row of ids of ``row_shape`` (the characters of a word); the pads
+    are then rows too. Vectorised: the sentences are laid end to end, each framed by m left
+    pads and m right pads, and every window is one fancy-index into that buffer.
     """
     if m < 0:
         raise ValueError(f"window half-size must be >= 0, got {m}")
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     n = int(lengths.sum())
     if n == 0:
-        return np.zeros((0, 2 * m + 1), dtype=dtype)
+        return np.zeros((0, 2 * m + 1, *row_shape), dtype=dtype)
     framed = lengths + 2 * m
     starts = np.concatenate([[0], np.cumsum(framed)[:-1]])  # buffer offset of each frame
-    buf = np.empty(int(framed.sum()), dtype=dtype)
+    buf = np.empty((int(framed.sum()), *row_shape), dtype=dtype)
     # Fill pads everywhere first, then the tokens of each sentence.
     offs_in_frame = np.arange(int(framed.sum())) - np.repeat(starts, framed)
     lens_rep = np.repeat(lengths, framed)
@@ -51,17 +53,26 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
 class WindowData:
     """The encoded form of a corpus: everything the network reads, as ints.
 
-    words: (N, 2m+1) int32 word ids; casing: (N, 2m+1) int8 casing ids;
-    labels: (N,) int32 tag ids; lengths: (S,) sentence lengths (to split predictions back).
+    inputs: one window array per token feature, in the network's table order: (N, 2m+1)
+    ids (word ids int32, casing ids int8, ...), or (N, 2m+1, max_len) character ids;
+    labels: (N,) int32 tag ids; lengths: (S,) sentence lengths (sentences are consecutive).
     """
 
-    words: np.ndarray
-    casing: np.ndarray
+    inputs: tuple[np.ndarray, ...]
     labels: np.ndarray
     lengths: np.ndarray
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def rows(self, idx: np.ndarray | slice) -> tuple[np.ndarray, ...]:
+        """The inputs of the windows ``idx`` (an index array or a slice)."""
+        return tuple(a[idx] for a in self.inputs)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(S + 1,) token offset of each sentence, and N at the end."""
+        return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
         """Split a per-token array (N, ...) back into sentences."""
@@ -77,3 +88,37 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for i in range(0, n, batch_size):
         yield order[i: i + batch_size]
+
+
+def sentence_batches(lengths: np.ndarray, max_tokens: int,
+                     rng: np.random.Generator | None = None
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches of whole sentences: (token indices, sentence lengths) of at most
+    ``max_tokens`` tokens, filled with whole sentences in order (shuffled when ``rng`` is
+    given: one permutation of the sentences per call). A sentence longer than
+    ``max_tokens`` is a batch of its own; no sentence is ever cut.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    order = rng.permutation(len(lengths)) if rng is not None else np.arange(len(lengths))
+    batch: list[int] = []
+    size = 0
+    for s in order.tolist():
+        n = int(lengths[s])
+        if batch and size + n > max_tokens:
+            yield _gather(batch, offsets, lengths)
+            batch, size = [], 0
+        batch.append(s)
+        size += n
+    if batch:
+        yield _gather(batch, offsets, lengths)
+
+
+def _gather(sents: list[int], offsets: np.ndarray, lengths: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    sel = np.asarray(sents, dtype=np.int64)
+    lens = lengths[sel]
+    if lens.sum() == 0:
+        return np.zeros(0, dtype=np.int64), lens
+    idx = np.repeat(offsets[sel], lens) + _ranges(lens)
+    return idx, lens

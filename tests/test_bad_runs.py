@@ -533,7 +533,7 @@ CASES: list[tuple[str, Setup, int]] = [
     ("resume-best-symlink", _symlink("best", "precious.txt", "resume"), 2),
     ("resume-forged-marker", _resume_forged_marker, 2),
     ("resume-user-file-in-last", _user_file_in_last, 2),
-    ("resume-edited-words", _meta_edit("last", lambda m: m["words"].reverse(),
+    ("resume-edited-words", _meta_edit("last", lambda m: m["vocabs"]["word"].reverse(),
                                        "meta_sha256"), 2),
     ("resume-edited-tags", _meta_edit("last", lambda m: m["tags"].reverse(),
                                       "meta_sha256"), 2),
@@ -581,7 +581,7 @@ CASES: list[tuple[str, Setup, int]] = [
     ("resume-changed-config", _resume_changed_config, 2),
     ("resume-bad-data-file", _resume_data_error, 2),
     # models read by eval
-    ("eval-edited-words", _meta_edit("best", lambda m: m["words"].reverse(), "meta_sha256",
+    ("eval-edited-words", _meta_edit("best", lambda m: m["vocabs"]["word"].reverse(), "meta_sha256",
                                      cmd="eval"), 2),
     ("eval-edited-nonlinearity", _meta_edit("best", _set_nonlinearity, "meta_sha256",
                                             cmd="eval"), 2),
@@ -703,7 +703,7 @@ def test_append_jsonl_never_follows_a_symlink(tmp_path: Path) -> None:
 # --- meta.json is covered by the checkpoint's hashes ---------------------------------------
 
 
-@pytest.mark.parametrize("key", ["words", "tags", "config", "frozen", "nerwin_version"])
+@pytest.mark.parametrize("key", ["vocabs", "tags", "config", "frozen", "nerwin_version"])
 def test_any_edit_of_meta_is_refused_on_load(base_run: Path, tmp_path: Path, key: str) -> None:
     best = tmp_path / "best"
     shutil.copytree(base_run / "best", best)

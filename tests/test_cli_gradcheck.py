@@ -110,3 +110,16 @@ def test_large_eps_leaves_parameters_not_checked_and_fails(nonlinearity):
 def test_negative_seed_is_a_usage_error():
     r = gradcheck(SAMPLE, "--seed", "-1")
     assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output
+
+
+def test_conll2003_best_config_passes(shared_data):
+    """The crf head, the char encoder, suffixes and shape on the real vocabulary (~7 s)."""
+    train = shared_data("conll2003/train.txt")
+    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
+    r = gradcheck(str(ROOT / "configs" / "conll2003_best.yaml"), "--set", f"data.train={train}",
+                  "--set", "data.dev=null", "--set", "data.test=null",
+                  "--set", f"features.vectors={vectors}")
+    assert r.exit_code == 0, r.output
+    for name in ("E_suffix3", "E_shape", "E_char", "W_char", "trans", "start", "end"):
+        assert any(line.startswith(name) and line.endswith("ok")
+                   for line in r.output.splitlines()), name

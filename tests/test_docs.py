@@ -37,18 +37,25 @@ def test_shipped_configs_load_with_their_files():
     cfg = load_config(ROOT / "configs" / "conll2003.yaml", check_files=False)
     assert cfg.features.window == 2 and cfg.model.hidden == (300,)
     assert cfg.features.vectors is not None and cfg.training.optimizer.name == "adam"
+    best = load_config(ROOT / "configs" / "conll2003_best.yaml", check_files=False)
+    assert best.model.head == "crf"
+    for key in ("train", "dev", "test"):  # the same data paths as the baseline
+        assert getattr(best.data, key) == getattr(cfg.data, key)
+    assert best.features.vectors == cfg.features.vectors
 
 
 def test_derivations_name_functions_that_exist():
     import re
 
-    from nerwin.nn import heads, layers, network
+    from nerwin.nn import crf, heads, layers, network
 
     text = (ROOT / "docs" / "derivations.md").read_text(encoding="utf-8")
-    modules = {"layers": layers, "heads": heads, "network": network}
-    named = [(m, a) for m, a in re.findall(r"`(layers|heads|network)\.([A-Za-z_.*]+)`", text)
+    modules = {"layers": layers, "heads": heads, "network": network, "crf": crf}
+    named = [(m, a) for m, a in re.findall(
+        r"`(layers|heads|network|crf)\.([A-Za-z_.*]+)`", text)
              if a != "py"]  # `heads.py` is the file
     assert len(named) >= 5
+    assert sum(m == "crf" for m, _ in named) >= 5
     for mod, attr in named:
         obj = modules[mod]
         for part in attr.replace("*_forward", "relu_forward").replace(

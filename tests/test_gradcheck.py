@@ -14,7 +14,7 @@ from nerwin.gradcheck import (
     rel_error,
 )
 from nerwin.nn import layers
-from nerwin.nn.network import NetSpec, WindowNet, init_params
+from nerwin.nn.network import NetSpec, WindowNet, init_params, word_tables
 from nerwin.nn.rowgrad import RowGrad
 
 TOL = 1e-5
@@ -24,7 +24,9 @@ def build(dtype=np.float64, **kw):
     base = dict(n_words=40, word_dim=6, n_casing=3, casing_dim=2, window=1, hidden=(5, 4),
                 nonlinearity="tanh", head="softmax", n_out=3, init_scale=0.5, l2=0.01, l1=0.001)
     base.update(kw)
-    spec = NetSpec(**base)
+    tables = word_tables(*(base.pop(k) for k in ("n_words", "word_dim", "n_casing",
+                                                 "casing_dim")))
+    spec = NetSpec(tables=tables, **base)
     rng = np.random.default_rng(0)
     params = init_params(spec, rng, dtype=dtype)
     for name in params:
@@ -37,7 +39,7 @@ def batch(net: WindowNet, B: int = 6):
     rng = np.random.default_rng(1)
     K = net.spec.n_positions
     # Only ids < 30 occur, so E_word rows 30..39 are unused in the batch.
-    return (rng.integers(0, 30, size=(B, K)), rng.integers(0, 3, size=(B, K)),
+    return ((rng.integers(0, 30, size=(B, K)), rng.integers(0, 3, size=(B, K))),
             rng.integers(0, net.spec.n_out, size=B))
 
 
@@ -111,7 +113,7 @@ def test_catches_gradient_on_unused_embedding_rows(monkeypatch):
 
     def leaky(dout, cache):
         g = original(dout, cache)
-        if cache[1] != net.spec.word_dim:
+        if cache[1] != net.spec.tables[0].dim:
             return g
         dense = g.to_dense((V, g.values.shape[1]))
         unused = np.ones(V, dtype=bool)
@@ -189,36 +191,36 @@ def test_a_parameter_with_nothing_compared_does_not_pass():
 
 
 def _noisy_net():
-    spec = NetSpec(n_words=8, word_dim=3, n_casing=6, casing_dim=2, window=1, hidden=(4,),
+    spec = NetSpec(tables=word_tables(8, 3, 6, 2), window=1, hidden=(4,),
                    nonlinearity="tanh", head="softmax", n_out=3)
     net = WindowNet(spec, init_params(spec, np.random.default_rng(3), np.float64))
     words = np.array([[1, 4, 5], [4, 5, 2]])
     case = np.array([[0, 1, 3], [1, 3, 0]])
-    return net, words, case, np.array([0, 2])
+    return net, (words, case), np.array([0, 2])
 
 
 def test_rounding_noise_is_flagged_not_failed(monkeypatch):
     """Add deterministic noise of 1e-11 to J (as a longer float64 computation would have):
     a right derivation must come out as 'noisy' entries, never as a failure."""
-    net, words, case, y = _noisy_net()
+    net, inputs, y = _noisy_net()
     clean = net.loss
 
-    def noisy_loss(w, c, yy):
+    def noisy_loss(inp, yy, lengths=None):
         # a pseudo-random function of the parameters, 1e-11 in size
         h = sum(float(np.sin(1e7 * p.sum())) for p in net.params.values())
-        return clean(w, c, yy) + 1e-11 * h
+        return clean(inp, yy, lengths) + 1e-11 * h
 
     monkeypatch.setattr(net, "loss", noisy_loss)
     rng = np.random.default_rng(0)
-    plain = check_gradients(net, words, case, y, eps=1e-6, rng=rng, tol=None)
+    plain = check_gradients(net, inputs, y, eps=1e-6, rng=rng, tol=None)
     assert max(r.max_rel_error for r in plain) > 1e-6  # without screening: false failures
-    rows = check_gradients(net, words, case, y, eps=1e-6, rng=np.random.default_rng(0))
+    rows = check_gradients(net, inputs, y, eps=1e-6, rng=np.random.default_rng(0))
     assert all(r.max_rel_error <= 1e-6 for r in rows)
     assert sum(r.noisy for r in rows) > 0
 
 
 def test_noise_screening_does_not_hide_a_wrong_gradient(monkeypatch):
-    net, words, case, y = _noisy_net()
+    net, inputs, y = _noisy_net()
     real = layers.affine_backward
 
     def broken(dz, cache, **kw):
@@ -226,7 +228,7 @@ def test_noise_screening_does_not_hide_a_wrong_gradient(monkeypatch):
         return dx, (None if dW is None else dW * 1.01), db
 
     monkeypatch.setattr(layers, "affine_backward", broken)
-    rows = check_gradients(net, words, case, y, eps=1e-4, rng=np.random.default_rng(0))
+    rows = check_gradients(net, inputs, y, eps=1e-4, rng=np.random.default_rng(0))
     w1 = next(r for r in rows if r.name == "W1")
     assert w1.max_rel_error > 1e-3 and w1.noisy < w1.checked
 
@@ -237,18 +239,18 @@ def test_kink_crossings_are_detected_and_left_out():
     The raw central difference there is the mean of the two one-sided slopes (an error of
     order 1); the checker must flag the entry instead of reporting a false failure.
     """
-    spec = NetSpec(n_words=6, word_dim=2, n_casing=6, casing_dim=0, window=0, hidden=(1,),
+    spec = NetSpec(tables=word_tables(6, 2), window=0, hidden=(1,),
                    nonlinearity="relu", head="softmax", n_out=3)
     params = init_params(spec, np.random.default_rng(0), np.float64)
     net = WindowNet(spec, params)
-    words = np.array([[3]])
+    words = (np.array([[3]]),)
     z = float(params["E_word"][3] @ params["W1"][0])
     params["b1"][0] = -z + 1e-7  # z = 1e-7: inside the ±1e-4 step
-    assert net.kink_pattern(words, None).tolist() == [1]
-    rows = check_gradients(net, words, None, np.array([1]), eps=1e-4, rng=np.random.default_rng(0))
+    assert net.kink_pattern(words).tolist() == [1]
+    rows = check_gradients(net, words, np.array([1]), eps=1e-4, rng=np.random.default_rng(0))
     b1 = next(r for r in rows if r.name == "b1")
     assert b1.kinks == 1 and b1.checked == 0
     # Without the detection the same entry is far off: the kink matters.
-    _, grads = net.loss_and_grads(words, None, np.array([1]), train=False)
-    numeric = numerical_gradient(lambda: net.loss(words, None, np.array([1])), params["b1"], 1e-4)
+    _, grads = net.loss_and_grads(words, np.array([1]), train=False)
+    numeric = numerical_gradient(lambda: net.loss(words, np.array([1])), params["b1"], 1e-4)
     assert rel_error(grads["b1"], numeric).max() > 1e-3

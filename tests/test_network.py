@@ -8,7 +8,7 @@ import pytest
 from nerwin.errors import NerwinError
 from nerwin.gradcheck import check_gradients, format_gradcheck_table, numerical_gradient
 from nerwin.nn import layers
-from nerwin.nn.network import NetSpec, WindowNet, init_params
+from nerwin.nn.network import NetSpec, WindowNet, init_params, word_tables
 from nerwin.nn.rowgrad import RowGrad
 
 TOL = 1e-5
@@ -21,7 +21,9 @@ def make_spec(**kw) -> NetSpec:
     base.update(kw)
     if base["head"] == "logistic":
         base["n_out"] = 1
-    return NetSpec(**base)
+    tables = word_tables(*(base.pop(k) for k in ("n_words", "word_dim", "n_casing",
+                                                 "casing_dim")))
+    return NetSpec(tables=tables, **base)
 
 
 def make_net(spec: NetSpec, seed: int = 0, dtype=np.float64, frozen=frozenset()) -> WindowNet:
@@ -41,12 +43,15 @@ def make_batch(spec: NetSpec, B: int = 5, seed: int = 1):
     K = spec.n_positions
     # A vocabulary of 12 and B*K >= 5 ids: repeated ids (summed gradients) are certain for
     # m >= 1 and likely otherwise; the last 3 rows are never used (zero gradient).
-    word_ids = rng.integers(0, spec.n_words - 3, size=(B, K))
+    word = spec.tables[0]
+    word_ids = rng.integers(0, word.n_rows - 3, size=(B, K))
     word_ids[0, 0] = word_ids[-1, -1]  # at least one repeat
-    case_ids = rng.integers(0, max(spec.n_casing, 1), size=(B, K))
+    inputs = [word_ids]
+    for t in spec.tables[1:]:
+        inputs.append(rng.integers(0, t.n_rows, size=(B, K)))
     n_classes = 2 if spec.head == "logistic" else spec.n_out
     y = rng.integers(0, n_classes, size=B)
-    return word_ids, case_ids, y
+    return tuple(inputs), y
 
 
 def assert_gradcheck(net: WindowNet, batch, max_entries=40):
@@ -90,13 +95,14 @@ def test_dropout_gradients_for_a_fixed_mask():
     function of the parameters and its gradient can be checked numerically."""
     spec = make_spec(hidden=(5, 4), dropout=0.4, nonlinearity="sigmoid")
     net = make_net(spec)
-    wid, cid, y = make_batch(spec)
+    inp, y = make_batch(spec)
+    wid, cid = inp
 
     def f():
-        return net.loss_and_grads(wid, cid, y, train=True, rng=np.random.default_rng(7))[0]
+        return net.loss_and_grads(inp, y, train=True, rng=np.random.default_rng(7))[0]
 
-    _, grads = net.loss_and_grads(wid, cid, y, train=True, rng=np.random.default_rng(7))
-    assert f() != pytest.approx(net.loss(wid, cid, y))  # dropout really is on
+    _, grads = net.loss_and_grads(inp, y, train=True, rng=np.random.default_rng(7))
+    assert f() != pytest.approx(net.loss(inp, y))  # dropout really is on
     for name in ("W1", "b2", "U"):
         numeric = numerical_gradient(f, net.params[name])
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-9)
@@ -203,16 +209,17 @@ def test_float32_forward_and_backward_stay_float32(head, nonlinearity):
     spec = make_spec(head=head, nonlinearity=nonlinearity, hidden=(6, 5), dropout=0.3,
                      l2=0.1, l1=0.01)
     net = make_net(spec, dtype=np.float32)
-    wid, cid, y = make_batch(spec)
-    out, _ = net.forward(wid, cid, train=True, rng=np.random.default_rng(0))
+    inp, y = make_batch(spec)
+    wid, cid = inp
+    out, _ = net.forward(inp, train=True, rng=np.random.default_rng(0))
     assert out.dtype == np.float32
-    loss, grads = net.loss_and_grads(wid, cid, y, rng=np.random.default_rng(0))
+    loss, grads = net.loss_and_grads(inp, y, rng=np.random.default_rng(0))
     assert type(loss) is float
     for name, g in grads.items():
         g = g.values if isinstance(g, RowGrad) else g
         assert g.dtype == np.float32, name
-    assert net.predict_proba(wid, cid).dtype == np.float32
-    assert type(net.loss(wid, cid, y)) is float
+    assert net.predict_proba(inp).dtype == np.float32
+    assert type(net.loss(inp, y)) is float
 
 
 def test_float32_and_float64_agree():
@@ -226,8 +233,9 @@ def test_float32_and_float64_agree():
 def test_gradient_shapes_and_rowgrad_rows():
     spec = make_spec(hidden=(4, 3))
     net = make_net(spec)
-    wid, cid, y = make_batch(spec)
-    _, grads = net.loss_and_grads(wid, cid, y, train=False)
+    inp, y = make_batch(spec)
+    wid, cid = inp
+    _, grads = net.loss_and_grads(inp, y, train=False)
     assert list(grads) == list(spec.param_shapes())
     for name, g in grads.items():
         if name in ("E_word", "E_case"):
@@ -248,18 +256,19 @@ def test_loss_matches_loss_and_grads_in_eval_mode():
 def test_predict_and_predict_proba():
     spec = make_spec(n_out=4)
     net = make_net(spec)
-    wid, cid, _ = make_batch(spec)
-    proba = net.predict_proba(wid, cid)
+    inp, _ = make_batch(spec)
+    wid, cid = inp
+    proba = net.predict_proba(inp)
     assert proba.shape == (5, 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
-    np.testing.assert_array_equal(net.predict(wid, cid), proba.argmax(axis=1))
+    np.testing.assert_array_equal(net.predict(inp), proba.argmax(axis=1))
 
     spec = make_spec(head="logistic")
     net = make_net(spec)
-    proba = net.predict_proba(wid, cid)
+    proba = net.predict_proba(inp)
     assert proba.shape == (5,)
     assert np.all((proba > 0) & (proba < 1))
-    pred = net.predict(wid, cid)
+    pred = net.predict(inp)
     assert pred.dtype == np.int64
     np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
 
@@ -270,8 +279,9 @@ def test_forward_input_layout():
     spec = make_spec(hidden=(), window=1)
     net = make_net(spec)
     p = net.params
-    wid, cid, _ = make_batch(spec)
-    out, _ = net.forward(wid, cid)
+    inp, _ = make_batch(spec)
+    wid, cid = inp
+    out, _ = net.forward(inp)
     x = np.concatenate([np.concatenate([p["E_word"][wid[:, j]], p["E_case"][cid[:, j]]], axis=1)
                         for j in range(3)], axis=1)
     np.testing.assert_allclose(out, x @ p["U"].T + p["c"], rtol=1e-12)
@@ -280,22 +290,24 @@ def test_forward_input_layout():
 def test_batch_shape_is_validated():
     spec = make_spec(window=2)
     net = make_net(spec)
-    wid, cid, y = make_batch(spec)
+    inp, y = make_batch(spec)
+    wid, cid = inp
     with pytest.raises(ValueError):
-        net.forward(wid[:, :3], cid[:, :3])
+        net.forward((wid[:, :3], cid[:, :3]))
     with pytest.raises(ValueError):
-        net.forward(wid, None)
+        net.forward((wid,))
 
 
 def test_dropout_training_needs_rng_and_changes_output():
     spec = make_spec(dropout=0.5, hidden=(8,))
     net = make_net(spec)
-    wid, cid, y = make_batch(spec)
+    inp, y = make_batch(spec)
+    wid, cid = inp
     with pytest.raises(ValueError):
-        net.forward(wid, cid, train=True)
-    a, _ = net.forward(wid, cid, train=True, rng=np.random.default_rng(0))
-    b, _ = net.forward(wid, cid, train=True, rng=np.random.default_rng(0))
-    e, _ = net.forward(wid, cid, train=False)
+        net.forward(inp, train=True)
+    a, _ = net.forward(inp, train=True, rng=np.random.default_rng(0))
+    b, _ = net.forward(inp, train=True, rng=np.random.default_rng(0))
+    e, _ = net.forward(inp, train=False)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, e)
 
@@ -377,7 +389,7 @@ def test_spec_validation():
     with pytest.raises(NerwinError, match="nonlinearity"):
         make_spec(nonlinearity="swish")
     with pytest.raises(NerwinError, match="n_out"):
-        NetSpec(n_words=5, word_dim=2, n_casing=0, casing_dim=0, window=1, hidden=(),
+        NetSpec(tables=word_tables(5, 2), window=1, hidden=(),
                 nonlinearity="tanh", head="logistic", n_out=3)
     with pytest.raises(NerwinError, match="dropout"):
         make_spec(dropout=1.0)

@@ -1,0 +1,279 @@
+"""Token features: each turns the tokens of a sentence into ids of its own embedding table.
+
+A feature is one small object: its name, its vocabulary (built from the training data, with
+``<unk>`` and the pads, or a fixed class list), the dim of its table, the ids of the pads
+that fill a window outside the sentence, and ``ids(tokens)``. The network looks every
+feature up at each of the 2m+1 window positions and concatenates the vectors in the order
+of the list (see nerwin.nn.network). Adding a feature is one class here plus a config key
+(nerwin.config.FeaturesConfig) and one line in :func:`build_features`.
+
+| feature   | param  | ids of a token                                                       |
+|-----------|--------|----------------------------------------------------------------------|
+| word      | E_word | the normalised word (``features.lowercase``, ``features.digits``)      |
+| casing    | E_case | one of 5 casing classes (nerwin.vocab.CASINGS)                       |
+| prefixN   | E_prefixN | the first N characters of the lowercased, digit-normalised word  |
+| suffixN   | E_suffixN | the last N characters of it (a shorter word is its own affix)    |
+| shape     | E_shape | the word's shape: X upper, x lower, d digit, other characters kept, |
+|           |        | every run of one class cut to 3 (Paris → Xxxx, EU → XX, 12.5 → dd.d) |
+| chars     | E_char, W_char, b_char | a row of ``max_len`` character ids (nerwin.nn.chars) |
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nerwin.config import FeaturesConfig
+from nerwin.nn.chars import CharBatch
+from nerwin.nn.network import CharSpec, TableSpec
+from nerwin.vocab import (
+    BOS_ID,
+    CASE_PAD,
+    CASINGS,
+    EOS_ID,
+    SPECIALS,
+    UNK_ID,
+    Vocab,
+    encode_casing,
+    encode_words,
+    normalise,
+)
+
+#: Character ids of the char encoder: 0 pads a word's row (and the convolution's borders),
+#: 1 is an unknown character, 2 and 3 are the single "characters" of the left and right
+#: sentence pads (a window position outside the sentence).
+CHAR_SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+CHAR_PAD, CHAR_UNK, CHAR_BOS, CHAR_EOS = 0, 1, 2, 3
+SHAPE_RUN = 3  # a run of one character class is cut to this many characters
+
+
+@dataclass(frozen=True)
+class Feature:
+    """Base of every token feature.
+
+    name:  the feature's name (the key of its vocabulary in a checkpoint);
+    param: the name of its embedding table in the network;
+    vocab: its index of strings (row i of the table is the vector of ``vocab.itos[i]``);
+    dim:   the floats it adds at each window position.
+    """
+
+    name: str
+    param: str
+    vocab: Vocab
+    dim: int
+
+    left_pad: int = BOS_ID
+    right_pad: int = EOS_ID
+    dtype: type = np.int32
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """(n,) ids of the tokens of one sentence."""
+        get = self.vocab.stoi.get
+        return np.fromiter((get(self.key(t), UNK_ID) for t in tokens), dtype=self.dtype,
+                           count=len(tokens))
+
+    def key(self, token: str) -> str:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def table(self) -> TableSpec | CharSpec:
+        """The network's view of this feature: its table's name and shape."""
+        return TableSpec(self.param, len(self.vocab), self.dim)
+
+
+@dataclass(frozen=True)
+class WordFeature(Feature):
+    """The word itself (pretrained vectors, if any, fill this table)."""
+
+    lowercase: bool = True
+    digits: bool = True
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        return encode_words(tokens, self.vocab, lowercase=self.lowercase, digits=self.digits)
+
+
+@dataclass(frozen=True)
+class CasingFeature(Feature):
+    """Five casing classes (id 0 is the pad on both sides)."""
+
+    left_pad: int = CASE_PAD
+    right_pad: int = CASE_PAD
+    dtype: type = np.int8
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        return encode_casing(tokens)
+
+
+def affix_key(token: str, kind: str, n: int) -> str:
+    """The prefix or suffix of length ``n`` of the lowercased, digit-normalised token."""
+    w = normalise(token, lowercase=True, digits=True)
+    return w[:n] if kind == "prefix" else w[-n:]
+
+
+@dataclass(frozen=True)
+class AffixFeature(Feature):
+    """The first (prefix) or last (suffix) ``n`` characters of the lowercased word."""
+
+    kind: str = "suffix"
+    n: int = 3
+
+    def key(self, token: str) -> str:
+        return affix_key(token, self.kind, self.n)
+
+
+def word_shape(token: str) -> str:
+    """X for an upper-case letter, x for any other letter, d for a digit, anything else
+    kept; then every run of one symbol is cut to SHAPE_RUN (3) characters.
+
+    Paris → Xxxx, Washington → Xxxx, EU → XX, 12.5 → dd.d, 1996 → ddd, Jean-Pierre →
+    Xxxx-Xxxx, iPhone → xXxxx, NATO → XXX.
+    """
+    out: list[str] = []
+    run = 0
+    for ch in token:
+        if ch.isdigit():
+            s = "d"
+        elif ch.isalpha():
+            s = "X" if ch.isupper() else "x"
+        else:
+            s = ch
+        run = run + 1 if out and out[-1] == s else 1
+        if run <= SHAPE_RUN:
+            out.append(s)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class ShapeFeature(Feature):
+    """The word's shape (see :func:`word_shape`)."""
+
+    def key(self, token: str) -> str:
+        return word_shape(token)
+
+
+def clip_word(word: str, max_len: int) -> str:
+    """A word of at most ``max_len`` characters: a longer one keeps its first
+    max_len - max_len // 2 and its last max_len // 2 characters (prefix and suffix carry
+    the most information), so the cut is deterministic."""
+    if len(word) <= max_len:
+        return word
+    tail = max_len // 2
+    return word[: max_len - tail] + (word[-tail:] if tail else "")
+
+
+@dataclass(frozen=True)
+class CharFeature(Feature):
+    """The characters of the word (case kept, digits kept) as a row of ``max_len`` ids,
+    padded with CHAR_PAD; read by the character encoder (nerwin.nn.chars)."""
+
+    filters: int = 30
+    width: int = 3
+    max_len: int = 20
+    dtype: type = np.int16
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """(n, max_len) character ids; a word longer than max_len is cut by clip_word."""
+        get = self.vocab.stoi.get
+        out = np.full((len(tokens), self.max_len), CHAR_PAD, dtype=self.dtype)
+        for i, t in enumerate(tokens):
+            w = clip_word(t, self.max_len)
+            out[i, : len(w)] = [get(ch, CHAR_UNK) for ch in w]
+        return out
+
+    def pad_row(self, pad: int) -> np.ndarray:
+        """The (max_len,) row of a window position outside the sentence: one pad character."""
+        row = np.full(self.max_len, CHAR_PAD, dtype=self.dtype)
+        row[0] = pad
+        return row
+
+    def encode_corpus(self, sentences: Sequence[Sequence[str]]
+                      ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Each distinct token once: (per sentence, the row of each token; the (T, max_len)
+        rows). Rows 0 and 1 are the left and right sentence pads."""
+        rows: dict[str, int] = {}
+        seqs = []
+        for tokens in sentences:
+            seqs.append(np.fromiter((rows.setdefault(t, len(rows) + 2) for t in tokens),
+                                    dtype=np.int32, count=len(tokens)))
+        table = np.concatenate([self.pad_row(self.left_pad)[None], self.pad_row(
+            self.right_pad)[None], self.ids(list(rows))]).astype(self.dtype)
+        return seqs, table
+
+    def table(self) -> CharSpec:
+        return CharSpec(len(self.vocab), self.dim, self.filters, self.width, self.max_len)
+
+
+def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...]) -> Vocab:
+    """Specials, then keys seen at least ``min_count`` times (most frequent first, ties by
+    string: deterministic)."""
+    counts = Counter(keys)
+    kept = [k for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            if c >= min_count and k not in specials]
+    return Vocab(tuple(specials) + tuple(kept))
+
+
+def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str]) -> tuple[Feature, ...]:
+    """The configured features in the network's order: word, casing, prefixes, suffixes,
+    shape, chars. ``f`` is a FeaturesConfig, ``tokens`` every training token (in order)."""
+    feats: list[Feature] = [WordFeature("word", "E_word", words, f.dim,
+                                        lowercase=f.lowercase, digits=f.digits)]
+    if f.casing_dim > 0:
+        feats.append(CasingFeature("casing", "E_case", Vocab(CASINGS), f.casing_dim))
+    for kind, lengths in (("prefix", f.prefixes), ("suffix", f.suffixes)):
+        for n in lengths:
+            vocab = counted_vocab((affix_key(t, kind, n) for t in tokens), f.affix_min_count,
+                                  SPECIALS)
+            feats.append(AffixFeature(f"{kind}{n}", f"E_{kind}{n}", vocab, f.affix_dim,
+                                      kind=kind, n=n))
+    if f.shape_dim > 0:
+        vocab = counted_vocab((word_shape(t) for t in tokens), f.affix_min_count, SPECIALS)
+        feats.append(ShapeFeature("shape", "E_shape", vocab, f.shape_dim))
+    if f.char_filters > 0:
+        chars = (ch for t in tokens for ch in clip_word(t, f.char_max_len))
+        vocab = counted_vocab(chars, 1, CHAR_SPECIALS)
+        feats.append(CharFeature("chars", "E_char", vocab, f.char_dim,
+                                 left_pad=CHAR_BOS, right_pad=CHAR_EOS,
+                                 filters=f.char_filters, width=f.char_width,
+                                 max_len=f.char_max_len))
+    return tuple(feats)
+
+
+def features_from_vocabs(f: FeaturesConfig, vocabs: dict[str, list[str]]) -> tuple[Feature, ...]:
+    """Rebuild the configured features from a checkpoint's vocabularies (by feature name)."""
+    fake_tokens: list[str] = []
+    feats = build_features(f, Vocab(tuple(vocabs["word"])), fake_tokens)
+    out = []
+    for feat in feats:
+        if feat.name in ("word", "casing"):
+            out.append(feat)
+        else:
+            out.append(_replace_vocab(feat, Vocab(tuple(vocabs[feat.name]))))
+    return tuple(out)
+
+
+def _replace_vocab(feat: Feature, vocab: Vocab) -> Feature:
+    import dataclasses
+
+    return dataclasses.replace(feat, vocab=vocab)
+
+
+@dataclass(frozen=True)
+class CharWindows:
+    """The char feature's windows of a corpus: ``ids`` (N, 2m+1) rows of ``table``
+    (T, max_len), one row per distinct token (and the two sentence pads). Indexing with the
+    windows of a batch gives the network's :class:`~nerwin.nn.chars.CharBatch`: the
+    batch's distinct rows, cut to its longest word."""
+
+    ids: np.ndarray
+    table: np.ndarray
+
+    def __getitem__(self, idx: np.ndarray | slice) -> CharBatch:
+        u, inv = np.unique(self.ids[idx], return_inverse=True)
+        rows = self.table[u]
+        width = max(1, int((rows != CHAR_PAD).sum(axis=1).max())) if len(u) else 1
+        return CharBatch(inv.reshape(self.ids[idx].shape), rows[:, :width])
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])

@@ -1,0 +1,570 @@
+"""Linear-chain CRF output layer: Collobert et al. (2011)'s sentence-level log-likelihood.
+
+A batch holds S sentences laid end to end: per-token tag scores ``scores`` (N, C), sentence
+``lengths`` (S,) with sum N, gold ``tags`` (N,). The parameters are plain arrays:
+
+    trans (C, C)   A[i, j] = score of moving from tag i to tag j
+    start (C,)     score of a sentence starting with tag j
+    end   (C,)     score of a sentence ending with tag i
+
+The score of a tag path y_0 … y_{L-1} of one sentence is
+
+    s(y) = start[y_0] + Σ_t f[t, y_t] + Σ_{t≥1} A[y_{t-1}, y_t] + end[y_{L-1}]
+
+and the loss is −log p(y | sentence) = log Σ_{y'} e^{s(y')} − s(y), summed over sentences
+(derivation, node by node: docs/derivations.md §9).
+
+Layout. Sentences are sorted by length, longest first, and padded to ``(Lmax, S, C)`` (time
+major): at position t the sentences that are still running are then the first n_t rows, so
+each step of the forward, backward and Viterbi recursions works on a contiguous view
+``[t, :n_t]`` with no mask. The only Python loop is over positions t = 0 … Lmax−1; everything
+per step is vectorised over sentences and tags.
+
+Precision. The loss, marginals and gradients are computed in float64 whatever the dtype of
+``scores``, and returned in the dtype of ``scores``. At these sizes (C ≈ 9, tens of sentences)
+float64 costs the same time as float32 (numpy's per-call overhead dominates), and it matters
+twice: the scaled recursion below underflows in float32 as soon as a trained network is
+confident (tag scores ~30 nats apart), which would send most batches to the slower log-space
+path; and a marginal exp(α + β − log Z) cancels numbers of size |α| ~ 100, which float32 only
+resolves to ~1e-5. Viterbi (max and +, no cancellation) runs in the dtype of ``scores``.
+
+Constraints. ``allowed_transitions`` gives IOB2's allowed moves; forbidden ones get the score
+−inf (probability exactly 0). The log-sum-exp subtracts the max over the summed index, so it
+never overflows; a max of −inf (a tag no allowed path reaches) is floored to the dtype's
+lowest finite number first, so −inf − max stays −inf and never becomes NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+Constraints = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+# --------------------------------------------------------------------------- constraints
+
+
+def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IOB2 constraints for tag strings like 'O', 'B-PER', 'I-PER'.
+
+    Returns (trans_ok (C, C) bool: tag i -> tag j allowed; start_ok (C,) bool; end_ok (C,)
+    bool). Forbidden: O -> I-X, B-X/I-X -> I-Y (Y != X), start -> I-X. Every tag may end a
+    sentence. A tag that is neither 'O' nor 'B-X'/'I-X' raises ValueError.
+    """
+    C = len(tags)
+    inside: list[str | None] = []  # the type X of I-X, else None
+    kind: list[str | None] = []  # the type X of B-X or I-X, None for O
+    for tag in tags:
+        if tag == "O":
+            inside.append(None)
+            kind.append(None)
+        elif len(tag) > 2 and tag[:2] in ("B-", "I-"):
+            kind.append(tag[2:])
+            inside.append(tag[2:] if tag[0] == "I" else None)
+        else:
+            raise ValueError(f"tag {tag!r} is not IOB2: expected 'O', 'B-TYPE' or 'I-TYPE'")
+    trans_ok = np.ones((C, C), dtype=bool)
+    for j, x in enumerate(inside):
+        if x is not None:
+            # I-X continues an entity of type X: only B-X and I-X may precede it.
+            trans_ok[:, j] = [k == x for k in kind]
+    start_ok = np.array([x is None for x in inside], dtype=bool)
+    end_ok = np.ones(C, dtype=bool)
+    return trans_ok, start_ok, end_ok
+
+
+# --------------------------------------------------------------------------- layout
+
+
+class _Layout(NamedTuple):
+    S: int
+    Lmax: int
+    lengths: np.ndarray  # (S,) in the caller's order
+    rank: np.ndarray  # (S,) row of sentence s in the sorted (longest first) padded layout
+    n_active: list[int]  # n_active[t] = number of sentences with length > t
+    pos: np.ndarray  # (N,) position of each token inside its sentence
+    row: np.ndarray  # (N,) padded row of each token's sentence (rank of its sentence)
+    first: np.ndarray  # (S,) flat index of each sentence's first token
+    last: np.ndarray  # (S,) flat index of each sentence's last token
+    last_sorted: np.ndarray  # (S,) last position (length - 1) of padded row r
+    inner: np.ndarray  # (N_inner,) flat indices of tokens with a predecessor (position > 0)
+    nonlast: np.ndarray  # (N - S,) flat indices of tokens with a successor
+
+
+def _layout(lengths: Any, N: int) -> _Layout:
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be a 1-d int array, got {lengths.dtype} {lengths.shape}")
+    if lengths.size == 0:
+        raise ValueError("lengths is empty: a batch needs at least one sentence")
+    if lengths.min() < 1:
+        s = int(np.argmax(lengths < 1))
+        raise ValueError(f"sentence {s} has length {lengths[s]}: every length must be >= 1")
+    if int(lengths.sum()) != N:
+        raise ValueError(f"lengths sum to {int(lengths.sum())} but there are {N} tokens")
+    lengths = lengths.astype(np.intp)
+    S = lengths.size
+    order = np.argsort(-lengths, kind="stable")
+    rank = np.empty(S, dtype=np.intp)
+    rank[order] = np.arange(S)
+    Lmax = int(lengths[order[0]])
+    counts = np.bincount(lengths, minlength=Lmax + 1)
+    n_active = (S - np.cumsum(counts)[:Lmax]).tolist()
+    ends = np.cumsum(lengths)
+    first = ends - lengths
+    pos = np.arange(N) - np.repeat(first, lengths)
+    row = np.repeat(rank, lengths)
+    inner = np.flatnonzero(pos)
+    return _Layout(S, Lmax, lengths, rank, n_active, pos, row, first, ends - 1,
+                   lengths[order] - 1, inner, inner - 1)
+
+
+def _pad(x: np.ndarray, lay: _Layout) -> np.ndarray:
+    """(N, C) flat -> (Lmax, S, C) padded, zeros after each sentence's end."""
+    out = np.zeros((lay.Lmax, lay.S, x.shape[1]), dtype=x.dtype)
+    out[lay.pos, lay.row] = x
+    return out
+
+
+_SAFE_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = {}
+
+
+def _constraint_masks(constraints: Constraints, C: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The three bool masks, checked, and ``safe`` (see _effective); memoised by content."""
+    trans_ok, start_ok, end_ok = (np.asarray(c, dtype=bool) for c in constraints)
+    if trans_ok.shape != (C, C) or start_ok.shape != (C,) or end_ok.shape != (C,):
+        raise ValueError(f"constraints must have shapes ({C}, {C}), ({C},), ({C},); got "
+                         f"{trans_ok.shape}, {start_ok.shape}, {end_ok.shape}")
+    key = trans_ok.tobytes() + start_ok.tobytes() + end_ok.tobytes()
+    hit = _SAFE_CACHE.get(key)
+    if hit is None:
+        reach1 = (start_ok[:, None] & trans_ok).any(axis=0)  # tags reachable at t = 1
+        safe = not (reach1.all() and trans_ok.any(axis=0).all()
+                    and trans_ok.any(axis=1).all() and end_ok.all())
+        if len(_SAFE_CACHE) > 64:
+            _SAFE_CACHE.clear()
+        hit = _SAFE_CACHE[key] = (trans_ok, start_ok, end_ok, safe)
+    return hit
+
+
+def _effective(trans: np.ndarray, start: np.ndarray, end: np.ndarray,
+               constraints: Constraints | None, dtype: np.dtype):
+    """Parameters in ``dtype`` with forbidden entries set to −inf: (A, start, end, safe, ok).
+
+    ``safe`` is True when some tag may be unreachable from the start at some t >= 1 or unable
+    to reach the end, so that a column max can be −inf and needs the floor (and the scaled
+    recursion's check would not hold). With IOB2's constraints every tag is reachable at every
+    t >= 1 and can reach the end, so safe is False. ``ok`` is the bool mask triple or None.
+    """
+    C = trans.shape[0] if np.ndim(trans) == 2 else -1
+    if np.shape(trans) != (C, C) or np.shape(start) != (C,) or np.shape(end) != (C,):
+        raise ValueError(f"trans, start, end must have shapes (C, C), (C,), (C,); got "
+                         f"{np.shape(trans)}, {np.shape(start)}, {np.shape(end)}")
+    A = np.asarray(trans, dtype=dtype)
+    st = np.asarray(start, dtype=dtype)
+    en = np.asarray(end, dtype=dtype)
+    if constraints is None:
+        return A, st, en, False, None
+    trans_ok, start_ok, end_ok, safe = _constraint_masks(constraints, C)
+    ninf = dtype.type(-np.inf)
+    A = np.where(trans_ok, A, ninf)
+    st = np.where(start_ok, st, ninf)
+    en = np.where(end_ok, en, ninf)
+    return A, st, en, safe, (trans_ok, start_ok, end_ok)
+
+
+def _check_scores(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"scores must have shape (N, C), got {scores.shape}")
+    if not np.issubdtype(scores.dtype, np.floating):
+        raise ValueError(f"scores must be float32 or float64, got {scores.dtype}")
+    return scores
+
+
+# --------------------------------------------------------------------------- recursions
+#
+# Two ways to run the forward and backward recursions, with the same result:
+#
+# * scaled (exp space, Rabiner's scaling): p_t = (p_{t-1} @ K) ⊙ e_t with K = exp(A − max A)
+#   (0 where forbidden) and e_t = exp(f_t − max f_t), normalised every _RESCALE_EVERY steps;
+#   log α is recovered as log p_t + Σ log(normalisers and shifts). One small matmul and one
+#   product per step: a quarter of the numpy calls of the log-space step. It is exact as long
+#   as nothing underflows; the result is checked afterwards (every reachable entry of
+#   p_{t-1} @ K at least C·tiny/eps, and of p_t at least C·tiny), and if the check fails, the
+#   call is redone in log space. Tag scores ~700 nats apart (e.g. scores of ±1e3) do that.
+# * log space: α[t, j] = f[t, j] + logsumexp_i(α[t−1, i] + A[i, j]) with the max over i
+#   subtracted per column j: stable for any scores.
+#
+# Both return α and β at the tokens, flat (N, C), and log Z per sentence.
+
+_SCALED = True  # tests switch this off to check the log-space path on its own
+# The scaled recursions divide by the running sum every this many steps (a division per step
+# would cost a third of the loop). Between two rescalings P and B change by at most C^8 and
+# shrink by e^-(a few nats) per step: far inside float64's range; the check catches the rest.
+_RESCALE_EVERY = 8
+
+
+def _forward_log(E: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _Layout, safe: bool,
+                 buf: np.ndarray) -> np.ndarray:
+    """α (N, C): α[0] = start + f[0];  α[t, j] = f[t, j] + logsumexp_i(α[t-1, i] + A[i, j])."""
+    alpha = np.empty_like(E)
+    np.add(start, E[0], out=alpha[0])
+    floor = np.finfo(E.dtype).min
+    for t in range(1, lay.Lmax):
+        n = lay.n_active[t]
+        tmp = buf[:n]
+        np.add(alpha[t - 1, :n, :, None], A, out=tmp)  # (n, i, j)
+        m = tmp.max(axis=1)  # (n, j)
+        if safe:  # a column of −inf: keep −inf − m = −inf, never −inf − (−inf) = NaN
+            np.maximum(m, floor, out=m)
+        tmp -= m[:, None, :]
+        np.exp(tmp, out=tmp)
+        a = alpha[t, :n]
+        np.sum(tmp, axis=1, out=a)
+        np.log(a, out=a)
+        a += m
+        a += E[t, :n]
+    return alpha[lay.pos, lay.row]
+
+
+def _backward_log(E: np.ndarray, A: np.ndarray, end: np.ndarray, lay: _Layout, safe: bool,
+                  buf: np.ndarray) -> np.ndarray:
+    """β (N, C): β[L-1] = end;  β[t-1, i] = logsumexp_j(A[i, j] + f[t, j] + β[t, j])."""
+    beta = np.empty_like(E)
+    beta[lay.last_sorted, np.arange(lay.S)] = end
+    floor = np.finfo(E.dtype).min
+    u_all = np.empty((lay.S, E.shape[2]), dtype=E.dtype)
+    for t in range(lay.Lmax - 1, 0, -1):
+        n = lay.n_active[t]
+        u = u_all[:n]
+        np.add(E[t, :n], beta[t, :n], out=u)
+        tmp = buf[:n]
+        np.add(A, u[:, None, :], out=tmp)  # (n, i, j)
+        m = tmp.max(axis=2)  # (n, i)
+        if safe:
+            np.maximum(m, floor, out=m)
+        tmp -= m[:, :, None]
+        np.exp(tmp, out=tmp)
+        b = beta[t - 1, :n]
+        np.sum(tmp, axis=2, out=b)
+        np.log(b, out=b)
+        b += m
+    return beta[lay.pos, lay.row]
+
+
+def _thresholds(dtype: np.dtype, C: int) -> tuple[float, float]:
+    """(C·tiny, C·tiny/eps): below the first a value may be subnormal after normalising;
+    below the second, terms that underflowed inside a matmul (each < tiny) could be more than
+    eps of the sum."""
+    fi = np.finfo(dtype)
+    return C * float(fi.tiny), C * float(fi.tiny) / float(fi.eps)
+
+
+def _exp_scores(scores: np.ndarray, lay: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """e = exp(f − max_j f) padded (Lmax, S, C), and max_j f padded (Lmax, S)."""
+    mE = scores.max(axis=1)
+    e = scores - mE[:, None]
+    np.exp(e, out=e)
+    mpad = np.zeros((lay.Lmax, lay.S), dtype=scores.dtype)
+    mpad[lay.pos, lay.row] = mE
+    return _pad(e, lay), mpad
+
+
+def _forward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _Layout,
+                    first_ok: np.ndarray | None, X: np.ndarray, mE: np.ndarray
+                    ) -> np.ndarray | None:
+    """α (N, C) by scaled exp-space recursion, or None if something underflowed.
+
+    With K = exp(A − max A) and e_t = exp(f_t − max f_t), P_t holds α_t up to a factor:
+    P_0 = exp(start − max start) ⊙ e_0;  P_t = (P_{t-1} @ K / c_{t-1}) ⊙ e_t,  c_{t-1} =
+    Σ_j P_{t-1}[j] at every _RESCALE_EVERY-th step and 1 at the others, so
+    log α_t = log P_t + Σ_{τ≤t} (log c_{τ-1} + max f_τ + max A) (max start at τ = 0).
+    One matmul with [K | 1] gives both P_{t-1} @ K and c_{t-1}. first_ok: tags that may start
+    a sentence (None = all); X, mE from _exp_scores.
+    """
+    dtype = scores.dtype
+    C = scores.shape[1]
+    S, Lmax = lay.S, lay.Lmax
+    small, big = _thresholds(dtype, C)
+    mA, mS = A.max(), start.max()
+    K1 = np.ones((C, C + 1), dtype=dtype)
+    np.exp(A - mA, out=K1[:, :C])  # exp(−inf) = 0 at forbidden moves
+    P = np.empty_like(X)  # P_t
+    Q = np.ones((Lmax, S, C + 1), dtype=dtype)  # [P_{t-1} @ K (/ c_{t-1}) | c_{t-1}]
+    np.multiply(np.exp(start - mS), X[0], out=P[0])
+    every = _RESCALE_EVERY
+    for t in range(1, Lmax):
+        n = lay.n_active[t]
+        qc = Q[t, :n]
+        np.matmul(P[t - 1, :n], K1, out=qc)
+        if t % every == 0:
+            qc[:, :C] /= qc[:, C:]
+        np.multiply(qc[:, :C], X[t, :n], out=P[t, :n])
+    lc = Q[:, :, C]  # c_{t-1} where step t rescaled, else 1
+    lc[np.arange(Lmax) % every != 0] = 1
+    # The check, on the tokens only. Every tag is reachable at t >= 1 (safe is False here).
+    # `not >=` so that a NaN (0/0 after underflow) fails the check too. At t = 0 the
+    # forbidden starts are exactly 0 by construction.
+    P0 = P[0] if first_ok is None else P[0][:, first_ok]
+    if not P0.min() >= small:
+        return None
+    Pf = P[lay.pos, lay.row]
+    if lay.inner.size:
+        if not Pf[lay.inner].min() >= small:
+            return None
+        Qi = Q[lay.pos[lay.inner], lay.row[lay.inner]]
+        if not (Qi[:, :C] * Qi[:, C:]).min() >= big:  # P_{t-1} @ K before any division
+            return None
+    inc = mE + mA
+    inc[0] += mS - mA
+    np.log(lc, out=lc)
+    inc += lc
+    np.cumsum(inc, axis=0, out=inc)
+    alpha = np.log(Pf)
+    alpha += inc[lay.pos, lay.row][:, None]
+    return alpha
+
+
+def _backward_scaled(scores: np.ndarray, A: np.ndarray, end: np.ndarray, lay: _Layout,
+                     X: np.ndarray, mE: np.ndarray) -> np.ndarray | None:
+    """β (N, C) by scaled exp-space recursion, or None if something underflowed.
+
+    B_{L-1} = exp(end − max end);  B_{t-1} = K (e_t ⊙ B_t) / σ_t,  σ_t = Σ_j e_t[j] B_t[j] at
+    every _RESCALE_EVERY-th step and 1 at the others, so
+    log β_t = log B_t + max end + Σ_{τ=t+1}^{L-1} (log σ_τ + max A + max f_τ). One matmul
+    with [Kᵀ | 1] gives both K (e_t ⊙ B_t) and σ_t.
+    """
+    dtype = scores.dtype
+    C = scores.shape[1]
+    S, Lmax = lay.S, lay.Lmax
+    small, big = _thresholds(dtype, C)
+    mA, mEnd = A.max(), end.max()
+    KT1 = np.ones((C, C + 1), dtype=dtype)
+    np.exp(A.T - mA, out=KT1[:, :C])
+    kend = np.exp(end - mEnd)
+    if not kend.min() >= small:
+        return None
+    # BS[t] = [B_t | σ_{t+1}]: the matmul that makes B_{t-1} also sums e_t ⊙ B_t.
+    BS = np.ones((Lmax, S, C + 1), dtype=dtype)
+    BS[lay.last_sorted, np.arange(S), :C] = kend
+    u_all = np.empty((S, C), dtype=dtype)
+    every = _RESCALE_EVERY
+    for t in range(Lmax - 1, 0, -1):
+        n = lay.n_active[t]
+        u = u_all[:n]
+        np.multiply(X[t, :n], BS[t, :n, :C], out=u)
+        bs = BS[t - 1, :n]
+        np.matmul(u, KT1, out=bs)
+        if t % every == 0:
+            bs[:, :C] /= bs[:, C:]
+    sig = BS[:, :, C]  # σ_{t+1} where step t+1 rescaled, else 1
+    sig[(np.arange(Lmax) + 1) % every != 0] = 1
+    if lay.nonlast.size:
+        Bn = BS[lay.pos[lay.nonlast], lay.row[lay.nonlast]]
+        if not (Bn[:, :C] * Bn[:, C:]).min() >= big:  # K (e ⊙ B) before any division
+            return None
+    B = BS[:, :, :C]
+    inc = mE + mA
+    inc[0] = 0
+    np.log(sig[:-1], out=sig[:-1])
+    inc[1:] += sig[:-1]
+    np.cumsum(inc, axis=0, out=inc)
+    last_pos = np.repeat(lay.lengths - 1, lay.lengths)  # per token: its sentence's last t
+    G = inc[last_pos, lay.row] - inc[lay.pos, lay.row] + mEnd
+    beta = np.log(B[lay.pos, lay.row])
+    beta += G[:, None]
+    return beta
+
+
+def _alpha(scores, A, st, lay, safe, first_ok):
+    """(α (N, C), the (X, mE) of _exp_scores for _beta to reuse, or None)."""
+    if _SCALED and not safe:
+        with np.errstate(all="ignore"):  # underflow, or 0/0 after it: the check rejects both
+            X, mE = _exp_scores(scores, lay)
+            alpha = _forward_scaled(scores, A, st, lay, first_ok, X, mE)
+        if alpha is not None:
+            return alpha, (X, mE)
+    C = scores.shape[1]
+    return _forward_log(_pad(scores, lay), A, st, lay, safe,
+                        np.empty((lay.S, C, C), dtype=scores.dtype)), None
+
+
+def _beta(scores, A, en, lay, safe, exp_scores):
+    if _SCALED and not safe:
+        with np.errstate(all="ignore"):
+            X, mE = _exp_scores(scores, lay) if exp_scores is None else exp_scores
+            beta = _backward_scaled(scores, A, en, lay, X, mE)
+        if beta is not None:
+            return beta
+    C = scores.shape[1]
+    return _backward_log(_pad(scores, lay), A, en, lay, safe,
+                         np.empty((lay.S, C, C), dtype=scores.dtype))
+
+
+def _log_partition(alpha: np.ndarray, end: np.ndarray, lay: _Layout) -> np.ndarray:
+    """log Z per sentence (S,): logsumexp_i(α[L-1, i] + end[i]), stable."""
+    last = alpha[lay.last] + end  # (S, C)
+    m = np.maximum(last.max(axis=1), np.finfo(alpha.dtype).min)
+    return m + np.log(np.exp(last - m[:, None]).sum(axis=1))
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def crf_nll_forward(scores: np.ndarray, lengths: np.ndarray, tags: np.ndarray,
+                    trans: np.ndarray, start: np.ndarray, end: np.ndarray,
+                    constraints: Constraints | None = None) -> tuple[float, Any]:
+    """Summed negative log-likelihood of the gold tag paths.
+
+    scores (N, C) per-token tag scores of S sentences laid end to end, lengths (S,) int
+    (sum = N, every length >= 1), tags (N,) int gold tags; trans (C, C), start (C,), end (C,).
+    constraints: None or the triple from allowed_transitions (forbidden transitions get
+    probability exactly 0). Returns (loss, cache): loss = Σ_sentences [log Z − s(gold path)]
+    (a SUM, not a mean: the caller divides by its token count), as a Python float.
+    Raises ValueError naming the sentence if a gold path uses a forbidden transition.
+    """
+    with np.errstate(divide="ignore", under="ignore"):
+        return _nll_forward(scores, lengths, tags, trans, start, end, constraints)
+
+
+def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
+    out_dtype = _check_scores(scores).dtype
+    scores = np.asarray(scores, dtype=np.float64)  # see "Precision" in the module docstring
+    N, C = scores.shape
+    lay = _layout(lengths, N)
+    y = np.asarray(tags)
+    if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"tags must be an int array of shape ({N},), got {y.dtype} {y.shape}")
+    if y.min() < 0 or y.max() >= C:
+        raise ValueError(f"tags must be in [0, {C}), got [{y.min()}, {y.max()}]")
+    A, st, en, safe, ok = _effective(trans, start, end, constraints, scores.dtype)
+    y_first, y_last = y[lay.first], y[lay.last]
+    y_prev, y_in = y[lay.nonlast], y[lay.inner]
+    if ok is not None:
+        trans_ok, start_ok, end_ok = ok
+        bad = np.zeros(N, dtype=bool)
+        bad[lay.inner] = ~trans_ok[y_prev, y_in]
+        bad[lay.first] |= ~start_ok[y_first]
+        bad[lay.last] |= ~end_ok[y_last]
+        if bad.any():
+            k = int(np.argmax(bad))
+            s = int(np.searchsorted(lay.last, k))
+            raise ValueError(f"gold tag path of sentence {s} uses a forbidden transition "
+                             f"(token {k - int(lay.first[s])} of the sentence, tag {y[k]})")
+
+    alpha, xs = _alpha(scores, A, st, lay, safe, None if ok is None else ok[1])
+    logz = _log_partition(alpha, en, lay)  # (S,)
+
+    # Gold path score per token: its tag score, plus the move into it (start or A), plus
+    # end at the last token; summed per sentence.
+    gold = scores[np.arange(N), y]  # fancy indexing: a new array
+    gold[lay.inner] += A[y_prev, y_in]
+    gold[lay.first] += st[y_first]
+    gold[lay.last] += en[y_last]
+    gold_s = np.add.reduceat(gold, lay.first)
+    loss = float(np.sum(logz - gold_s, dtype=np.float64))
+    cache = (scores, lay, y, A, en, safe, alpha, logz, xs, out_dtype)
+    return loss, cache
+
+
+def _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs: bool):
+    """Node marginals (N, C) and, with ``pairs``, pair marginals summed over all positions (C, C).
+
+    p(y_t = j) = exp(α[t, j] + β[t, j] − log Z)
+    p(y_{t-1} = i, y_t = j) = exp(α[t-1, i] + A[i, j] + f[t, j] + β[t, j] − log Z)
+    Forbidden entries are exp(−inf) = 0 exactly.
+    """
+    beta = _beta(scores, A, en, lay, safe, xs)
+    lz = np.repeat(logz, lay.lengths)[:, None]  # (N, 1)
+    node = alpha + beta
+    node -= lz
+    np.exp(node, out=node)
+    if not pairs:
+        return node, None
+    fb = scores[lay.inner] + beta[lay.inner]  # f[t, j] + β[t, j]
+    fb -= lz[lay.inner]
+    xi = alpha[lay.nonlast][:, :, None] + A  # (N - S, i, j)
+    xi += fb[:, None, :]
+    np.exp(xi, out=xi)
+    return node, xi.sum(axis=0)
+
+
+def crf_nll_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of the summed loss: dscores (N, C), dtrans (C, C), dstart (C,), dend (C,).
+
+    δ = node marginals − one-hot gold at the scores; pair marginals summed over positions −
+    gold transition counts at trans; first-token marginals − gold first tags at start;
+    last-token marginals − gold last tags at end. Forbidden entries are exactly 0. Same dtype
+    as scores.
+    """
+    scores, lay, y, A, en, safe, alpha, logz, xs, out_dtype = cache
+    N, C = scores.shape
+    with np.errstate(divide="ignore", under="ignore"):
+        node, pair = _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs=True)
+    dscores = node  # a fresh array: the one-hot is subtracted in place
+    dstart = node[lay.first].sum(axis=0)
+    dend = node[lay.last].sum(axis=0)
+    dstart -= np.bincount(y[lay.first], minlength=C)
+    dend -= np.bincount(y[lay.last], minlength=C)
+    gold_pairs = np.bincount(y[lay.nonlast] * C + y[lay.inner], minlength=C * C)
+    dtrans = pair - gold_pairs.reshape(C, C)
+    dscores[np.arange(N), y] -= 1
+    return tuple(g.astype(out_dtype, copy=False) for g in (dscores, dtrans, dstart, dend))
+
+
+def crf_marginals(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
+                  start: np.ndarray, end: np.ndarray,
+                  constraints: Constraints | None = None) -> np.ndarray:
+    """(N, C) node marginals p(y_t = c | sentence) (for confidence scores); rows sum to 1.
+
+    Same dtype as scores."""
+    out_dtype = _check_scores(scores).dtype
+    scores = np.asarray(scores, dtype=np.float64)
+    lay = _layout(lengths, scores.shape[0])
+    A, st, en, safe, ok = _effective(trans, start, end, constraints, scores.dtype)
+    with np.errstate(divide="ignore", under="ignore"):
+        alpha, xs = _alpha(scores, A, st, lay, safe, None if ok is None else ok[1])
+        logz = _log_partition(alpha, en, lay)
+        node, _ = _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs=False)
+    return node.astype(out_dtype, copy=False)
+
+
+def viterbi(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: np.ndarray,
+            end: np.ndarray, constraints: Constraints | None = None) -> np.ndarray:
+    """(N,) int64 best tag path per sentence (the argmax of the path score), batched.
+
+    δ[0] = start + f[0];  δ[t, j] = f[t, j] + max_i(δ[t-1, i] + A[i, j]) with the argmax i
+    kept as a back-pointer; the last tag is argmax_i(δ[L-1, i] + end[i]), and the path is read
+    back through the pointers. Ties go to the lowest tag index.
+    """
+    scores = _check_scores(scores)
+    N, C = scores.shape
+    lay = _layout(lengths, N)
+    A, st, en, _, _ = _effective(trans, start, end, constraints, scores.dtype)
+    E = _pad(scores, lay)
+    S, Lmax = lay.S, lay.Lmax
+    delta = np.empty_like(E)
+    back = np.empty((Lmax, S, C), dtype=np.intp)
+    buf = np.empty((S, C, C), dtype=scores.dtype)
+    np.add(st, E[0], out=delta[0])
+    for t in range(1, Lmax):
+        n = lay.n_active[t]
+        tmp = buf[:n]
+        np.add(delta[t - 1, :n, :, None], A, out=tmp)  # (n, i, j)
+        bp = back[t, :n]
+        np.argmax(tmp, axis=1, out=bp)
+        d = delta[t, :n]
+        np.max(tmp, axis=1, out=d)
+        d += E[t, :n]
+    rows = np.arange(S)
+    path = np.empty((Lmax, S), dtype=np.intp)
+    path[lay.last_sorted, rows] = np.argmax(delta[lay.last_sorted, rows] + en, axis=1)
+    for t in range(Lmax - 1, 0, -1):
+        n = lay.n_active[t]
+        path[t - 1, :n] = back[t, rows[:n], path[t, :n]]
+    return path[lay.pos, lay.row].astype(np.int64)
