@@ -127,12 +127,16 @@ def _temp_sibling(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    """Create ``path`` (which must not exist), write ``data``, flush and fsync it."""
+def _create_new(path: Path) -> int:
+    """Create ``path`` (which must not exist) for writing; its file descriptor."""
     # os.open with mode 0o666 lets the umask decide permissions, as open() would;
     # tempfile.mkstemp would leave the final file private (0o600).
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(fd, "wb") as handle:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Create ``path`` (which must not exist), write ``data``, flush and fsync it."""
+    with os.fdopen(_create_new(path), "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -176,7 +180,7 @@ def atomic_writer(path: PathLike) -> Iterator[IO[str]]:
     """
     target = Path(path)
     tmp = _temp_sibling(target, "tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = _create_new(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             yield handle

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from nerwin import __version__
-from nerwin.errors import NerwinError
+from nerwin.errors import NerwinError, os_error
 from nerwin.threads import default_to_one_blas_thread
 
 default_to_one_blas_thread()  # before anything imports numpy
@@ -326,16 +326,31 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
     The input is read, tagged and written in chunks, so memory stays flat on big files; a
     progress bar goes to stderr when INPUT is a file.
     """
-    import contextlib
-    import os
-
-    from nerwin.checkpoint import atomic_writer
     from nerwin.model import load_model
-    from nerwin.tagging import tag_stream
 
     if output:
         check_output_file(output, "--output")
     model = load_model(model_dir)
+    try:
+        _tag_to(model, input_file, output, input_format, output_format, quiet)
+    except BrokenPipeError:  # `nerwin tag ... | head`: the reader has had enough
+        # Point stdout at /dev/null so the interpreter's final flush does not fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except OSError as e:  # the output could not be created or written (disk full, denied)
+        if not output:
+            raise
+        raise NerwinError(f"{output}: cannot write --output ({e.strerror or e})") from None
+
+
+def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
+            output_format: str, quiet: bool) -> None:
+    """Stream INPUT (a file or stdin) through the model into OUTPUT (atomic) or stdout."""
+    import contextlib
+
+    from nerwin.checkpoint import atomic_writer
+    from nerwin.tagging import tag_stream
+
     name = "<stdin>" if input_file == "-" else input_file
     with contextlib.ExitStack() as stack:
         if input_file == "-":
@@ -343,10 +358,8 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
         else:
             try:
                 src = stack.enter_context(open(input_file, "rb"))  # noqa: SIM115
-            except FileNotFoundError:
-                raise NerwinError(f"{input_file}: no such file") from None
-            except IsADirectoryError:
-                raise NerwinError(f"{input_file}: is a folder, expected a file") from None
+            except OSError as e:
+                raise os_error(input_file, e, "text to tag") from None
         on_bytes = None
         if not quiet and input_file != "-" and os.path.isfile(input_file):
             from tqdm import tqdm
@@ -359,13 +372,8 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
             out = stack.enter_context(atomic_writer(output))
         else:
             out = sys.stdout
-        try:
-            tag_stream(model, src, name, out, input_format=input_format,
-                       output_format=output_format, on_bytes=on_bytes)
-        except BrokenPipeError:  # `nerwin tag ... | head`: the reader has had enough
-            # Point stdout at /dev/null so the interpreter's final flush does not fail.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            sys.exit(0)
+        tag_stream(model, src, name, out, input_format=input_format,
+                   output_format=output_format, on_bytes=on_bytes)
 
 
 @cli.command()

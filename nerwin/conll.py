@@ -154,7 +154,7 @@ def detect_scheme(sentences_tags: Iterable[Sequence[str]]) -> str:
 # A line ends at \r\n, \r or \n (files from old Macs use \r alone); nothing else ends one,
 # so a token may hold U+2028 or U+0085 (str.splitlines would cut it there).
 _EOL = re.compile(r"\r\n|\r|\n")
-_EOL_BYTES = re.compile(rb"\r\n|\r|\n")
+EOL_BYTES = re.compile(rb"\r\n|\r|\n")
 BOM = "\ufeff"
 
 
@@ -162,7 +162,7 @@ def _decode(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = len(_EOL_BYTES.findall(data, 0, e.start)) + 1
+        line = len(EOL_BYTES.findall(data, 0, e.start)) + 1
         raise NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte "
                           f"0x{data[e.start]:02x}); save the file as UTF-8") from None
 

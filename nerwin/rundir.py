@@ -7,7 +7,8 @@ nerwin deletes only what it can prove it wrote, and writes only under its own na
 - ``best/``, ``last/``: checkpoint folders (:func:`nerwin.checkpoint.is_checkpoint_folder`:
   a real folder holding only ``params.npz`` and a nerwin ``meta.json``), and the
   ``.best.tmp-*`` / ``.last.old-*`` folders a crashed save leaves beside them;
-- ``config.yaml``, ``metrics.jsonl``, ``test_scores.json`` (and the ``.<name>.tmp-*`` files
+- ``config.yaml``, ``metrics.jsonl``, ``test_scores.json``, ``learning_curves.png|svg``
+  (``nerwin plot``'s default picture) (and the ``.<name>.tmp-*`` files
   of an interrupted atomic write): nerwin's only when the folder holds nerwin's marker,
   since a user may keep a ``config.yaml`` of their own anywhere.
 
@@ -38,8 +39,10 @@ from nerwin.errors import NerwinError
 MARKER = ".nerwin-run"
 MARKER_FORMAT = "nerwin-run"
 CHECKPOINTS = ("best", "last")
-# Files of a run: nerwin's when the folder carries nerwin's marker.
-RUN_FILES = ("config.yaml", "metrics.jsonl", "test_scores.json")
+# Files of a run: nerwin's when the folder carries nerwin's marker (learning_curves.* is
+# what `nerwin plot RUN_DIR` writes there by default).
+RUN_FILES = ("config.yaml", "metrics.jsonl", "test_scores.json", "learning_curves.png",
+             "learning_curves.svg")
 
 
 def check_out_path(out: Path) -> Path:

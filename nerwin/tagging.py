@@ -6,8 +6,9 @@ Input formats
     ``conll``: one token a line in the first column, a blank line between sentences. Every
     column is carried through and the predicted tag appended, and every input line has its
     output line, ``-DOCSTART-`` and blank lines included, so the output lines up with the
-    input. Columns are split on tabs if the first non-blank line has a tab, else on spaces;
-    a token line with another number of columns than the first one is an error.
+    input. Each line is split as nerwin.conll reads it (tabs or spaces, decided per line)
+    and written back with its own separator; lines may end in \n, \r\n or \r; a token line
+    with another number of columns than the first one is an error.
 
 Output formats
     ``conll``: columns (for text input: token and tag, a blank line after each sentence).
@@ -37,11 +38,11 @@ from typing import IO, BinaryIO
 
 import numpy as np
 
-from nerwin.conll import DOCSTART, Sentence
+from nerwin.conll import BOM, DOCSTART, EOL_BYTES, Sentence, split_line
 from nerwin.errors import NerwinError
 from nerwin.metrics import get_entities
 from nerwin.model import Model
-from nerwin.tokenize import sentences as split_line
+from nerwin.tokenize import sentences as split_sentences
 
 INPUT_FORMATS = ("text", "conll")
 OUTPUT_FORMATS = ("conll", "jsonl", "inline")
@@ -74,7 +75,7 @@ class Item:
     line: int
     offset: int = 0
     columns: list[list[str]] | None = None
-    sep: str = " "  # CoNLL input: the column separator, used again on output
+    seps: list[str] | None = None  # CoNLL input: each line's separator, used again on output
     tags: list[str] = field(default_factory=list)
     entities: list[Entity] = field(default_factory=list)
 
@@ -106,21 +107,23 @@ Record = Item | TextLine | Raw
 def read_lines(src: BinaryIO, name: str, on_bytes: Callable[[int], None] | None = None
                ) -> Iterator[tuple[int, str]]:
     """(line number, line without its newline) of a UTF-8 byte stream, one at a time."""
-    for lineno, raw in enumerate(src, start=1):
+    lineno = 0
+    for chunk in src:  # ends at b"\n" only: a \r\n stays whole, a lone \r is split below
         if on_bytes is not None:
-            on_bytes(len(raw))
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise NerwinError(f"{name}:{lineno}: invalid UTF-8 ({e.reason}, byte "
-                              f"0x{raw[e.start]:02x}); expected UTF-8 text") from None
-        if lineno == 1:
-            text = text.removeprefix("\ufeff")
-        if text.endswith("\n"):
-            text = text[:-1]
-        if text.endswith("\r"):
-            text = text[:-1]
-        yield lineno, text
+            on_bytes(len(chunk))
+        pieces = EOL_BYTES.split(chunk)
+        if pieces[-1] == b"":  # the chunk ended with its line end
+            pieces.pop()
+        for raw in pieces:
+            lineno += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise NerwinError(f"{name}:{lineno}: invalid UTF-8 ({e.reason}, byte "
+                                  f"0x{raw[e.start]:02x}); expected UTF-8 text") from None
+            if lineno == 1:
+                text = text.removeprefix(BOM)
+            yield lineno, text
 
 
 def _spaced(tokens: list[str]) -> tuple[str, list[int], list[int]]:
@@ -138,7 +141,7 @@ def text_records(lines: Iterable[tuple[int, str]]) -> Iterator[TextLine]:
     for lineno, line in lines:
         items = []
         if line.strip():
-            for toks in split_line(line):
+            for toks in split_sentences(line):
                 a, b = toks[0].start, toks[-1].end
                 items.append(Item([t.text for t in toks], [t.start - a for t in toks],
                                   [t.end - a for t in toks], line[a:b], lineno, offset=a))
@@ -146,37 +149,39 @@ def text_records(lines: Iterable[tuple[int, str]]) -> Iterator[TextLine]:
 
 
 def conll_records(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Item | Raw]:
-    """CoNLL input: sentences (blocks of token lines) and the blank/-DOCSTART- lines."""
-    sep: str | None = None
+    """CoNLL input: sentences (blocks of token lines) and the blank/-DOCSTART- lines.
+
+    Each line is split as nerwin.conll reads it (:func:`nerwin.conll.split_line`: tabs or
+    spaces decided per line, a BOM at a line start dropped) and written back with its own
+    separator; every token line must have as many columns as the first.
+    """
     ncols = first = 0
-    block: list[tuple[int, list[str]]] = []
+    block: list[tuple[int, list[str], str]] = []
 
     def flush() -> Iterator[Item]:
         if block:
-            tokens = [cols[0] for _, cols in block]
+            tokens = [cols[0] for _, cols, _ in block]
             text, starts, ends = _spaced(tokens)
             yield Item(tokens, starts, ends, text, block[0][0],
-                       columns=[cols for _, cols in block], sep=sep or " ")
+                       columns=[cols for _, cols, _ in block], seps=[s for _, _, s in block])
             block.clear()
 
     for lineno, line in lines:
-        blank = line.strip(" \t") == ""
-        if sep is None and not blank:
-            sep = "\t" if "\t" in line else " "
-        cols = [] if blank else [c for c in line.split(sep) if sep == "\t" or c != ""]
+        cols, sep = split_line(line)
         if not cols or cols[0] == DOCSTART:
             yield from flush()
-            yield Raw(lineno, cols or None, sep or " ")
+            yield Raw(lineno, cols or None, sep)
             continue
+        if cols[0] == "":
+            raise NerwinError(f"{name}:{lineno}: empty token (nothing but spaces before the "
+                              f"first tab); expected the token in the first column")
         if not ncols:
             ncols, first = len(cols), lineno
         elif len(cols) != ncols:
-            kind = "tab" if sep == "\t" else "space"
             raise NerwinError(f"{name}:{lineno}: found {len(cols)} columns, expected {ncols} "
-                              f"as on line {first} ({kind}-separated); every column is "
-                              f"carried to the output, so all token lines need the same "
-                              f"number")
-        block.append((lineno, cols))
+                              f"as on line {first}; every column is carried to the output, "
+                              f"so all token lines need the same number")
+        block.append((lineno, cols, sep))
     yield from flush()
 
 
@@ -285,9 +290,9 @@ def format_record(rec: Record, output_format: str) -> str:
                        for it in rec.items)
     if isinstance(rec, Raw):
         return "\n" if rec.columns is None else rec.sep.join([*rec.columns, "O"]) + "\n"
-    assert rec.columns is not None
-    return "".join(rec.sep.join([*cols, tag]) + "\n"
-                   for cols, tag in zip(rec.columns, rec.tags))
+    assert rec.columns is not None and rec.seps is not None
+    return "".join(sep.join([*cols, tag]) + "\n"
+                   for cols, sep, tag in zip(rec.columns, rec.seps, rec.tags))
 
 
 @dataclass

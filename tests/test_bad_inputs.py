@@ -563,7 +563,7 @@ def test_valid_odd_file_is_read_right_and_predicted_per_token(tmp_path, model_di
     assert [s.tags for s in gold.sentences] == [s.tags for s in read_conll(p).sentences]
 
     tagged = tmp_path / "tagged.txt"
-    r = run("tag", model_dir, p, "--output", tagged)
+    r = run("tag", model_dir, p, "--input-format", "conll", "--output", tagged)
     assert r.exit_code == 0, r.output
     back = read_conll(tagged)
     assert [len(s.tokens) for s in back.sentences] == [len(s) for s in sentences]

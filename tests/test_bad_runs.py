@@ -414,10 +414,10 @@ def _out_file(cmd: str, where: str) -> Setup:
             target = t / "link.txt"
             target.symlink_to(t / "real.txt")
         else:  # read-only folder, simulated: the write itself is refused
-            def deny(path, data):
+            def deny(path):
                 raise PermissionError(13, "Permission denied", str(path))
 
-            mp.setattr(ckpt, "_write_synced", deny)
+            mp.setattr(ckpt, "_create_new", deny)
             target = t / "pred.txt"
         return [cmd, r / "best", DEV, opt, target], opt
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +55,10 @@ def tag_text(model, text: str, fmt: str, input_format: str = "text", chunk: int 
 
 
 def input_lines(text: str) -> list[str]:
-    """The lines as nerwin reads them: split on \\n, one trailing \\r dropped, BOM dropped."""
-    lines = text.split("\n")
+    """The lines as nerwin reads them: ended by \\n, \\r\\n or \\r; a first BOM dropped."""
+    lines = re.split("\r\n|\r|\n", text)
     if lines[-1] == "":
         lines.pop()
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
     if lines:
         lines[0] = lines[0].removeprefix("\ufeff")
     return lines
@@ -292,7 +292,8 @@ def test_python_m_nerwin_and_progress_bar(trained, tmp_path):
     assert p.returncode == 0 and p.stderr == ""  # none for a pipe
     p = subprocess.run([sys.executable, "-m", "nerwin", "tag", str(trained), "/nope"],
                        capture_output=True, text=True, env=env)
-    assert p.returncode == 2 and p.stderr.strip() == "Error: /nope: no such file"
+    assert p.returncode == 2
+    assert p.stderr.strip() == "Error: /nope: no such file; expected text to tag"
 
 
 def test_logistic_head_scores_its_one_type(tmp_path):
