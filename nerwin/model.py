@@ -153,10 +153,9 @@ class Model:
         labels = (["O", f"I-{self.cfg.model.positive}"] if logistic
                   else list(self.lex.tags.itos))
         out = np.empty((len(data), len(labels)), dtype=np.float64)
-        for i in range(0, len(data), PREDICT_BATCH):
-            sl = slice(i, i + PREDICT_BATCH)
-            p = self.net.predict_proba(data.words[sl], data.casing[sl])
-            out[sl] = np.stack([1.0 - p, p], axis=1) if logistic else p
+        for rows, lens in eval_batches(data, self.net.head.per_sentence):
+            p = self.net.predict_proba(data.rows(rows), lens)
+            out[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
         return labels, data.split(out)
 
     # ------------------------------------------------------------------ checkpoint form

@@ -312,3 +312,34 @@ def test_logistic_head_scores_its_one_type(tmp_path):
     assert all(0.5 <= e["score"] <= 1.0 for e in ents)  # each token had σ(s) > 1/2
     labels, _ = model.token_probabilities([])
     assert labels == ["O", "I-LOC"]
+
+
+def test_crf_head_gives_marginals_and_scores(tmp_path):
+    """The crf head's token probabilities are its forward-backward marginals, so entity
+    scores work for it through the same Model.token_probabilities."""
+    from nerwin.conll import read_tokens
+    from nerwin.model import load_model
+    from nerwin.nn.crf import crf_marginals
+
+    out = tmp_path / "crf"
+    r = run("train", SAMPLE, "--out", out, "--quiet", "--set", "model.head=crf",
+            "--set", "training.epochs=2", "--set", "data.test=null")
+    assert r.exit_code == 0, r.output
+    model = load_model(out / "best")
+    sents = read_tokens(TEST)[:50]
+    labels, probs = model.token_probabilities(sents)
+    assert labels == list(model.lex.tags.itos)
+    np.testing.assert_allclose(np.concatenate(probs).sum(axis=1), 1.0, rtol=1e-5)
+    # the same as crf_marginals over the network's scores of one sentence
+    from nerwin.conll import Corpus
+
+    data = model.encode(Corpus(Path("<t>"), sents[:1], scheme="iob2"))
+    scores, _ = model.net.forward(data.rows(slice(0, len(data))))
+    p = model.net.params
+    want = crf_marginals(scores, data.lengths, p["trans"], p["start"], p["end"],
+                         model.net.head.constraints())
+    np.testing.assert_allclose(probs[0], want, rtol=1e-5, atol=1e-6)
+    text = "".join(" ".join(s.tokens) + "\n" for s in sents)
+    objs = [json.loads(x) for x in tag_text(model, text, "jsonl").splitlines()]
+    ents = [e for o in objs for e in o["entities"]]
+    assert ents and all(0.0 < e["score"] <= 1.0 for e in ents)

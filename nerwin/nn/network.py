@@ -565,10 +565,11 @@ class WindowNet:
         data_loss, _ = self.head.loss(out, y, lengths, self.params)
         return data_loss + self._reg_loss()
 
-    def predict_proba(self, inputs: Inputs) -> np.ndarray:
-        """Eval-mode probabilities: (B, n_out) softmax rows, or (B,) σ(s) for logistic."""
+    def predict_proba(self, inputs: Inputs, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Eval-mode per-token probabilities: (B, n_out) softmax rows or crf marginals
+        (whole sentences: pass their ``lengths``), or (B,) σ(s) for logistic."""
         out, _ = self.forward(inputs, train=False)
-        return self.head.proba(out)
+        return self.head.proba(out, lengths, self.params)
 
     def predict(self, inputs: Inputs, lengths: np.ndarray | None = None) -> np.ndarray:
         """(B,) int64 predictions decoded by the head (argmax, Viterbi, or 1[s > 0])."""

@@ -101,7 +101,9 @@ class Head:
         z = np.zeros((C, C), dtype=out.dtype)
         return viterbi(logp, _lengths(lengths, out), z, z[0], z[0], self.constraints())
 
-    def proba(self, out: np.ndarray) -> np.ndarray:
+    def proba(self, out: np.ndarray, lengths: np.ndarray | None,
+              params: dict[str, np.ndarray]) -> np.ndarray:
+        """Per-token probabilities: (N, C) rows that sum to 1, or (N,) σ(s) for logistic."""
         return heads.softmax(out)
 
 
@@ -131,7 +133,7 @@ class LogisticHead(Head):
     def decode(self, out, lengths, params):  # type: ignore[no-untyped-def]
         return (out > 0).astype(np.int64)
 
-    def proba(self, out: np.ndarray) -> np.ndarray:
+    def proba(self, out, lengths, params):  # type: ignore[no-untyped-def]
         return heads.sigmoid(out)
 
 
@@ -176,8 +178,12 @@ class CRFHead(Head):
         return viterbi(out, _lengths(lengths, out), params["trans"], params["start"],
                        params["end"], self.constraints())
 
-    def proba(self, out: np.ndarray) -> np.ndarray:
-        raise ValueError("the crf head has no per-token probabilities; use crf_marginals")
+    def proba(self, out, lengths, params):  # type: ignore[no-untyped-def]
+        # p(y_t = c | sentence): the forward-backward node marginals of the whole sentence.
+        from nerwin.nn.crf import crf_marginals
+
+        return crf_marginals(out, _lengths(lengths, out), params["trans"], params["start"],
+                             params["end"], self.constraints())
 
 
 def _lengths(lengths: np.ndarray | None, out: np.ndarray) -> np.ndarray:
