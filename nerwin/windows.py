@@ -54,7 +54,8 @@ class WindowData:
     """The encoded form of a corpus: everything the network reads, as ints.
 
     inputs: one window array per token feature, in the network's table order: (N, 2m+1)
-    ids (word ids int32, casing ids int8, ...), or (N, 2m+1, max_len) character ids;
+    ids (word ids int32, casing ids int8, ...), or for the characters a
+    nerwin.features.CharWindows (indexing it gives the batch's nerwin.nn.chars.CharBatch);
     labels: (N,) int32 tag ids; lengths: (S,) sentence lengths (sentences are consecutive).
     """
 
