@@ -249,6 +249,13 @@ def test_crf_run_checkpoints_resumes_bit_identically_and_evaluates(tmp_path):
     assert scores["f1"] == pytest.approx(best["dev_f1"], abs=1e-9)
     assert all(to_iob2(p, "iob2")[1] == 0 for p in pred)
     assert best["dev_f1"] > 60
+    # nerwin tag decodes whole sentences with the same Viterbi
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Karel\nVosk\nsaid\n\nhello\n")
+    r = run("tag", full / "best", plain)
+    assert r.exit_code == 0, r.output
+    assert [line.split()[0] for line in r.output.splitlines() if line] == \
+        ["Karel", "Vosk", "said", "hello"]
 
 
 def test_gradcheck_cli_with_the_crf_head():
