@@ -226,7 +226,9 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = field(default=10, metadata=_meta("passes over the training data", minimum=1))
-    batch_size: int = field(default=32, metadata=_meta("windows per minibatch", minimum=1))
+    batch_size: int = field(default=32, metadata=_meta(
+        "windows per minibatch (crf head: tokens per minibatch, filled with whole sentences)",
+        minimum=1))
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     l2: float = field(default=0.0, metadata=_meta(

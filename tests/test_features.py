@@ -201,3 +201,36 @@ def test_config_keys_lists_the_feature_keys():
                 "features.char_filters", "features.char_width", "features.char_max_len",
                 "model.word_dropout", "model.decode", "model.constrained"):
         assert f"`{key}`" in r.output
+
+
+def test_every_table_gradient_is_row_sparse_and_updated_lazily():
+    from nerwin.nn.rowgrad import RowGrad
+    from nerwin.optim import make_optimizer
+
+    cfg = load_config(SAMPLE, ALL)
+    train = read_split(cfg, cfg.data.train)
+    model = new_model(cfg, build_lexicon(cfg, train), np.random.default_rng(0))
+    data = model.encode(train)
+    idx = np.arange(16)
+    _, grads = model.net.loss_and_grads(data.rows(idx), data.labels[idx], train=False)
+    tables = [n for n in grads if n.startswith("E_")]
+    assert len(tables) == 7 and all(isinstance(grads[n], RowGrad) for n in tables)
+    before = {n: model.net.params[n].copy() for n in tables}
+    make_optimizer("adam", model.net.params).step(model.net.params, grads, 1e-2)
+    for n in tables:  # rows the batch did not use do not move
+        untouched = np.setdiff1d(np.arange(before[n].shape[0]), grads[n].rows)
+        np.testing.assert_array_equal(model.net.params[n][untouched], before[n][untouched])
+
+
+def test_a_checkpoint_with_only_a_word_list_still_loads(tmp_path):
+    """Checkpoints written before feature tables stored "words"; they load unchanged."""
+    out = tmp_path / "old"
+    assert run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=1"
+               ).exit_code == 0
+    meta_path = out / "best" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["words"] = meta.pop("vocabs")["word"]
+    meta_path.write_text(json.dumps(meta))
+    model = load_model(out / "best")
+    assert [f.name for f in model.lex.features] == ["word", "casing"]
+    assert len(model.lex.words) == len(meta["words"])
