@@ -86,6 +86,7 @@ class _Layout(NamedTuple):
     rank: np.ndarray  # (S,) row of sentence s in the sorted (longest first) padded layout
     n_active: list[int]  # n_active[t] = number of sentences with length > t
     pos: np.ndarray  # (N,) position of each token inside its sentence
+    rpos: np.ndarray  # (N,) position counted from its sentence's end (L - 1 - pos)
     row: np.ndarray  # (N,) padded row of each token's sentence (rank of its sentence)
     first: np.ndarray  # (S,) flat index of each sentence's first token
     last: np.ndarray  # (S,) flat index of each sentence's last token
@@ -116,9 +117,10 @@ def _layout(lengths: Any, N: int) -> _Layout:
     ends = np.cumsum(lengths)
     first = ends - lengths
     pos = np.arange(N) - np.repeat(first, lengths)
+    rpos = np.repeat(lengths - 1, lengths) - pos
     row = np.repeat(rank, lengths)
     inner = np.flatnonzero(pos)
-    return _Layout(S, Lmax, lengths, rank, n_active, pos, row, first, ends - 1,
+    return _Layout(S, Lmax, lengths, rank, n_active, pos, rpos, row, first, ends - 1,
                    lengths[order] - 1, inner, inner - 1)
 
 
@@ -266,141 +268,118 @@ def _thresholds(dtype: np.dtype, C: int) -> tuple[float, float]:
 
 
 def _exp_scores(scores: np.ndarray, lay: _Layout) -> tuple[np.ndarray, np.ndarray]:
-    """e = exp(f − max_j f) padded (Lmax, S, C), and max_j f padded (Lmax, S)."""
+    """e = exp(f − max_j f) padded twice, (Lmax, 2, S, C): [:, 0] in time order (position t
+    at row t), [:, 1] in reversed time (position L−1−τ at row τ); and max_j f padded the same
+    way, (Lmax, 2, S). Zeros (e) after each sentence's end."""
     mE = scores.max(axis=1)
     e = scores - mE[:, None]
     np.exp(e, out=e)
-    mpad = np.zeros((lay.Lmax, lay.S), dtype=scores.dtype)
-    mpad[lay.pos, lay.row] = mE
-    return _pad(e, lay), mpad
+    XX = np.zeros((lay.Lmax, 2, lay.S, scores.shape[1]), dtype=scores.dtype)
+    XX[lay.pos, 0, lay.row] = e
+    XX[lay.rpos, 1, lay.row] = e
+    mm = np.zeros((lay.Lmax, 2, lay.S), dtype=scores.dtype)
+    mm[lay.pos, 0, lay.row] = mE
+    mm[lay.rpos, 1, lay.row] = mE
+    return XX, mm
 
 
-def _forward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray, lay: _Layout,
-                    first_ok: np.ndarray | None, X: np.ndarray, mE: np.ndarray
-                    ) -> np.ndarray | None:
-    """α (N, C) by scaled exp-space recursion, or None if something underflowed.
+def _forward_backward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray,
+                             end: np.ndarray, lay: _Layout, first_ok: np.ndarray | None
+                             ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(α, β) (N, C) each, by scaled exp-space recursions run together; None if something
+    underflowed.
 
-    With K = exp(A − max A) and e_t = exp(f_t − max f_t), P_t holds α_t up to a factor:
-    P_0 = exp(start − max start) ⊙ e_0;  P_t = (P_{t-1} @ K / c_{t-1}) ⊙ e_t,  c_{t-1} =
+    Forward, with K = exp(A − max A) and e_t = exp(f_t − max f_t): P_t holds α_t up to a
+    factor: P_0 = exp(start − max start) ⊙ e_0;  P_t = (P_{t-1} @ K / c_{t-1}) ⊙ e_t, c_{t-1} =
     Σ_j P_{t-1}[j] at every _RESCALE_EVERY-th step and 1 at the others, so
     log α_t = log P_t + Σ_{τ≤t} (log c_{τ-1} + max f_τ + max A) (max start at τ = 0).
-    One matmul with [K | 1] gives both P_{t-1} @ K and c_{t-1}. first_ok: tags that may start
-    a sentence (None = all); X, mE from _exp_scores.
+
+    Backward, in reversed time τ = L−1−t (every sentence's last token at τ = 0, so the
+    sentences still running at step τ are the same first n_τ rows as in the forward):
+    B̃_0 = exp(end − max end);  B̃_τ = (U_{τ-1} @ Kᵀ) / σ_τ with U_τ = ẽ_τ ⊙ B̃_τ (ẽ: e in
+    reversed time) and σ_τ = Σ_j U_{τ-1}[j] at every _RESCALE_EVERY-th step, 1 at the others:
+    log β = log B̃_τ + max end + Σ_{1≤τ'≤τ} (log σ_τ' + max A + max f at τ'−1).
+
+    Both are "state @ matrix, then ⊙ e", so one batched matmul of the stacked states
+    [P_{t-1}; U_{t-1}] (2, n, C) with [[K | 1]; [Kᵀ | 1]] (2, C, C+1) and one product make a
+    step of both: Q[t] = [P_{t-1} @ K | c_{t-1}] and [B̃_t | σ_t].
     """
     dtype = scores.dtype
     C = scores.shape[1]
-    S, Lmax = lay.S, lay.Lmax
+    S, Lmax, every = lay.S, lay.Lmax, _RESCALE_EVERY
     small, big = _thresholds(dtype, C)
-    mA, mS = A.max(), start.max()
-    K1 = np.ones((C, C + 1), dtype=dtype)
-    np.exp(A - mA, out=K1[:, :C])  # exp(−inf) = 0 at forbidden moves
-    P = np.empty_like(X)  # P_t
-    Q = np.ones((Lmax, S, C + 1), dtype=dtype)  # [P_{t-1} @ K (/ c_{t-1}) | c_{t-1}]
-    np.multiply(np.exp(start - mS), X[0], out=P[0])
-    every = _RESCALE_EVERY
-    for t in range(1, Lmax):
-        n = lay.n_active[t]
-        qc = Q[t, :n]
-        np.matmul(P[t - 1, :n], K1, out=qc)
-        if t % every == 0:
-            qc[:, :C] /= qc[:, C:]
-        np.multiply(qc[:, :C], X[t, :n], out=P[t, :n])
-    lc = Q[:, :, C]  # c_{t-1} where step t rescaled, else 1
-    lc[np.arange(Lmax) % every != 0] = 1
-    # The check, on the tokens only. Every tag is reachable at t >= 1 (safe is False here).
-    # `not >=` so that a NaN (0/0 after underflow) fails the check too. At t = 0 the
-    # forbidden starts are exactly 0 by construction.
-    P0 = P[0] if first_ok is None else P[0][:, first_ok]
-    if not P0.min() >= small:
-        return None
-    Pf = P[lay.pos, lay.row]
-    if lay.inner.size:
-        if not Pf[lay.inner].min() >= small:
-            return None
-        Qi = Q[lay.pos[lay.inner], lay.row[lay.inner]]
-        if not (Qi[:, :C] * Qi[:, C:]).min() >= big:  # P_{t-1} @ K before any division
-            return None
-    inc = mE + mA
-    inc[0] += mS - mA
-    np.log(lc, out=lc)
-    inc += lc
-    np.cumsum(inc, axis=0, out=inc)
-    alpha = np.log(Pf)
-    alpha += inc[lay.pos, lay.row][:, None]
-    return alpha
-
-
-def _backward_scaled(scores: np.ndarray, A: np.ndarray, end: np.ndarray, lay: _Layout,
-                     X: np.ndarray, mE: np.ndarray) -> np.ndarray | None:
-    """β (N, C) by scaled exp-space recursion, or None if something underflowed.
-
-    B_{L-1} = exp(end − max end);  B_{t-1} = K (e_t ⊙ B_t) / σ_t,  σ_t = Σ_j e_t[j] B_t[j] at
-    every _RESCALE_EVERY-th step and 1 at the others, so
-    log β_t = log B_t + max end + Σ_{τ=t+1}^{L-1} (log σ_τ + max A + max f_τ). One matmul
-    with [Kᵀ | 1] gives both K (e_t ⊙ B_t) and σ_t.
-    """
-    dtype = scores.dtype
-    C = scores.shape[1]
-    S, Lmax = lay.S, lay.Lmax
-    small, big = _thresholds(dtype, C)
-    mA, mEnd = A.max(), end.max()
-    KT1 = np.ones((C, C + 1), dtype=dtype)
-    np.exp(A.T - mA, out=KT1[:, :C])
+    mA, mS, mEnd = A.max(), start.max(), end.max()
+    KK = np.ones((2, C, C + 1), dtype=dtype)
+    np.exp(A - mA, out=KK[0, :, :C])  # exp(−inf) = 0 at forbidden moves
+    KK[1, :, :C] = KK[0, :, :C].T
+    XX, mm = _exp_scores(scores, lay)
+    Y = np.empty_like(XX)  # [P_t; U_τ]
+    Q = np.ones((Lmax, 2, S, C + 1), dtype=dtype)  # [Q_t; (B̃_τ | σ_τ)]
     kend = np.exp(end - mEnd)
     if not kend.min() >= small:
         return None
-    # BS[t] = [B_t | σ_{t+1}]: the matmul that makes B_{t-1} also sums e_t ⊙ B_t.
-    BS = np.ones((Lmax, S, C + 1), dtype=dtype)
-    BS[lay.last_sorted, np.arange(S), :C] = kend
-    u_all = np.empty((S, C), dtype=dtype)
-    every = _RESCALE_EVERY
-    for t in range(Lmax - 1, 0, -1):
-        n = lay.n_active[t]
-        u = u_all[:n]
-        np.multiply(X[t, :n], BS[t, :n, :C], out=u)
-        bs = BS[t - 1, :n]
-        np.matmul(u, KT1, out=bs)
+    np.multiply(np.exp(start - mS), XX[0, 0], out=Y[0, 0])
+    Q[0, 1, :, :C] = kend
+    np.multiply(kend, XX[0, 1], out=Y[0, 1])
+    # All S rows at every step, not only the n_t still running: a finished sentence's row
+    # is multiplied by e = 0 (and at a rescaling divided 0/0 = NaN), but stays in its own
+    # row and after its own tokens, which is all that is read. Whole rows need no slicing,
+    # and the per-step views are made once: the loop is two numpy calls a step.
+    Yv, Qv, Qcv, Xv = list(Y), list(Q), list(Q[..., :C]), list(XX)
+    matmul, multiply, divide = np.matmul, np.multiply, np.divide
+    for t in range(1, Lmax):
+        q, qc = Qv[t], Qcv[t]
+        matmul(Yv[t - 1], KK, out=q)
         if t % every == 0:
-            bs[:, :C] /= bs[:, C:]
-    sig = BS[:, :, C]  # σ_{t+1} where step t+1 rescaled, else 1
-    sig[(np.arange(Lmax) + 1) % every != 0] = 1
-    if lay.nonlast.size:
-        Bn = BS[lay.pos[lay.nonlast], lay.row[lay.nonlast]]
-        if not (Bn[:, :C] * Bn[:, C:]).min() >= big:  # K (e ⊙ B) before any division
+            divide(qc, q[..., C:], out=qc)
+        multiply(qc, Xv[t], out=Yv[t])
+    norm = Q[:, :, :, C]  # c_{t-1} / σ_t where step t rescaled, else 1 (a view: Q changes)
+    norm[np.arange(Lmax) % every != 0] = 1
+    # The checks, on the tokens only. Every tag is reachable at t >= 1 (safe is False here).
+    # `not >=` so that a NaN (0/0 after underflow) fails them too. At t = 0 the forbidden
+    # starts are exactly 0 by construction.
+    P0 = Y[0, 0] if first_ok is None else Y[0, 0][:, first_ok]
+    if not P0.min() >= small:
+        return None
+    pos, rpos, row = lay.pos, lay.rpos, lay.row
+    Pf = Y[pos, 0, row]
+    if lay.inner.size:
+        if not Pf[lay.inner].min() >= small:
             return None
-    B = BS[:, :, :C]
-    inc = mE + mA
-    inc[0] = 0
-    np.log(sig[:-1], out=sig[:-1])
-    inc[1:] += sig[:-1]
+        Qi = Q[pos[lay.inner], 0, row[lay.inner]]
+        if not (Qi[:, :C] * Qi[:, C:]).min() >= big:  # P_{t-1} @ K before any division
+            return None
+        Bn = Q[rpos[lay.nonlast], 1, row[lay.nonlast]]
+        if not (Bn[:, :C] * Bn[:, C:]).min() >= big:  # Kᵀ U before any division
+            return None
+    # Per step log increments, summed over time: inc[:, 0] forward, inc[:, 1] backward.
+    inc = np.log(norm)
+    inc += mA
+    inc[:, 0] += mm[:, 0]
+    inc[1:, 1] += mm[:-1, 1]
+    inc[0, 0] = mm[0, 0] + mS
+    inc[0, 1] = mEnd
     np.cumsum(inc, axis=0, out=inc)
-    last_pos = np.repeat(lay.lengths - 1, lay.lengths)  # per token: its sentence's last t
-    G = inc[last_pos, lay.row] - inc[lay.pos, lay.row] + mEnd
-    beta = np.log(B[lay.pos, lay.row])
-    beta += G[:, None]
-    return beta
+    alpha = np.log(Pf)
+    alpha += inc[pos, 0, row][:, None]
+    beta = np.log(Q[rpos, 1, row, :C])
+    beta += inc[rpos, 1, row][:, None]
+    return alpha, beta
 
 
-def _alpha(scores, A, st, lay, safe, first_ok):
-    """(α (N, C), the (X, mE) of _exp_scores for _beta to reuse, or None)."""
+def _alpha_beta(scores, A, st, en, lay, safe, first_ok):
+    """(α (N, C), β (N, C) or None: the log-space path computes β only when needed)."""
     if _SCALED and not safe:
-        with np.errstate(all="ignore"):  # underflow, or 0/0 after it: the check rejects both
-            X, mE = _exp_scores(scores, lay)
-            alpha = _forward_scaled(scores, A, st, lay, first_ok, X, mE)
-        if alpha is not None:
-            return alpha, (X, mE)
+        with np.errstate(all="ignore"):  # underflow, or 0/0 after it: the checks reject both
+            ab = _forward_backward_scaled(scores, A, st, en, lay, first_ok)
+        if ab is not None:
+            return ab
     C = scores.shape[1]
     return _forward_log(_pad(scores, lay), A, st, lay, safe,
                         np.empty((lay.S, C, C), dtype=scores.dtype)), None
 
 
-def _beta(scores, A, en, lay, safe, exp_scores):
-    if _SCALED and not safe:
-        with np.errstate(all="ignore"):
-            X, mE = _exp_scores(scores, lay) if exp_scores is None else exp_scores
-            beta = _backward_scaled(scores, A, en, lay, X, mE)
-        if beta is not None:
-            return beta
+def _beta_log(scores, A, en, lay, safe):
     C = scores.shape[1]
     return _backward_log(_pad(scores, lay), A, en, lay, safe,
                          np.empty((lay.S, C, C), dtype=scores.dtype))
@@ -457,7 +436,7 @@ def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
             raise ValueError(f"gold tag path of sentence {s} uses a forbidden transition "
                              f"(token {k - int(lay.first[s])} of the sentence, tag {y[k]})")
 
-    alpha, xs = _alpha(scores, A, st, lay, safe, None if ok is None else ok[1])
+    alpha, beta = _alpha_beta(scores, A, st, en, lay, safe, None if ok is None else ok[1])
     logz = _log_partition(alpha, en, lay)  # (S,)
 
     # Gold path score per token: its tag score, plus the move into it (start or A), plus
@@ -468,18 +447,19 @@ def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
     gold[lay.last] += en[y_last]
     gold_s = np.add.reduceat(gold, lay.first)
     loss = float(np.sum(logz - gold_s, dtype=np.float64))
-    cache = (scores, lay, y, A, en, safe, alpha, logz, xs, out_dtype)
+    cache = (scores, lay, y, A, en, safe, alpha, logz, beta, out_dtype)
     return loss, cache
 
 
-def _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs: bool):
+def _marginals(scores, A, en, lay, safe, alpha, logz, beta, pairs: bool):
     """Node marginals (N, C) and, with ``pairs``, pair marginals summed over all positions (C, C).
 
     p(y_t = j) = exp(α[t, j] + β[t, j] − log Z)
     p(y_{t-1} = i, y_t = j) = exp(α[t-1, i] + A[i, j] + f[t, j] + β[t, j] − log Z)
     Forbidden entries are exp(−inf) = 0 exactly.
     """
-    beta = _beta(scores, A, en, lay, safe, xs)
+    if beta is None:  # the log-space path
+        beta = _beta_log(scores, A, en, lay, safe)
     lz = np.repeat(logz, lay.lengths)[:, None]  # (N, 1)
     node = alpha + beta
     node -= lz
@@ -502,10 +482,10 @@ def crf_nll_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     last-token marginals − gold last tags at end. Forbidden entries are exactly 0. Same dtype
     as scores.
     """
-    scores, lay, y, A, en, safe, alpha, logz, xs, out_dtype = cache
+    scores, lay, y, A, en, safe, alpha, logz, beta, out_dtype = cache
     N, C = scores.shape
     with np.errstate(divide="ignore", under="ignore"):
-        node, pair = _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs=True)
+        node, pair = _marginals(scores, A, en, lay, safe, alpha, logz, beta, pairs=True)
     dscores = node  # a fresh array: the one-hot is subtracted in place
     dstart = node[lay.first].sum(axis=0)
     dend = node[lay.last].sum(axis=0)
@@ -528,9 +508,9 @@ def crf_marginals(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
     lay = _layout(lengths, scores.shape[0])
     A, st, en, safe, ok = _effective(trans, start, end, constraints, scores.dtype)
     with np.errstate(divide="ignore", under="ignore"):
-        alpha, xs = _alpha(scores, A, st, lay, safe, None if ok is None else ok[1])
+        alpha, beta = _alpha_beta(scores, A, st, en, lay, safe, None if ok is None else ok[1])
         logz = _log_partition(alpha, en, lay)
-        node, _ = _marginals(scores, A, en, lay, safe, alpha, logz, xs, pairs=False)
+        node, _ = _marginals(scores, A, en, lay, safe, alpha, logz, beta, pairs=False)
     return node.astype(out_dtype, copy=False)
 
 
