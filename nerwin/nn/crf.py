@@ -272,15 +272,15 @@ def _exp_scores(scores: np.ndarray, lay: _Layout) -> tuple[np.ndarray, np.ndarra
     at row t), [:, 1] in reversed time (position L−1−τ at row τ); and max_j f padded the same
     way, (Lmax, 2, S). Zeros (e) after each sentence's end."""
     mE = scores.max(axis=1)
-    e = scores - mE[:, None]
-    np.exp(e, out=e)
-    XX = np.zeros((lay.Lmax, 2, lay.S, scores.shape[1]), dtype=scores.dtype)
-    XX[lay.pos, 0, lay.row] = e
-    XX[lay.rpos, 1, lay.row] = e
-    mm = np.zeros((lay.Lmax, 2, lay.S), dtype=scores.dtype)
-    mm[lay.pos, 0, lay.row] = mE
-    mm[lay.rpos, 1, lay.row] = mE
-    return XX, mm
+    C = scores.shape[1]
+    em = np.empty((scores.shape[0], C + 1), dtype=scores.dtype)  # [e | max f]: 2 scatters, not 4
+    np.subtract(scores, mE[:, None], out=em[:, :C])
+    np.exp(em[:, :C], out=em[:, :C])
+    em[:, C] = mE
+    XXm = np.zeros((lay.Lmax, 2, lay.S, C + 1), dtype=scores.dtype)
+    XXm[lay.pos, 0, lay.row] = em
+    XXm[lay.rpos, 1, lay.row] = em
+    return XXm[..., :C], XXm[..., C]
 
 
 def _forward_backward_scaled(scores: np.ndarray, A: np.ndarray, start: np.ndarray,
@@ -424,7 +424,15 @@ def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
     A, st, en, safe, ok = _effective(trans, start, end, constraints, scores.dtype)
     y_first, y_last = y[lay.first], y[lay.last]
     y_prev, y_in = y[lay.nonlast], y[lay.inner]
-    if ok is not None:
+    # Gold path score per token: its tag score, plus the move into it (start or A), plus
+    # end at the last token; summed per sentence. A forbidden move is −inf in A, st or en,
+    # so a sentence whose sum is not finite is the only one that needs the check below.
+    gold = scores[np.arange(N), y]  # fancy indexing: a new array
+    gold[lay.inner] += A[y_prev, y_in]
+    gold[lay.first] += st[y_first]
+    gold[lay.last] += en[y_last]
+    gold_s = np.add.reduceat(gold, lay.first)
+    if ok is not None and not np.isfinite(gold_s).all():
         trans_ok, start_ok, end_ok = ok
         bad = np.zeros(N, dtype=bool)
         bad[lay.inner] = ~trans_ok[y_prev, y_in]
@@ -438,14 +446,6 @@ def _nll_forward(scores, lengths, tags, trans, start, end, constraints):
 
     alpha, beta = _alpha_beta(scores, A, st, en, lay, safe, None if ok is None else ok[1])
     logz = _log_partition(alpha, en, lay)  # (S,)
-
-    # Gold path score per token: its tag score, plus the move into it (start or A), plus
-    # end at the last token; summed per sentence.
-    gold = scores[np.arange(N), y]  # fancy indexing: a new array
-    gold[lay.inner] += A[y_prev, y_in]
-    gold[lay.first] += st[y_first]
-    gold[lay.last] += en[y_last]
-    gold_s = np.add.reduceat(gold, lay.first)
     loss = float(np.sum(logz - gold_s, dtype=np.float64))
     cache = (scores, lay, y, A, en, safe, alpha, logz, beta, out_dtype)
     return loss, cache
