@@ -220,17 +220,3 @@ def test_every_table_gradient_is_row_sparse_and_updated_lazily():
     for n in tables:  # rows the batch did not use do not move
         untouched = np.setdiff1d(np.arange(before[n].shape[0]), grads[n].rows)
         np.testing.assert_array_equal(model.net.params[n][untouched], before[n][untouched])
-
-
-def test_a_checkpoint_with_only_a_word_list_still_loads(tmp_path):
-    """Checkpoints written before feature tables stored "words"; they load unchanged."""
-    out = tmp_path / "old"
-    assert run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=1"
-               ).exit_code == 0
-    meta_path = out / "best" / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta["words"] = meta.pop("vocabs")["word"]
-    meta_path.write_text(json.dumps(meta))
-    model = load_model(out / "best")
-    assert [f.name for f in model.lex.features] == ["word", "casing"]
-    assert len(model.lex.words) == len(meta["words"])
