@@ -78,13 +78,17 @@ def test_feature_list_vocabularies_and_windows():
     data = encode(train, lex, cfg.features)
     assert len(data.inputs) == 7
     N, K = len(data), 2 * cfg.features.window + 1
-    assert data.inputs[0].shape == (N, K) and data.inputs[-1].ids.shape == (N, K)
+    every = data.rows(np.arange(N))  # the windows of every token (the sample is small)
+    assert every[0].shape == (N, K) and data.inputs[-1].ids.shape == (N,)
     # each distinct token is one row of the char table (plus the two pad rows)
     tokens = {t for s in train.sentences for t in s.tokens}
     assert data.inputs[-1].table.shape == (len(tokens) + 2, 6)
     # the first token of the corpus: its left neighbours are the pads of every feature
     first = train.sentences[0].tokens[0]
-    full = data.inputs[-1].table[data.inputs[-1].ids]  # (N, K, 6) character rows
+    pos, left, right = data.positions(np.arange(N))
+    row_ids = data.inputs[-1].ids[pos]
+    row_ids[left], row_ids[right] = 0, 1
+    full = data.inputs[-1].table[row_ids]  # (N, K, 6) character rows
     assert full[0, 0].tolist() == [CHAR_BOS] + [CHAR_PAD] * 5
     centre = [lex.features[-1].vocab.itos[i] if i > CHAR_UNK else "?" for i in full[0, 2]
               if i != CHAR_PAD]
@@ -92,11 +96,11 @@ def test_feature_list_vocabularies_and_windows():
     last = train.sentences[0].tokens
     assert full[len(last) - 1, 4].tolist() == [CHAR_EOS] + [CHAR_PAD] * 5
     # a batch reads each distinct word once, cut to its longest word
-    batch = data.inputs[-1][np.arange(40)]
+    batch = data.rows(np.arange(40))[-1]
     np.testing.assert_array_equal(batch.chars[batch.index], full[:40, :, :batch.chars.shape[1]])
     assert (full[:40, :, batch.chars.shape[1]:] == CHAR_PAD).all()
-    assert len(batch.chars) == len(np.unique(data.inputs[-1].ids[:40]))
-    assert data.inputs[2][0, 0] == 1 and data.inputs[5][0, 0] == 1  # <s> of prefix2, shape
+    assert len(batch.chars) == len(np.unique(row_ids[:40]))
+    assert every[2][0, 0] == 1 and every[5][0, 0] == 1  # <s> of prefix2, shape
 
 
 def test_unseen_affix_is_unk():
