@@ -205,3 +205,32 @@ def test_config_keys_lists_the_feature_keys():
                 "features.char_filters", "features.char_width", "features.char_max_len",
                 "model.word_dropout", "model.decode", "model.constrained"):
         assert f"`{key}`" in r.output
+
+
+@pytest.mark.parametrize("window", [0, 2, 3])
+def test_encoded_windows_equal_those_of_the_sentences(window):
+    """Per-batch windows over ids encoded once per distinct token equal the full window
+    matrix of each feature's ids of each sentence (what encoding built before)."""
+    from nerwin.windows import make_windows
+
+    cfg = load_config(SAMPLE, [*ALL, "features.char_max_len=6", f"features.window={window}"])
+    train = read_split(cfg, cfg.data.dev)
+    lex = build_lexicon(cfg, read_split(cfg, cfg.data.train))
+    data = encode(train, lex, cfg.features)
+    sents = list(train.sentences)
+    idx = np.random.default_rng(0).permutation(len(data))[:700]
+    got = data.rows(idx)
+    for feat, batch in zip(lex.features, got):
+        seqs = [feat.ids(s.tokens) for s in sents]
+        if feat.name == "chars":
+            full = make_windows(seqs, window, feat.pad_row(CHAR_BOS), feat.pad_row(CHAR_EOS),
+                                dtype=feat.dtype, row_shape=(6,))[idx]
+            width = batch.chars.shape[1]
+            np.testing.assert_array_equal(batch.chars[batch.index], full[..., :width])
+            assert (full[..., width:] == CHAR_PAD).all()
+        else:
+            full = make_windows(seqs, window, feat.left_pad, feat.right_pad, dtype=feat.dtype)
+            assert batch.dtype == full.dtype
+            np.testing.assert_array_equal(batch, full[idx])
+    labels = np.concatenate([[lex.tags.stoi[t] for t in s.tags] for s in sents])
+    np.testing.assert_array_equal(data.labels, labels)
