@@ -522,21 +522,25 @@ def _to_iob2_ids(path: Path, raw_names: list[str], raw_ids: np.ndarray, offsets:
                 types.append(t)
             typ[k] = types.index(t)
     n = len(raw_ids)
+    # Only small temporaries per token (int8, int16 and bool arrays, compared as shifted
+    # views): a 5-million-token file must not need hundreds of MB here.
     p = pre[raw_ids]
-    ty = typ[raw_ids]
-    first = np.zeros(n, dtype=bool)
+    ty = typ.astype(np.int16 if len(types) < 2**15 else np.int32)[raw_ids]
+    first = np.zeros(n, dtype=bool)  # the first token of a sentence (nothing before it)
     first[offsets[:-1][offsets[:-1] < n]] = True
-    prev_ty = np.empty(n, dtype=np.int32)  # the type of the tag before (-1: O or start)
-    prev_ty[1:] = ty[:-1]
-    prev_ty[first] = -1
+    # new_type[t]: the tag before t (in its sentence) is O or of another type than t's
+    new_type = np.ones(n, dtype=bool)
+    np.not_equal(ty[1:], ty[:-1], out=new_type[1:])
+    new_type |= first
     if (p >= 3).any():
         found = "iobes"
     elif not (p == 1).any():
         found = "io"
-    elif ((p == 2) & (prev_ty != ty)).any() and not ((p == 1) & (prev_ty != ty)).any():
+    elif ((p == 2) & new_type).any() and not ((p == 1) & new_type).any():
         found = "iob1"
     else:
         found = "iob2"
+    del new_type
     use = found if scheme == "auto" else scheme
     if use not in _PREFIXES:
         raise NerwinError(f"unknown tag scheme {scheme!r}; expected auto or one of {SCHEMES}")
@@ -552,20 +556,30 @@ def _to_iob2_ids(path: Path, raw_names: list[str], raw_ids: np.ndarray, offsets:
                           f"data.scheme")
     # An entity stays open after B- or I- (E- and S- close it in IOBES); an I-/E- of the
     # open entity's type continues it, any other starts a new one (B-: the repair rule).
-    del prev_ty
-    prev_open = np.empty(n, dtype=np.int32)
-    prev_open[1:] = np.where((p[:-1] == 1) | (p[:-1] == 2), ty[:-1], -1)
-    prev_open[first] = -1
     inside = (p == 2) | (p == 3)
-    cont = inside & (prev_open == ty)
-    repaired = int((inside & ~cont).sum()) if use in ("iob2", "iobes") else 0
-    del prev_open, inside, first
-    code = np.where(p == 0, 0, 1 + 2 * ty + cont).astype(np.int32)  # O, B-t, I-t
-    del p, ty, cont
-    used, tag_ids = np.unique(code, return_inverse=True)
+    cont = np.zeros(n, dtype=bool)
+    np.logical_and(inside[1:], (p[:-1] == 1) | (p[:-1] == 2), out=cont[1:])
+    cont[1:] &= ty[1:] == ty[:-1]
+    cont &= ~first
+    del first
+    repaired = int(np.count_nonzero(inside & ~cont)) if use in ("iob2", "iobes") else 0
+    del inside
+    # code: 0 for O, 1 + 2t for B- of type t, 2 + 2t for I-
+    code = ty.astype(np.int32)
+    del ty
+    code *= 2
+    code += 1
+    code += cont
+    code[p == 0] = 0
+    del p, cont
+    # Number the codes that occur (a lookup table, not np.unique: no sort, no int64 copy).
+    used = np.flatnonzero(np.bincount(code, minlength=1))
+    remap = np.zeros(int(used[-1]) + 1 if len(used) else 1, dtype=np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
     names = tuple("O" if c == 0 else ("B-" if c % 2 else "I-") + types[(c - 1) // 2]
                   for c in used.tolist())
-    return names, tag_ids.astype(np.int32).reshape(-1), use, repaired
+    np.take(remap, code, out=code)
+    return names, code, use, repaired
 
 
 def entity_counts(sentences: Iterable[Sentence]) -> Counter:

@@ -136,6 +136,8 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None
     One permutation is drawn per call, so a seeded generator gives the same batches.
     """
     order = rng.permutation(n) if rng is not None else np.arange(n)
+    if n < 2**31:  # the same draws, held in half the memory
+        order = order.astype(np.int32)
     for i in range(0, n, batch_size):
         yield order[i: i + batch_size]
 
