@@ -16,10 +16,14 @@ names the file and the line.
 from __future__ import annotations
 
 import re
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from nerwin.errors import NerwinError, os_error
 
@@ -41,21 +45,129 @@ class Sentence:
     line: int
 
 
-@dataclass
 class Corpus:
-    """A read CoNLL file: sentences with IOB2 tags plus what the reader saw."""
+    """A read CoNLL file as flat arrays: every token once, as an id into the distinct token
+    strings, with sentence offsets; IOB2 tags as ids; plus what the reader saw.
 
-    path: Path
-    sentences: list[Sentence]
-    scheme: str  # the scheme of the file (detected when asked for "auto")
-    repaired: int = 0  # tags changed by the repair rule (invalid IOB2/IOBES only)
-    columns: int = 0
-    docs: int = 0  # -DOCSTART- lines
-    tag_lines: dict[str, int] = field(default_factory=dict)  # first line of each tag
+    types:     the distinct token strings, in order of first appearance (T,)
+    token_ids: (N,) int32, token t is ``types[token_ids[t]]``
+    tag_names: the IOB2 tags that occur; tag_ids (N,) int32, token t's tag is
+               ``tag_names[tag_ids[t]]``
+    offsets:   (S + 1,) int64 first token of each sentence, and N at the end
+    lines:     (S,) int64 file line of each sentence's first token (its tokens are on
+               consecutive lines)
+
+    ``sentences`` gives :class:`Sentence` objects, built when asked for (a view, not a
+    copy). ``Corpus(path, sentences, scheme)`` builds one from Sentence objects (text to tag).
+    """
+
+    def __init__(self, path: Path, sentences: Sequence[Sentence] = (), scheme: str = "iob2",
+                 repaired: int = 0, columns: int = 0, docs: int = 0,
+                 tag_lines: dict[str, int] | None = None) -> None:
+        index: dict[str, int] = {}
+        tags: dict[str, int] = {}
+        tok: list[int] = []
+        tg: list[int] = []
+        for s in sentences:
+            tok.extend(index.setdefault(t, len(index)) for t in s.tokens)
+            tg.extend(tags.setdefault(t, len(tags)) for t in s.tags)
+        lengths = np.array([len(s.tokens) for s in sentences], dtype=np.int64)
+        self._set(path, list(index), np.array(tok, dtype=np.int32), tuple(tags),
+                  np.array(tg, dtype=np.int32), np.concatenate([[0], np.cumsum(lengths)]),
+                  np.array([s.line for s in sentences], dtype=np.int64))
+        self.scheme, self.repaired, self.columns, self.docs = scheme, repaired, columns, docs
+        self.tag_lines = dict(tag_lines or {})
+
+    def _set(self, path: Path, types: list[str], token_ids: np.ndarray,
+             tag_names: tuple[str, ...], tag_ids: np.ndarray, offsets: np.ndarray,
+             lines: np.ndarray) -> None:
+        self.path = path
+        self.types = types
+        self.token_ids = token_ids
+        self.tag_names = tag_names
+        self.tag_ids = tag_ids
+        self.offsets = offsets.astype(np.int64)
+        self.lines = lines
+
+    @classmethod
+    def from_arrays(cls, path: Path, types: list[str], token_ids: np.ndarray,
+                    tag_names: tuple[str, ...], tag_ids: np.ndarray, offsets: np.ndarray,
+                    lines: np.ndarray, **info: Any) -> Corpus:
+        c = cls(path, (), **info)
+        c._set(path, types, token_ids, tag_names, tag_ids, offsets, lines)
+        return c
 
     @property
     def n_tokens(self) -> int:
-        return sum(len(s.tokens) for s in self.sentences)
+        return int(self.token_ids.shape[0])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(S,) int64 tokens per sentence."""
+        return np.diff(self.offsets)
+
+    @property
+    def sentences(self) -> _Sentences:
+        return _Sentences(self)
+
+    def tokens_of(self, start: int, stop: int) -> list[str]:
+        """The token strings of tokens start..stop-1."""
+        types = self.types
+        return [types[i] for i in self.token_ids[start:stop].tolist()]
+
+    def line_of(self, token: int) -> int:
+        """The file line of token ``token`` (0-based over the corpus)."""
+        s = int(np.searchsorted(self.offsets, token, side="right")) - 1
+        return int(self.lines[s]) + token - int(self.offsets[s])
+
+    def entity_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tag id of the B- tag, start, end) of every entity, in order. The tags are valid
+        IOB2 (the reader repairs them), so an entity is a B-X and the I- tags after it."""
+        names = self.tag_names
+        is_b = np.array([t.startswith("B-") for t in names], dtype=bool)
+        is_i = np.array([t.startswith("I-") for t in names], dtype=bool)
+        if not len(names):
+            z = np.zeros(0, dtype=np.int64)
+            return z, z, z
+        starts = np.flatnonzero(is_b[self.tag_ids])
+        not_i = np.append(np.flatnonzero(~is_i[self.tag_ids]), self.n_tokens)
+        ends = not_i[np.searchsorted(not_i, starts, side="right")]
+        return self.tag_ids[starts].astype(np.int64), starts, ends
+
+    def entity_counts(self) -> Counter:
+        """Number of entities per type."""
+        counts = np.bincount(self.tag_ids, minlength=len(self.tag_names))
+        return Counter({t[2:]: int(n) for t, n in zip(self.tag_names, counts.tolist())
+                        if t.startswith("B-") and n})
+
+
+class _Sentences(Sequence):
+    """The sentences of a Corpus as Sentence objects, built one at a time when read."""
+
+    def __init__(self, corpus: Corpus) -> None:
+        self.c = corpus
+
+    def __len__(self) -> int:
+        return len(self.c.lines)
+
+    def _one(self, s: int) -> Sentence:
+        c = self.c
+        a, b = int(c.offsets[s]), int(c.offsets[s + 1])
+        names = c.tag_names
+        return Sentence(c.tokens_of(a, b), [names[i] for i in c.tag_ids[a:b].tolist()],
+                        int(c.lines[s]))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._one(s) for s in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("sentence index out of range")
+        return self._one(i % n)
+
+    def __iter__(self) -> Iterator[Sentence]:
+        for s in range(len(self)):
+            yield self._one(s)
 
 
 def split_tag(tag: str) -> tuple[str, str | None]:
@@ -158,13 +270,7 @@ EOL_BYTES = re.compile(rb"\r\n|\r|\n")
 BOM = "\ufeff"
 
 
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = len(EOL_BYTES.findall(data, 0, e.start)) + 1
-        raise NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte "
-                          f"0x{data[e.start]:02x}); save the file as UTF-8") from None
+CHUNK = 1 << 20  # bytes read at a time: the reader holds one chunk of the file, never all
 
 
 def read_bytes(path: Path, what: str = "a CoNLL file") -> bytes:
@@ -174,6 +280,54 @@ def read_bytes(path: Path, what: str = "a CoNLL file") -> bytes:
             return f.read()
     except OSError as e:
         raise os_error(path, e, what) from None
+
+
+def iter_lines(path: Path, what: str = "a CoNLL file") -> Iterator[str]:
+    """The lines of a UTF-8 file without their ends, read a chunk at a time.
+
+    Lines end at \\n, \\r\\n or \\r (:data:`_EOL`); a chunk is cut after a line end, never
+    between \\r and \\n, and decoded whole, so invalid UTF-8 is reported at the same byte,
+    with the same reason and line, as if the whole file had been decoded at once (a line
+    end is ASCII and so never part of a multi-byte character).
+    """
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise os_error(path, e, what) from None
+    with f:
+        done = 0  # lines yielded so far (= line ends before the current chunk)
+        buf = b""
+        while True:
+            try:
+                data = f.read(CHUNK)
+            except OSError as e:
+                raise os_error(path, e, what) from None
+            buf += data
+            if data:
+                # the last line end, but not a \r at the very end (a \n may follow it)
+                cut = max(buf.rfind(b"\n"), buf.rfind(b"\r", 0, len(buf) - 1)) + 1
+                if cut == 0:
+                    continue
+            else:
+                cut = len(buf)
+                if cut == 0:
+                    return
+            chunk, buf = buf[:cut], buf[cut:]
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = done + len(EOL_BYTES.findall(chunk, 0, e.start)) + 1
+                raise NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte "
+                                  f"0x{chunk[e.start]:02x}); save the file as UTF-8") from None
+            del chunk
+            lines = _EOL.split(text)
+            del text
+            if lines[-1] == "":
+                lines.pop()
+            done += len(lines)
+            yield from lines
+            if not data:
+                return
 
 
 def split_line(line: str) -> tuple[list[str], str]:
@@ -192,54 +346,62 @@ def split_line(line: str) -> tuple[list[str], str]:
     return [p for p in line.split(" ") if p], " "
 
 
-Block = list[tuple[int, list[str], str]]  # one sentence: (line number, columns, separator)
-
-
-def _read_blocks(path: Path, what: str) -> tuple[list[Block], int]:
-    """Split a column file into sentences of (line number, columns, separator), nothing
-    dropped.
-
-    Lines end at \\n, \\r\\n or \\r; each line is split by :func:`split_line`; a blank line
-    ends a sentence; ``-DOCSTART-`` lines end one too and are counted, not kept. A line
-    whose token is empty (it starts with a tab) is an error: nerwin could not write it back.
-    Returns the sentences and the number of -DOCSTART- lines.
-    """
-    text = _decode(path, read_bytes(path))
-    lines = _EOL.split(text)
-    if lines and lines[-1] == "":
-        lines.pop()
-    blocks: list[Block] = []
-    block: Block = []
-    docs = 0
-    blank = True
-    for lineno, line in enumerate(lines, start=1):
-        parts, sep = split_line(line)
-        if parts and parts[0] == "":
-            raise NerwinError(f"{path}:{lineno}: empty token (nothing but spaces before the "
-                              f"first tab); expected lines {what}")
-        blank = blank and not parts
-        if parts and parts[0] == DOCSTART:
-            docs += 1
-            parts = []  # a document break also ends a sentence
-        if parts:
-            block.append((lineno, parts, sep))
-        elif block:
-            blocks.append(block)
-            block = []
-    if block:
-        blocks.append(block)
-    if blank:
-        raise NerwinError(f"{path}: the file is empty; expected lines {what}")
-    if not blocks:
-        raise NerwinError(f"{path}: no tokens found (only -DOCSTART- lines or blank lines)")
-    return blocks, docs
-
-
 def read_tokens(path: str | Path) -> list[Sentence]:
     """Read text to tag: one token a line (first column; other columns are ignored, so a
-    tagged CoNLL file works too), a blank line between sentences. Tags are all ``O``."""
-    blocks, _ = _read_blocks(Path(path), "'token [other columns]'")
-    return [Sentence([parts[0] for _, parts, _ in b], ["O"] * len(b), b[0][0]) for b in blocks]
+    tagged CoNLL file works too), a blank line between sentences. Tags are all ``O``.
+
+    Lines end at \\n, \\r\\n or \\r; each is split by :func:`split_line`; ``-DOCSTART-``
+    lines end a sentence and are skipped. A line whose token is empty (it starts with a
+    tab) is an error (reported once the whole file has been checked for invalid UTF-8,
+    which comes first).
+    """
+    path = Path(path)
+    what = "'token [other columns]'"
+    sentences: list[Sentence] = []
+    cur: list[str] = []
+    first = 0
+    error: str | None = None
+    blank = True
+    for lineno, line in enumerate(iter_lines(path), start=1):
+        parts, _ = split_line(line)
+        if parts and parts[0] == "":
+            error = error or _empty_token(path, lineno, what)
+        if error:
+            continue
+        blank = blank and not parts
+        if parts and parts[0] == DOCSTART:
+            parts = []
+        if parts:
+            if not cur:
+                first = lineno
+            cur.append(parts[0])
+        elif cur:
+            sentences.append(Sentence(cur, ["O"] * len(cur), first))
+            cur = []
+    if error:
+        raise NerwinError(error)
+    if cur:
+        sentences.append(Sentence(cur, ["O"] * len(cur), first))
+    _check_not_empty(path, blank, bool(sentences), what)
+    return sentences
+
+
+def _empty_token(path: Path, lineno: int, what: str) -> str:
+    return (f"{path}:{lineno}: empty token (nothing but spaces before the first tab); "
+            f"expected lines {what}")
+
+
+def _check_not_empty(path: Path, blank: bool, tokens: bool, what: str) -> None:
+    if blank:
+        raise NerwinError(f"{path}: the file is empty; expected lines {what}")
+    if not tokens:
+        raise NerwinError(f"{path}: no tokens found (only -DOCSTART- lines or blank lines)")
+
+
+# The kinds of error of read_conll, most important first: the message a file gets is the
+# first one (in line order) of the most important kind found anywhere in the file. Invalid
+# UTF-8 comes first (iter_lines raises it), then these; the scheme checks come last.
+_EMPTY_TOKEN, _FIRST_LINE, _LINE = 1, 2, 3
 
 
 def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) -> Corpus:
@@ -248,57 +410,176 @@ def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) 
     A line holding a tab is split on tabs, any other on spaces (:func:`split_line`); a
     blank line ends a sentence; ``-DOCSTART-`` lines are skipped. Tags are checked against
     ``scheme`` (or the detected one for ``"auto"``) and converted to IOB2.
+
+    Streaming: the file is read a chunk at a time and each line is kept only as ids (its
+    token interned in ``types``, its raw tag in a small index), so memory grows by a few
+    bytes per token. A line that breaks a rule is remembered and the rest of the file is
+    still read for a more important error (see ``_EMPTY_TOKEN``), so every file gets the
+    message it got when files were read whole.
     """
     path = Path(path)
-    blocks, docs = _read_blocks(path, "'token ... TAG'")
-    first_line, line, first_sep = blocks[0][0]
-    ncols, lineno = len(line), first_line
-    if ncols < 2:
-        raise NerwinError(f"{path}:{lineno}: found 1 column ({line[0]!r}); expected at "
-                          f"least 2: the token first and the NER tag "
-                          f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
-    if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
-        raise NerwinError(f"{path}:{lineno}: tag column {tag_column} does not exist "
-                          f"or is the token column; the file has {ncols} columns")
-    raw_sents: list[tuple[list[str], list[str], int, list[int]]] = []
+    what = "'token ... TAG'"
+    errors: dict[int, str] = {}
+    index: dict[str, int] = {}  # token string -> id (types, in order of first appearance)
+    raw: dict[str, int] = {}  # raw tag -> id
     tag_lines: dict[str, int] = {}
-    for block in blocks:
-        for lineno, parts, sep in block:
-            if len(parts) != ncols:
-                name = {"\t": "tab", " ": "space"}
-                how = (f"both {name[sep]}-separated" if sep == first_sep else
-                       f"this line is {name[sep]}-separated, line {first_line} "
-                       f"{name[first_sep]}-separated")
-                raise NerwinError(f"{path}:{lineno}: found {len(parts)} columns, expected "
-                                  f"{ncols} as on line {first_line} ({how})")
-            tag = parts[tag_column]
+    tok, tg = array("i"), array("i")
+    starts, lines = array("q"), array("q")
+    docs = 0
+    blank, in_sentence = True, False
+    ncols, first_line, first_sep = 0, 0, ""
+    sep_name = {"\t": "tab", " ": "space"}
+    for lineno, line in enumerate(iter_lines(path), start=1):
+        parts, sep = split_line(line)
+        if not parts:
+            in_sentence = False
+            continue
+        if parts[0] == "":
+            errors.setdefault(_EMPTY_TOKEN, _empty_token(path, lineno, what))
+            continue
+        blank = False
+        if errors:
+            continue  # only a more important error can still change the message
+        if parts[0] == DOCSTART:
+            docs += 1
+            in_sentence = False  # a document break also ends a sentence
+            continue
+        if not ncols:  # the first token line sets the columns
+            ncols, first_line, first_sep = len(parts), lineno, sep
+            if ncols < 2:
+                errors[_FIRST_LINE] = (
+                    f"{path}:{lineno}: found 1 column ({parts[0]!r}); expected at least 2: "
+                    f"the token first and the NER tag "
+                    f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
+                continue
+            if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
+                errors[_FIRST_LINE] = (f"{path}:{lineno}: tag column {tag_column} does not "
+                                       f"exist or is the token column; the file has {ncols} "
+                                       f"columns")
+                continue
+        if len(parts) != ncols:
+            how = (f"both {sep_name[sep]}-separated" if sep == first_sep else
+                   f"this line is {sep_name[sep]}-separated, line {first_line} "
+                   f"{sep_name[first_sep]}-separated")
+            errors[_LINE] = (f"{path}:{lineno}: found {len(parts)} columns, expected "
+                             f"{ncols} as on line {first_line} ({how})")
+            continue
+        tag = parts[tag_column]
+        t = raw.get(tag)
+        if t is None:
             if not _TAG.match(tag):
-                raise NerwinError(f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
-                                  f"PREFIX-TYPE with PREFIX one of B, I, E, S "
-                                  f"(token {parts[0]!r})")
-            tag_lines.setdefault(tag, lineno)
-        raw_sents.append(([parts[0] for _, parts, _ in block],
-                          [parts[tag_column] for _, parts, _ in block],
-                          block[0][0], [ln for ln, _, _ in block]))
+                errors[_LINE] = (f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
+                                 f"PREFIX-TYPE with PREFIX one of B, I, E, S "
+                                 f"(token {parts[0]!r})")
+                continue
+            t = raw[tag] = len(raw)
+            tag_lines[tag] = lineno
+        if not in_sentence:
+            starts.append(len(tok))
+            lines.append(lineno)
+            in_sentence = True
+        i = index.get(parts[0])
+        if i is None:
+            i = index[parts[0]] = len(index)
+        tok.append(i)
+        tg.append(t)
+    if _EMPTY_TOKEN in errors:
+        raise NerwinError(errors[_EMPTY_TOKEN])
+    _check_not_empty(path, blank, ncols > 0, what)
+    if errors:
+        raise NerwinError(errors[min(errors)])
+    token_ids = np.frombuffer(tok, dtype=np.int32) if len(tok) else np.zeros(0, np.int32)
+    raw_ids = np.frombuffer(tg, dtype=np.int32) if len(tg) else np.zeros(0, np.int32)
+    offsets = np.append(np.frombuffer(starts, dtype=np.int64), len(tok))
+    sent_lines = np.frombuffer(lines, dtype=np.int64).copy()
+    names, tag_ids, use, repaired = _to_iob2_ids(path, list(raw), raw_ids, offsets,
+                                                 sent_lines, scheme)
+    return Corpus.from_arrays(path, list(index), token_ids, names, tag_ids, offsets,
+                              sent_lines, scheme=use, repaired=repaired, columns=ncols,
+                              docs=docs, tag_lines=tag_lines)
 
-    found = detect_scheme(t for _, t, _, _ in raw_sents)
+
+_PREFIX_CODE = {"O": 0, "B": 1, "I": 2, "E": 3, "S": 4}
+
+
+def _to_iob2_ids(path: Path, raw_names: list[str], raw_ids: np.ndarray, offsets: np.ndarray,
+                 lines: np.ndarray, scheme: str
+                 ) -> tuple[tuple[str, ...], np.ndarray, str, int]:
+    """Detect or check the scheme and convert every tag to IOB2, over whole arrays.
+
+    The same rules as :func:`detect_scheme` and :func:`to_iob2`, token by token: each
+    depends only on the token before it in its sentence, so they vectorise. Returns the
+    IOB2 tag names that occur, the (N,) int32 ids into them, the scheme and the repair count.
+    """
+    types: list[str] = []
+    pre = np.zeros(len(raw_names), dtype=np.int8)
+    typ = np.full(len(raw_names), -1, dtype=np.int32)
+    for k, name in enumerate(raw_names):
+        p, t = split_tag(name)
+        pre[k] = _PREFIX_CODE[p]
+        if t is not None:
+            if t not in types:
+                types.append(t)
+            typ[k] = types.index(t)
+    n = len(raw_ids)
+    # Only small temporaries per token (int8, int16 and bool arrays, compared as shifted
+    # views): a 5-million-token file must not need hundreds of MB here.
+    p = pre[raw_ids]
+    ty = typ.astype(np.int16 if len(types) < 2**15 else np.int32)[raw_ids]
+    first = np.zeros(n, dtype=bool)  # the first token of a sentence (nothing before it)
+    first[offsets[:-1][offsets[:-1] < n]] = True
+    # new_type[t]: the tag before t (in its sentence) is O or of another type than t's
+    new_type = np.ones(n, dtype=bool)
+    np.not_equal(ty[1:], ty[:-1], out=new_type[1:])
+    new_type |= first
+    if (p >= 3).any():
+        found = "iobes"
+    elif not (p == 1).any():
+        found = "io"
+    elif ((p == 2) & new_type).any() and not ((p == 1) & new_type).any():
+        found = "iob1"
+    else:
+        found = "iob2"
+    del new_type
     use = found if scheme == "auto" else scheme
     if use not in _PREFIXES:
         raise NerwinError(f"unknown tag scheme {scheme!r}; expected auto or one of {SCHEMES}")
     allowed = _PREFIXES[use]
-    sentences = []
-    repaired = 0
-    for toks, tgs, first, line_nos in raw_sents:
-        for tag, ln in zip(tgs, line_nos):
-            if tag != "O" and tag[0] not in allowed:
-                how = "detected" if scheme == "auto" else "configured"
-                raise NerwinError(f"{path}:{ln}: tag {tag!r} does not fit the {how} scheme "
-                                  f"{use} (expected {_SCHEME_HELP[use]}); set data.scheme")
-        iob2, r = to_iob2(tgs, use)
-        repaired += r
-        sentences.append(Sentence(toks, iob2, first))
-    return Corpus(path=path, sentences=sentences, scheme=use, repaired=repaired, columns=ncols,
-                  docs=docs, tag_lines=tag_lines)
+    bad = [k for k, name in enumerate(raw_names) if name != "O" and name[0] not in allowed]
+    if bad:
+        i = int(np.flatnonzero(np.isin(raw_ids, bad))[0]) if n else 0
+        s = int(np.searchsorted(offsets, i, side="right")) - 1
+        line = int(lines[s]) + i - int(offsets[s])
+        how = "detected" if scheme == "auto" else "configured"
+        raise NerwinError(f"{path}:{line}: tag {raw_names[raw_ids[i]]!r} does not fit the "
+                          f"{how} scheme {use} (expected {_SCHEME_HELP[use]}); set "
+                          f"data.scheme")
+    # An entity stays open after B- or I- (E- and S- close it in IOBES); an I-/E- of the
+    # open entity's type continues it, any other starts a new one (B-: the repair rule).
+    inside = (p == 2) | (p == 3)
+    cont = np.zeros(n, dtype=bool)
+    np.logical_and(inside[1:], (p[:-1] == 1) | (p[:-1] == 2), out=cont[1:])
+    cont[1:] &= ty[1:] == ty[:-1]
+    cont &= ~first
+    del first
+    repaired = int(np.count_nonzero(inside & ~cont)) if use in ("iob2", "iobes") else 0
+    del inside
+    # code: 0 for O, 1 + 2t for B- of type t, 2 + 2t for I-
+    code = ty.astype(np.int32)
+    del ty
+    code *= 2
+    code += 1
+    code += cont
+    code[p == 0] = 0
+    del p, cont
+    # Number the codes that occur (a lookup table, not np.unique: no sort, no int64 copy).
+    used = np.flatnonzero(np.bincount(code, minlength=1))
+    remap = np.zeros(int(used[-1]) + 1 if len(used) else 1, dtype=np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    names = tuple("O" if c == 0 else ("B-" if c % 2 else "I-") + types[(c - 1) // 2]
+                  for c in used.tolist())
+    np.take(remap, code, out=code)
+    return names, code, use, repaired
 
 
 def entity_counts(sentences: Iterable[Sentence]) -> Counter:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,10 +26,9 @@ from nerwin.vocab import (
     Vocab,
     build_tag_vocab,
     build_word_vocab,
-    encode_tags,
     normalise,
 )
-from nerwin.windows import WindowData, make_windows
+from nerwin.windows import TokenIds, WindowData
 
 
 def read_split(cfg: Config, path: str | Path) -> Corpus:
@@ -58,6 +58,15 @@ class Lexicon:
         return {f.name: list(f.vocab.itos) for f in self.features}
 
 
+def _normalised_counts(c: Corpus, norm: Any) -> Counter:
+    """How often each normalised word occurs in ``c`` (counted per distinct token)."""
+    per_type = np.bincount(c.token_ids, minlength=len(c.types)).tolist()
+    counts: Counter = Counter()
+    for t, n in zip(c.types, per_type):
+        counts[norm(t)] += n
+    return counts
+
+
 def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
                   check: bool = True) -> Lexicon:
     """Build the word and tag vocabularies (and match pretrained vectors).
@@ -68,19 +77,20 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     """
     f = cfg.features
     norm = lambda w: normalise(w, lowercase=f.lowercase, digits=f.digits)  # noqa: E731
-    counts = Counter(norm(t) for s in train.sentences for t in s.tokens)
-    tags = build_tag_vocab(s.tags for s in train.sentences)
+    counts = _normalised_counts(train, norm)
+    tags = build_tag_vocab([train.tag_names])
     if check:
         check_tags(train, others, tags)
     n_tokens = train.n_tokens + sum(c.n_tokens for c in others)
-    tokens = [t for s in train.sentences for t in s.tokens]
+    # Features count the distinct training tokens, each weighted by its frequency.
+    type_counts = np.bincount(train.token_ids, minlength=len(train.types)).tolist()
     if f.vectors is None:
         words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size)
         return Lexicon(words, tags, n_tokens=n_tokens,
-                       features=build_features(f, words, tokens))
+                       features=build_features(f, words, train.types, type_counts))
     every = set(counts)
     for c in others:
-        every.update(norm(t) for s in c.sentences for t in s.tokens)
+        every.update(norm(t) for t in c.types)
     wanted = {k for w in every for k in lookup_candidates(w)}
     vecs = load_vectors(f.vectors, wanted, dim=f.dim)
     has_vec = {w for w in every if any(k in vecs.index for k in lookup_candidates(w))}
@@ -93,7 +103,7 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     pretrained[n_special:][found] = vecs.vectors[rows[found]]
     mask[n_special:] = found
     return Lexicon(words, tags, pretrained, mask, coverage, n_tokens,
-                   build_features(f, words, tokens))
+                   build_features(f, words, train.types, type_counts))
 
 
 def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
@@ -107,30 +117,38 @@ def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
                           f"to learn from")
     types = sorted({t[2:] for t in tags.itos if t != "O"})
     for c in others:
-        for s in c.sentences:
-            for i, t in enumerate(s.tags):
-                if t not in tags:
-                    raise NerwinError(f"{c.path}:{s.line + i}: entity type {t[2:]!r} never "
-                                      f"occurs in the training data {train.path}, so no "
-                                      f"model could predict it; expected one of "
-                                      f"{', '.join(types)}")
+        unseen = [k for k, t in enumerate(c.tag_names) if t not in tags]
+        if unseen:
+            i = int(np.flatnonzero(np.isin(c.tag_ids, unseen))[0])
+            t = c.tag_names[c.tag_ids[i]]
+            raise NerwinError(f"{c.path}:{c.line_of(i)}: entity type {t[2:]!r} never "
+                              f"occurs in the training data {train.path}, so no "
+                              f"model could predict it; expected one of "
+                              f"{', '.join(types)}")
 
 
 def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
-    """Windows of every feature's ids plus tag ids for every token of ``corpus``."""
-    sents = corpus.sentences
-    inputs = []
+    """Every feature's id of every token of ``corpus``, plus tag ids (windows are built
+    per batch by WindowData.rows). Each feature encodes each distinct token once."""
+    inputs: list[Any] = []
     for feat in lex.features:
         if isinstance(feat, CharFeature):
-            seqs, table = feat.encode_corpus([s.tokens for s in sents])
-            inputs.append(CharWindows(make_windows(seqs, f.window, 0, 1), table))
+            inputs.append(CharWindows(corpus.token_ids + np.int32(2),
+                                      feat.encode_types(corpus.types)))
         else:
-            seqs = [feat.ids(s.tokens) for s in sents]
-            inputs.append(make_windows(seqs, f.window, feat.left_pad, feat.right_pad,
-                                       dtype=feat.dtype))
-    labels = [encode_tags(s.tags, lex.tags, path=corpus.path, first_line=s.line) for s in sents]
-    return WindowData(
-        inputs=tuple(inputs),
-        labels=np.concatenate(labels) if labels else np.zeros(0, dtype=np.int32),
-        lengths=np.array([len(s.tokens) for s in sents], dtype=np.int64),
-    )
+            per_type = feat.ids(corpus.types)
+            inputs.append(TokenIds(per_type[corpus.token_ids], feat.left_pad, feat.right_pad))
+    return WindowData(inputs=tuple(inputs), labels=encode_labels(corpus, lex.tags),
+                      lengths=corpus.lengths, window=f.window)
+
+
+def encode_labels(corpus: Corpus, tags: Vocab) -> np.ndarray:
+    """(N,) int32 tag ids; a tag the tag set does not hold is an error naming file and line."""
+    table = np.array([tags.stoi.get(t, -1) for t in corpus.tag_names], dtype=np.int32)
+    labels = table[corpus.tag_ids] if len(table) else np.zeros(0, dtype=np.int32)
+    if (labels < 0).any():
+        i = int(np.flatnonzero(labels < 0)[0])
+        raise NerwinError(f"{corpus.path}:{corpus.line_of(i)}: tag "
+                          f"{corpus.tag_names[corpus.tag_ids[i]]!r} was never seen in "
+                          f"training; the model knows {', '.join(tags.itos)}")
+    return labels

@@ -188,35 +188,39 @@ class CharFeature(Feature):
         row[0] = pad
         return row
 
-    def encode_corpus(self, sentences: Sequence[Sequence[str]]
-                      ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Each distinct token once: (per sentence, the row of each token; the (T, max_len)
-        rows). Rows 0 and 1 are the left and right sentence pads."""
-        rows: dict[str, int] = {}
-        seqs = []
-        for tokens in sentences:
-            seqs.append(np.fromiter((rows.setdefault(t, len(rows) + 2) for t in tokens),
-                                    dtype=np.int32, count=len(tokens)))
-        table = np.concatenate([self.pad_row(self.left_pad)[None], self.pad_row(
-            self.right_pad)[None], self.ids(list(rows))]).astype(self.dtype)
-        return seqs, table
+    def encode_types(self, types: Sequence[str]) -> np.ndarray:
+        """The (T + 2, max_len) character table of a corpus's distinct tokens: rows 0 and 1
+        are the left and right sentence pads, row i + 2 is ``types[i]``."""
+        return np.concatenate([self.pad_row(self.left_pad)[None], self.pad_row(
+            self.right_pad)[None], self.ids(types)]).astype(self.dtype)
 
     def table(self) -> CharSpec:
         return CharSpec(len(self.vocab), self.dim, self.filters, self.width, self.max_len)
 
 
-def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...]) -> Vocab:
+def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...],
+                  weights: Iterable[int] | None = None) -> Vocab:
     """Specials, then keys seen at least ``min_count`` times (most frequent first, ties by
-    string: deterministic)."""
-    counts = Counter(keys)
+    string: deterministic). With ``weights``, key i counts ``weights[i]`` times (the keys
+    of distinct tokens, weighted by how often each token occurs)."""
+    if weights is None:
+        counts = Counter(keys)
+    else:
+        counts = Counter()
+        for k, w in zip(keys, weights):
+            counts[k] += w
     kept = [k for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             if c >= min_count and k not in specials]
     return Vocab(tuple(specials) + tuple(kept))
 
 
-def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str]) -> tuple[Feature, ...]:
+def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str],
+                   counts: Sequence[int] | None = None) -> tuple[Feature, ...]:
     """The configured features in the network's order: word, casing, prefixes, suffixes,
-    shape, chars. ``f`` is a FeaturesConfig, ``tokens`` every training token (in order)."""
+    shape, chars. ``f`` is a FeaturesConfig, ``tokens`` every training token (in order),
+    or with ``counts`` every distinct training token and how often it occurs."""
+    if counts is None:
+        counts = [1] * len(tokens)
     feats: list[Feature] = [WordFeature("word", "E_word", words, f.dim,
                                         lowercase=f.lowercase, digits=f.digits)]
     if f.casing_dim > 0:
@@ -224,15 +228,18 @@ def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str]) -> tu
     for kind, lengths in (("prefix", f.prefixes), ("suffix", f.suffixes)):
         for n in lengths:
             vocab = counted_vocab((affix_key(t, kind, n) for t in tokens), f.affix_min_count,
-                                  SPECIALS)
+                                  SPECIALS, counts)
             feats.append(AffixFeature(f"{kind}{n}", f"E_{kind}{n}", vocab, f.affix_dim,
                                       kind=kind, n=n))
     if f.shape_dim > 0:
-        vocab = counted_vocab((word_shape(t) for t in tokens), f.affix_min_count, SPECIALS)
+        vocab = counted_vocab((word_shape(t) for t in tokens), f.affix_min_count, SPECIALS,
+                              counts)
         feats.append(ShapeFeature("shape", "E_shape", vocab, f.shape_dim))
     if f.char_filters > 0:
-        chars = (ch for t in tokens for ch in clip_word(t, f.char_max_len))
-        vocab = counted_vocab(chars, 1, CHAR_SPECIALS)
+        clipped = [clip_word(t, f.char_max_len) for t in tokens]
+        chars = (ch for w in clipped for ch in w)
+        weights = (c for w, c in zip(clipped, counts) for _ in w)
+        vocab = counted_vocab(chars, 1, CHAR_SPECIALS, weights)
         feats.append(CharFeature("chars", "E_char", vocab, f.char_dim,
                                  left_pad=CHAR_BOS, right_pad=CHAR_EOS,
                                  filters=f.char_filters, width=f.char_width,
@@ -261,19 +268,26 @@ def _replace_vocab(feat: Feature, vocab: Vocab) -> Feature:
 
 @dataclass(frozen=True)
 class CharWindows:
-    """The char feature's windows of a corpus: ``ids`` (N, 2m+1) rows of ``table``
-    (T, max_len), one row per distinct token (and the two sentence pads). Indexing with the
-    windows of a batch gives the network's :class:`~nerwin.nn.chars.CharBatch`: the
-    batch's distinct rows, cut to its longest word."""
+    """The char feature's input of a corpus: ``ids`` (N,) the row of ``table`` (T + 2,
+    max_len) of each token; one row per distinct token, after the rows of the left (0) and
+    right (1) sentence pads. The windows of a batch give the network's
+    :class:`~nerwin.nn.chars.CharBatch`: the batch's distinct rows, cut to its longest word."""
 
     ids: np.ndarray
     table: np.ndarray
 
-    def __getitem__(self, idx: np.ndarray | slice) -> CharBatch:
-        u, inv = np.unique(self.ids[idx], return_inverse=True)
+    left_pad: int = 0
+    right_pad: int = 1
+
+    def window(self, pos: np.ndarray, left: np.ndarray, right: np.ndarray) -> CharBatch:
+        """The CharBatch of the (B, 2m+1) windows at ``pos`` (see WindowData.positions)."""
+        rows_of = self.ids[pos]
+        rows_of[left] = self.left_pad
+        rows_of[right] = self.right_pad
+        u, inv = np.unique(rows_of, return_inverse=True)
         rows = self.table[u]
         width = max(1, int((rows != CHAR_PAD).sum(axis=1).max())) if len(u) else 1
-        return CharBatch(inv.reshape(self.ids[idx].shape), rows[:, :width])
+        return CharBatch(inv.reshape(rows_of.shape), rows[:, :width])
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])

@@ -15,8 +15,12 @@ count, of which P_dense outside the embedding tables):
   initialisation   8·max(parameter size)              draws are float64, then cast
   one batch        s·B·(3D + 4ΣH + 3·n_out)           x, its gradient, the gathered rows;
                                                       Z, H, mask, δ per layer; scores, p, δ
-  windows          13·N(2m+1)                         int32 words + int8 casing + the int64
-                                                      index of make_windows, N tokens
+  token arrays     (4F + 20)·N + (10 + 4F)·B(2m+1)    per token: an int32 id per feature (F
+                                                      tables), token and tag ids of the read
+                                                      file, the labels, the shuffled order
+                                                      (int64); per batch: the window
+                                                      positions (int64), their two pad masks
+                                                      and each feature's (B, 2m+1) ids
 
 It is an estimate of the order of magnitude (a few tens of percent), which is all a
 refusal needs: a config that is refused is off by far more.
@@ -76,7 +80,8 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
         "optimiser state": itemsize * slots * total,
         "initialisation": 8 * max(sizes.values()),
         "one batch": itemsize * b * (3 * spec.input_dim + 4 * sum(spec.hidden) + 3 * spec.n_out),
-        "windows": 13 * n_windows * k,
+        "token arrays": (4 * len(spec.tables) + 20) * n_windows
+        + (10 + 4 * len(spec.tables)) * b * k,
     }
 
 

@@ -194,9 +194,8 @@ def _from_meta(meta: dict[str, Any], where: Path | str) -> tuple[Config, Lexicon
     """The config and lexicon a checkpoint's meta.json describes."""
     try:
         cfg = from_dict(meta["config"], source=f"{where}/meta.json", check_files=False)
-        # A checkpoint keeps each feature's vocabulary by name (older ones: "words" only).
-        vocabs = meta["vocabs"] if "vocabs" in meta else {"word": meta["words"]}
-        feats = features_from_vocabs(cfg.features, vocabs)
+        # A checkpoint keeps each feature's vocabulary by name.
+        feats = features_from_vocabs(cfg.features, meta["vocabs"])
         return cfg, Lexicon(feats[0].vocab, Vocab(tuple(meta["tags"])), features=feats)
     except (KeyError, TypeError, ValueError) as e:
         raise NerwinError(f"{where}/meta.json: not a nerwin model ({e})") from None

@@ -5,18 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nerwin.config import Config
-from nerwin.conll import Corpus, Sentence, entity_counts, read_conll
-from nerwin.metrics import get_entities
+from nerwin.conll import Corpus, read_conll
 
 
 def corpus_stats(c: Corpus) -> dict[str, Any]:
     """Sentences, tokens, entities per type, scheme, repairs and the longest sentence."""
-    longest = max(c.sentences, key=lambda s: len(s.tokens))
-    ents = entity_counts(c.sentences)
+    lengths = c.lengths
+    longest = int(np.argmax(lengths))  # the first of the longest, as max() picks
+    ents = c.entity_counts()
     return {
         "file": str(c.path),
-        "sentences": len(c.sentences),
+        "sentences": len(lengths),
         "tokens": c.n_tokens,
         "documents": c.docs,
         "columns": c.columns,
@@ -24,7 +26,7 @@ def corpus_stats(c: Corpus) -> dict[str, Any]:
         "repaired_tags": c.repaired,
         "entities": sum(ents.values()),
         "entities_per_type": dict(sorted(ents.items())),
-        "longest_sentence": {"tokens": len(longest.tokens), "line": longest.line},
+        "longest_sentence": {"tokens": int(lengths[longest]), "line": int(c.lines[longest])},
     }
 
 
@@ -58,28 +60,31 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
         report["vocabulary"] = vocab
         seen = _mentions(train)
         for stats, c in zip(report["files"], corpora):
-            mentions = [m for sent in c.sentences for m in _sentence_mentions(sent)]
+            mentions = _corpus_mentions(c)
             # Like spaCy's debug data: how much of this file's entities the model saw in
             # training; F1 on seen mentions is memory, on unseen ones generalisation.
             stats["entities_seen_in_train_percent"] = round(
                 100.0 * sum(m in seen for m in mentions) / max(1, len(mentions)), 2)
-            n = unk = 0
-            for s in c.sentences:
-                ids = encode_words(s.tokens, lex.words, lowercase=f.lowercase, digits=f.digits)
-                n += len(ids)
-                unk += int((ids == UNK_ID).sum())
+            per_type = encode_words(c.types, lex.words, lowercase=f.lowercase,
+                                    digits=f.digits)
+            n = c.n_tokens
+            unk = int(np.bincount(c.token_ids, minlength=len(c.types))[per_type == UNK_ID]
+                      .sum())
             stats["unknown_token_percent"] = round(100.0 * unk / max(1, n), 2)
             stats["unseen_tags"] = sorted(set(c.tag_lines) - set(_raw_tags(lex.tags.itos)))
     return report
 
 
-def _sentence_mentions(sent: Sentence) -> list[tuple[str, tuple[str, ...]]]:
-    """(type, tokens) of every entity of an IOB2 sentence."""
-    return [(typ, tuple(sent.tokens[a:b])) for typ, a, b in get_entities(sent.tags)]
+def _corpus_mentions(c: Corpus) -> list[tuple[str, tuple[str, ...]]]:
+    """(type, tokens) of every entity of the corpus, in order."""
+    tag, starts, ends = c.entity_spans()
+    types, ids, names = c.types, c.token_ids, c.tag_names
+    return [(names[k][2:], tuple(types[i] for i in ids[a:b].tolist()))
+            for k, a, b in zip(tag.tolist(), starts.tolist(), ends.tolist())]
 
 
 def _mentions(c: Corpus) -> set[tuple[str, tuple[str, ...]]]:
-    return {m for sent in c.sentences for m in _sentence_mentions(sent)}
+    return set(_corpus_mentions(c))
 
 
 def _raw_tags(iob2: tuple[str, ...]) -> set[str]:

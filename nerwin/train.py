@@ -265,6 +265,7 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
 
     # Encoding checks every tag of every split against the training tags.
     train_d = model.encode(train_c)
+    del train_c  # its ids are in train_d now; the token strings are not needed to train
     y_train = model.targets(train_d.labels)
     dev_d = model.encode(dev_c) if dev_c is not None else None
     test_d = model.encode(test_c) if test_c is not None else None

@@ -1,16 +1,19 @@
 """Id windows and minibatches.
 
-For N tokens and half-width m, the window matrix is an int32 N x (2m+1) array: row t holds
-the ids of tokens t-m .. t+m of t's own sentence, with the left pad id before the sentence
-start and the right pad id after its end, so a window never crosses a sentence boundary.
-Only ids are stored for the whole corpus (O(N(2m+1)) integers); the float vectors of a
-window are looked up per batch by the network.
+For N tokens and half-width m, the window of token t holds the ids of tokens t-m .. t+m of
+t's own sentence, with the left pad id before the sentence start and the right pad id after
+its end, so a window never crosses a sentence boundary. A corpus keeps one id per token and
+feature (N integers, :class:`WindowData`); the (B, 2m+1) windows of a minibatch are built
+when it is read, and the float vectors of a window are looked up per batch by the network.
+:func:`make_windows` builds the whole N x (2m+1) matrix at once: the reference the per-batch
+windows are tested against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,35 +50,81 @@ def _ranges(lengths: np.ndarray) -> np.ndarray:
     return np.arange(int(ends[-1])) - np.repeat(ends - lengths, lengths)
 
 
+@dataclass(frozen=True)
+class TokenIds:
+    """One feature's id of every token, (N,), and the ids of its pads: what a window of the
+    feature is built from, a batch at a time (see :meth:`WindowData.rows`)."""
+
+    ids: np.ndarray
+    left_pad: int
+    right_pad: int
+
+    def window(self, pos: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """(B, 2m+1) ids at the token positions ``pos`` (clipped into the corpus), the
+        pads where ``left`` / ``right`` mark a position before / after the sentence."""
+        out = self.ids[pos]
+        out[left] = self.left_pad
+        out[right] = self.right_pad
+        return out
+
+
 @dataclass
 class WindowData:
     """The encoded form of a corpus: everything the network reads, as ints.
 
-    inputs: one window array per token feature, in the network's table order: (N, 2m+1)
-    ids (word ids int32, casing ids int8, ...), or for the characters a
-    nerwin.features.CharWindows (indexing it gives the batch's nerwin.nn.chars.CharBatch);
-    labels: (N,) int32 tag ids; lengths: (S,) sentence lengths (sentences are consecutive).
+    inputs: one per token feature, in the network's table order: the feature's id of every
+    token ((N,) int32 word ids, int8 casing ids, ...: :class:`TokenIds`), or the character
+    feature's rows (nerwin.features.CharWindows); labels: (N,) int32 tag ids; lengths: (S,)
+    sentence lengths (sentences are consecutive); window: m, the half-width.
+
+    Windows are never stored for the whole corpus: :meth:`rows` builds those of a batch by
+    index arithmetic over the flat ids, with the pads outside each token's sentence. The
+    result equals the rows of :func:`make_windows` (a property test checks it).
     """
 
-    inputs: tuple[np.ndarray, ...]
+    inputs: tuple[Any, ...]
     labels: np.ndarray
     lengths: np.ndarray
+    window: int = 0
+
+    def __post_init__(self) -> None:
+        self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def rows(self, idx: np.ndarray | slice) -> tuple[np.ndarray, ...]:
-        """The inputs of the windows ``idx`` (an index array or a slice)."""
-        return tuple(a[idx] for a in self.inputs)
+    def positions(self, idx: np.ndarray | slice
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the windows of tokens ``idx``: (B, 2m+1) token positions clipped into the
+        corpus, and the masks of positions before and after each token's sentence."""
+        n = len(self)
+        if isinstance(idx, slice):
+            idx = np.arange(n, dtype=np.int64)[idx]
+        idx = np.asarray(idx, dtype=np.int64)
+        m = self.window
+        offsets = self._offsets
+        sent = np.searchsorted(offsets, idx, side="right") - 1  # each token's sentence
+        pos = idx[:, None] + np.arange(-m, m + 1, dtype=np.int64)[None, :]
+        left = pos < offsets[sent][:, None]
+        right = pos >= offsets[sent + 1][:, None]
+        np.clip(pos, 0, max(n - 1, 0), out=pos)
+        return pos, left, right
+
+    def rows(self, idx: np.ndarray | slice) -> tuple[Any, ...]:
+        """The inputs of the windows ``idx`` (an index array or a slice): per feature a
+        (B, 2m+1) id array (the character feature: its CharBatch)."""
+        pos, left, right = self.positions(idx)
+        return tuple(a.window(pos, left, right) for a in self.inputs)
 
     @property
     def offsets(self) -> np.ndarray:
         """(S + 1,) token offset of each sentence, and N at the end."""
-        return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+        return self._offsets
 
     def split(self, flat: np.ndarray) -> list[np.ndarray]:
         """Split a per-token array (N, ...) back into sentences."""
-        return np.split(flat, np.cumsum(self.lengths)[:-1]) if len(self.lengths) else []
+        return np.split(flat, self._offsets[1:-1]) if len(self.lengths) else []
 
 
 def batches(n: int, batch_size: int, rng: np.random.Generator | None = None
@@ -85,6 +134,8 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None = None
     One permutation is drawn per call, so a seeded generator gives the same batches.
     """
     order = rng.permutation(n) if rng is not None else np.arange(n)
+    if n < 2**31:  # the same draws, held in half the memory
+        order = order.astype(np.int32)
     for i in range(0, n, batch_size):
         yield order[i: i + batch_size]
 

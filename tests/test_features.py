@@ -78,13 +78,17 @@ def test_feature_list_vocabularies_and_windows():
     data = encode(train, lex, cfg.features)
     assert len(data.inputs) == 7
     N, K = len(data), 2 * cfg.features.window + 1
-    assert data.inputs[0].shape == (N, K) and data.inputs[-1].ids.shape == (N, K)
+    every = data.rows(np.arange(N))  # the windows of every token (the sample is small)
+    assert every[0].shape == (N, K) and data.inputs[-1].ids.shape == (N,)
     # each distinct token is one row of the char table (plus the two pad rows)
     tokens = {t for s in train.sentences for t in s.tokens}
     assert data.inputs[-1].table.shape == (len(tokens) + 2, 6)
     # the first token of the corpus: its left neighbours are the pads of every feature
     first = train.sentences[0].tokens[0]
-    full = data.inputs[-1].table[data.inputs[-1].ids]  # (N, K, 6) character rows
+    pos, left, right = data.positions(np.arange(N))
+    row_ids = data.inputs[-1].ids[pos]
+    row_ids[left], row_ids[right] = 0, 1
+    full = data.inputs[-1].table[row_ids]  # (N, K, 6) character rows
     assert full[0, 0].tolist() == [CHAR_BOS] + [CHAR_PAD] * 5
     centre = [lex.features[-1].vocab.itos[i] if i > CHAR_UNK else "?" for i in full[0, 2]
               if i != CHAR_PAD]
@@ -92,11 +96,11 @@ def test_feature_list_vocabularies_and_windows():
     last = train.sentences[0].tokens
     assert full[len(last) - 1, 4].tolist() == [CHAR_EOS] + [CHAR_PAD] * 5
     # a batch reads each distinct word once, cut to its longest word
-    batch = data.inputs[-1][np.arange(40)]
+    batch = data.rows(np.arange(40))[-1]
     np.testing.assert_array_equal(batch.chars[batch.index], full[:40, :, :batch.chars.shape[1]])
     assert (full[:40, :, batch.chars.shape[1]:] == CHAR_PAD).all()
-    assert len(batch.chars) == len(np.unique(data.inputs[-1].ids[:40]))
-    assert data.inputs[2][0, 0] == 1 and data.inputs[5][0, 0] == 1  # <s> of prefix2, shape
+    assert len(batch.chars) == len(np.unique(row_ids[:40]))
+    assert every[2][0, 0] == 1 and every[5][0, 0] == 1  # <s> of prefix2, shape
 
 
 def test_unseen_affix_is_unk():
@@ -222,15 +226,30 @@ def test_every_table_gradient_is_row_sparse_and_updated_lazily():
         np.testing.assert_array_equal(model.net.params[n][untouched], before[n][untouched])
 
 
-def test_a_checkpoint_with_only_a_word_list_still_loads(tmp_path):
-    """Checkpoints written before feature tables stored "words"; they load unchanged."""
-    out = tmp_path / "old"
-    assert run("train", SAMPLE, "--out", out, "--quiet", "--set", "training.epochs=1"
-               ).exit_code == 0
-    meta_path = out / "best" / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta["words"] = meta.pop("vocabs")["word"]
-    meta_path.write_text(json.dumps(meta))
-    model = load_model(out / "best")
-    assert [f.name for f in model.lex.features] == ["word", "casing"]
-    assert len(model.lex.words) == len(meta["words"])
+@pytest.mark.parametrize("window", [0, 2, 3])
+def test_encoded_windows_equal_those_of_the_sentences(window):
+    """Per-batch windows over ids encoded once per distinct token equal the full window
+    matrix of each feature's ids of each sentence (what encoding built before)."""
+    from nerwin.windows import make_windows
+
+    cfg = load_config(SAMPLE, [*ALL, "features.char_max_len=6", f"features.window={window}"])
+    train = read_split(cfg, cfg.data.dev)
+    lex = build_lexicon(cfg, read_split(cfg, cfg.data.train))
+    data = encode(train, lex, cfg.features)
+    sents = list(train.sentences)
+    idx = np.random.default_rng(0).permutation(len(data))[:700]
+    got = data.rows(idx)
+    for feat, batch in zip(lex.features, got):
+        seqs = [feat.ids(s.tokens) for s in sents]
+        if feat.name == "chars":
+            full = make_windows(seqs, window, feat.pad_row(CHAR_BOS), feat.pad_row(CHAR_EOS),
+                                dtype=feat.dtype, row_shape=(6,))[idx]
+            width = batch.chars.shape[1]
+            np.testing.assert_array_equal(batch.chars[batch.index], full[..., :width])
+            assert (full[..., width:] == CHAR_PAD).all()
+        else:
+            full = make_windows(seqs, window, feat.left_pad, feat.right_pad, dtype=feat.dtype)
+            assert batch.dtype == full.dtype
+            np.testing.assert_array_equal(batch, full[idx])
+    labels = np.concatenate([[lex.tags.stoi[t] for t in s.tags] for s in sents])
+    np.testing.assert_array_equal(data.labels, labels)

@@ -9,11 +9,10 @@ import pytest
 
 from nerwin import memory, model
 from nerwin.config import ConfigError, load_config
-from nerwin.dataset import build_lexicon, read_split
+from nerwin.dataset import build_lexicon, encode, read_split
 from nerwin.memory import check_memory, estimate_bytes
 from nerwin.model import net_spec, new_model
 from nerwin.optim import make_optimizer
-from nerwin.windows import make_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,15 +40,19 @@ def test_parameters_and_optimiser_state_are_exact(sample, opt, momentum):
     assert e["optimiser state"] == sum(a.nbytes for a in o.state.values())
 
 
-def test_windows_part_covers_the_window_arrays(sample):
+def test_token_arrays_part_covers_the_encoded_corpus(sample):
     cfg, lex = sample
-    seqs = [np.arange(n, dtype=np.int32) for n in (5, 17, 1, 40)]
-    n = sum(len(s) for s in seqs)
+    corpus = read_split(cfg, cfg.data.train)
+    data = encode(corpus, lex, cfg.features)
+    n = len(data)
     e = estimate_bytes(net_spec(cfg, lex), optimizer="adam", momentum=0, batch_size=32,
                        n_windows=n)
-    words = make_windows(seqs, cfg.features.window, 1, 2)
-    casing = make_windows(seqs, cfg.features.window, 0, 0, dtype=np.int8)
-    assert words.nbytes + casing.nbytes < e["windows"]
+    held = (sum(a.ids.nbytes for a in data.inputs) + data.labels.nbytes
+            + corpus.token_ids.nbytes + corpus.tag_ids.nbytes + 8 * n)
+    idx = np.arange(min(n, memory.EVAL_BATCH))
+    pos, left, right = data.positions(idx)
+    batch = pos.nbytes + left.nbytes + right.nbytes + sum(r.nbytes for r in data.rows(idx))
+    assert held + batch < e["token arrays"]
 
 
 def test_sample_config_fits_and_a_tight_limit_refuses_it(sample):

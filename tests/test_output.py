@@ -252,7 +252,7 @@ def test_crf_run_checkpoints_resumes_bit_identically_and_evaluates(tmp_path):
     # nerwin tag decodes whole sentences with the same Viterbi
     plain = tmp_path / "plain.txt"
     plain.write_text("Karel\nVosk\nsaid\n\nhello\n")
-    r = run("tag", full / "best", plain)
+    r = run("tag", full / "best", plain, "--input-format", "conll", "--quiet")
     assert r.exit_code == 0, r.output
     assert [line.split()[0] for line in r.output.splitlines() if line] == \
         ["Karel", "Vosk", "said", "hello"]

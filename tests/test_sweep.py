@@ -182,7 +182,10 @@ def _cmdlines() -> list[str]:
 
 def test_killed_sweep_resumes_and_reruns_the_slot(tmp_path, write):
     space, out = write("space.yaml", SPACE), tmp_path / "sweep"
-    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=3")
+    # Trial 0 must still be running when Ctrl-C comes, however slow or busy the machine:
+    # it trains until interrupted (no epoch limit worth the name, no early stopping).
+    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=100000",
+                      "--set", "training.patience=null")
     p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *args], start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -254,7 +257,10 @@ def test_without_optuna_says_how_to_install(tmp_path, write, monkeypatch):
 
 def test_ctrl_c_records_the_running_trial_and_prints_the_table(tmp_path, write):
     space, out = write("space.yaml", SPACE), tmp_path / "sweep"
-    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=3")
+    # Trial 0 must still be running when Ctrl-C comes, however slow or busy the machine:
+    # it trains until interrupted (no epoch limit worth the name, no early stopping).
+    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=100000",
+                      "--set", "training.patience=null")
     p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *args], start_new_session=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
