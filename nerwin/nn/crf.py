@@ -16,9 +16,11 @@ and the loss is −log p(y | sentence) = log Σ_{y'} e^{s(y')} − s(y), summed 
 
 Layout. Sentences are sorted by length, longest first, and padded to ``(Lmax, S, C)`` (time
 major): at position t the sentences that are still running are then the first n_t rows, so
-each step of the forward, backward and Viterbi recursions works on a contiguous view
-``[t, :n_t]`` with no mask. The only Python loop is over positions t = 0 … Lmax−1; everything
-per step is vectorised over sentences and tags.
+each step of the log-space and Viterbi recursions works on a contiguous view ``[t, :n_t]``
+with no mask. The scaled (fast) path runs the backward in reversed time (every sentence's
+last token at τ = 0), where the same first n_τ rows are running, stacks it with the forward
+and steps both at once over whole rows. The only Python loop is over positions
+t = 0 … Lmax−1; everything per step is vectorised over sentences and tags.
 
 Precision. The loss, marginals and gradients are computed in float64 whatever the dtype of
 ``scores``, and returned in the dtype of ``scores``. At these sizes (C ≈ 9, tens of sentences)
