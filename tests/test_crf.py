@@ -339,6 +339,30 @@ def test_scaled_recursions_are_used_and_fall_back_when_they_underflow():
                                        rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("constrained", [True, False])
+def test_fused_scaled_recursions_match_log_space_for_ragged_batches(constrained):
+    # The scaled path steps the forward and the reversed-time backward together over whole
+    # rows; sentences of every length around the rescaling period (8), in mixed order, and
+    # of length 1 check that no row reads another's or its own padding.
+    rng = np.random.default_rng(11)
+    lengths = [1, 8, 17, 7, 9, 1, 16, 24, 3, 8, 2]
+    s, lengths, y, A, start, end, con = random_problem(rng, lengths, 9, 3.0, constrained)
+    Ae, st_, en_, safe, ok = crf._effective(A, start, end, con, s.dtype)
+    lay = crf._layout(lengths, len(s))
+    with np.errstate(all="ignore"):
+        ab = crf._forward_backward_scaled(s, Ae, st_, en_, lay, None if ok is None else ok[1])
+    assert ab is not None
+    E = crf._pad(s, lay)
+    buf = np.empty((len(lengths), 9, 9))
+    with np.errstate(divide="ignore"):
+        alpha_log = crf._forward_log(E, Ae, st_, lay, False, buf)
+        beta_log = crf._backward_log(E, Ae, en_, lay, False, buf)
+    for got, want in zip(ab, (alpha_log, beta_log)):
+        fin = np.isfinite(want)
+        np.testing.assert_array_equal(np.isfinite(got), fin)  # −inf exactly where forbidden
+        np.testing.assert_allclose(got[fin], want[fin], rtol=1e-12, atol=1e-12)
+
+
 def test_confident_float32_scores_keep_the_scaled_path():
     # A trained network's tag scores are tens of nats apart; in float32 the scaled recursion
     # would underflow there, which is why it runs in float64.
