@@ -186,3 +186,24 @@ def test_model_predictions_on_the_sample_equal_the_plain_pass(tmp_path):
     _, plain_p = model.token_probabilities(dev.sentences)
     for a, b in zip(fast_p, plain_p, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_rowgrad_sums_repeated_ids_as_one_reduceat_does_bit_for_bit():
+    # RowGrad.from_ids copies the rows of ids seen once and reduces only the repeated
+    # ones; the result must be the plain sort + reduceat's, bit for bit (training results
+    # stay bit-identical).
+    from nerwin.nn.rowgrad import RowGrad
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, V, d = int(rng.integers(1, 600)), int(rng.integers(1, 800)), int(rng.integers(1, 40))
+        ids = (rng.zipf(1.2 + rng.random(), n) % V).astype(np.int32)
+        dt = [np.float32, np.float64][int(rng.integers(2))]
+        g = (rng.standard_normal((n, d)) * 10 ** rng.uniform(-4, 4, (n, 1))).astype(dt)
+        order = np.argsort(ids, kind="stable")
+        s = ids[order]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        want = np.add.reduceat(g[order], starts, axis=0)
+        got = RowGrad.from_ids(ids, g)
+        np.testing.assert_array_equal(got.rows, s[starts])
+        assert got.values.dtype == dt and got.values.tobytes() == want.tobytes()
