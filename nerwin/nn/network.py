@@ -581,15 +581,12 @@ class WindowNet:
     def projections(self, n_tokens: int) -> Projections | None:
         """Precomputed first-layer projections of the current parameters for predicting
         ``n_tokens`` tokens (nerwin.nn.project), or None when there is no hidden layer.
-        Valid until the parameters change, or until the next call (which reuses its
-        memory): build one per evaluation call."""
+        Valid until the parameters change: build one per evaluation call."""
         if not self.spec.hidden:
             return None
-        # The memory (not the values) of the previous call's projections is reused: every
-        # call recomputes them from the parameters of now.
-        proj = Projections(self, n_tokens, getattr(self, "_proj_scratch", None))
-        self._proj_scratch = proj.P
-        return proj
+        # Not kept on the network: up to project.MAX_BYTES that would stay allocated
+        # between evaluations (and a stale copy could be read after a training step).
+        return Projections(self, n_tokens)
 
     def predict_proba(self, inputs: Inputs, lengths: np.ndarray | None = None,
                       proj: Projections | None = None) -> np.ndarray:

@@ -45,12 +45,9 @@ MAX_BYTES = 256 * 2**20
 class Projections:
     """The first layer of ``net`` (a WindowNet with >= 1 hidden layer), precomputed for
     ``n_tokens`` tokens to predict. Use via ``net.forward(inputs, proj=...)``.
-
-    scratch: memory of an earlier Projections (its ``P``) to overwrite; that one is then
-    no longer valid.
     """
 
-    def __init__(self, net: Any, n_tokens: int, scratch: np.ndarray | None = None) -> None:
+    def __init__(self, net: Any, n_tokens: int) -> None:
         from nerwin.nn.network import TableSpec
 
         spec, p = net.spec, net.params
@@ -81,12 +78,7 @@ class Projections:
             else:
                 self.rest.append(ti)
                 rest_cols.append(np.arange(sl.start, sl.stop))
-        # A buffer of an earlier call is reused when it is large enough: a fresh one of
-        # ~100 MB costs more in page faults than the products that fill it.
-        if scratch is not None and scratch.dtype == W.dtype and scratch.size >= base * H:
-            self.P = scratch.reshape(-1)[: base * H].reshape(base, H)
-        else:
-            self.P = np.empty((base, H), dtype=W.dtype)
+        self.P = np.empty((base, H), dtype=W.dtype)
         for (_ti, t, sl), (_, mode, b0, n) in zip(plan, self.lookups, strict=True):
             # P[r, k] = E[r] · W_1[:, block(k, t)]ᵀ: (n_rows, K, H), one product with the
             # table's blocks of W_1 laid out as (d, K·H).
