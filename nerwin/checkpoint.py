@@ -142,47 +142,18 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Replace the file at ``path`` with ``data`` so readers see the old or new bytes only.
-
-    Writes a temporary file in the same folder (a rename is only atomic within one
-    filesystem), fsyncs it, ``os.replace``-s it over ``path`` and fsyncs the folder. The
-    folder must exist. On failure the temporary file is removed and ``path`` is unchanged.
-
-    Args:
-        path: destination file.
-        data: the complete new contents.
-    """
-    target = Path(path)
-    tmp = _temp_sibling(target, "tmp")
-    try:
-        _write_synced(tmp, bytes(data))
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for text, encoded as UTF-8 (newlines written as given)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 @contextlib.contextmanager
-def atomic_writer(path: PathLike) -> Iterator[IO[str]]:
-    """Stream text into ``path`` atomically: a UTF-8 temporary file, renamed on success.
-
-    For outputs too large to hold in memory (``nerwin tag`` on a big file). Readers of
-    ``path`` see the old file or the complete new one; if the ``with`` block raises, the
-    temporary file is removed and ``path`` is unchanged. The folder must exist.
-    """
+def _atomic_file(path: PathLike, mode: str) -> Iterator[IO[Any]]:
+    """A new temporary file beside ``path`` (``mode`` "wb" or "w": UTF-8, newlines as
+    written), fsynced and renamed over ``path`` when the ``with`` block ends normally;
+    removed, leaving ``path`` as it was, when it raises. The folder is fsynced after the
+    rename (a rename is only atomic within one filesystem: hence beside ``path``)."""
     target = Path(path)
     tmp = _temp_sibling(target, "tmp")
     fd = _create_new(tmp)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with os.fdopen(fd, mode, **text) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -192,6 +163,35 @@ def atomic_writer(path: PathLike) -> Iterator[IO[str]]:
             os.unlink(tmp)
         raise
     _fsync_dir(target.parent)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Replace the file at ``path`` with ``data`` so readers see the old or new bytes only.
+
+    The folder must exist. On failure the temporary file is removed and ``path`` is
+    unchanged.
+
+    Args:
+        path: destination file.
+        data: the complete new contents.
+    """
+    with _atomic_file(path, "wb") as handle:
+        handle.write(bytes(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for text, encoded as UTF-8 (newlines written as given)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_writer(path: PathLike) -> contextlib.AbstractContextManager[IO[str]]:
+    """Stream text into ``path`` atomically: a UTF-8 temporary file, renamed on success.
+
+    For outputs too large to hold in memory (``nerwin tag`` on a big file). Readers of
+    ``path`` see the old file or the complete new one; if the ``with`` block raises, the
+    temporary file is removed and ``path`` is unchanged. The folder must exist.
+    """
+    return _atomic_file(path, "w")
 
 
 def append_jsonl(path: PathLike, record: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nerwin.errors import NerwinError, os_error
+from nerwin.errors import NerwinError, os_error, utf8_error
 
 DOCSTART = "-DOCSTART-"
 SCHEMES = ("iob1", "iob2", "iobes", "io")
@@ -317,8 +317,7 @@ def iter_lines(path: Path, what: str = "a CoNLL file") -> Iterator[str]:
                 text = chunk.decode("utf-8")
             except UnicodeDecodeError as e:
                 line = done + len(EOL_BYTES.findall(chunk, 0, e.start)) + 1
-                raise NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte "
-                                  f"0x{chunk[e.start]:02x}); save the file as UTF-8") from None
+                raise utf8_error(path, line, e, chunk) from None
             del chunk
             lines = _EOL.split(text)
             del text

@@ -40,3 +40,11 @@ def os_error(path: object, e: OSError, what: str) -> NerwinError:
     if e.errno == errno.ELOOP:
         return NerwinError(f"{path}: symbolic link loop; cannot read {what}")
     return NerwinError(f"{path}: cannot read {what}: {e.strerror or e}")
+
+
+def utf8_error(path: object, line: int, e: UnicodeDecodeError, data: bytes,
+               what: str = "the file") -> NerwinError:
+    """A one-line error for invalid UTF-8 at ``line`` of ``path`` (``data``: the bytes that
+    ``e`` came from, for the offending byte)."""
+    return NerwinError(f"{path}:{line}: invalid UTF-8 ({e.reason}, byte 0x{data[e.start]:02x}); "
+                       f"save {what} as UTF-8")

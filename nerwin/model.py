@@ -90,8 +90,9 @@ class Model:
         """(N,) predicted class per token (tag id, or 1/0 for logistic), in batches; the
         head decodes (argmax, Viterbi over whole sentences, or 1[s > 0])."""
         out = np.empty(len(data), dtype=np.int32)
+        proj = self.net.projections(len(data))
         for rows, lens in eval_batches(data, self.net.head.per_sentence):
-            out[rows] = self.net.predict(data.rows(rows), lens)
+            out[rows] = self.net.predict(data.rows(rows), lens, proj)
         return out
 
     def decode(self, data: WindowData, pred: np.ndarray) -> list[list[str]]:
@@ -122,8 +123,10 @@ class Model:
         y = self.targets(data.labels)
         ids = np.empty(len(data), dtype=np.int32)
         total = 0.0
+        # Built from the parameters of now (during training: this epoch's), never reused.
+        proj = self.net.projections(len(data))
         for rows, lens in eval_batches(data, self.net.head.per_sentence):
-            loss, ids[rows] = self.net.loss_and_predict(data.rows(rows), y[rows], lens)
+            loss, ids[rows] = self.net.loss_and_predict(data.rows(rows), y[rows], lens, proj)
             total += loss * len(y[rows])
         pred = self.decode(data, ids)
         scores = score(self.gold_tags(corpus), pred)
@@ -153,8 +156,9 @@ class Model:
         labels = (["O", f"I-{self.cfg.model.positive}"] if logistic
                   else list(self.lex.tags.itos))
         out = np.empty((len(data), len(labels)), dtype=np.float64)
+        proj = self.net.projections(len(data))
         for rows, lens in eval_batches(data, self.net.head.per_sentence):
-            p = self.net.predict_proba(data.rows(rows), lens)
+            p = self.net.predict_proba(data.rows(rows), lens, proj)
             out[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
         return labels, data.split(out)
 

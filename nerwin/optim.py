@@ -39,9 +39,10 @@ Numerics
 Arithmetic stays in the parameter's dtype: scalars (lr, β, ...) are cast to it first, because
 a float64 scalar such as ``np.float64`` (what numpy arithmetic on an lr returns) upcasts
 float32 arrays under numpy >= 2 promotion rules, and ``p -= lr * g`` would then build a
-float64 temporary and round it back. Updates are in place with one scratch array per step,
-and the same sequence of steps always gives bit-identical results, including across
-:meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict`.
+float64 temporary and round it back. Updates are in place with one scratch array per
+parameter, kept between steps (never saved), and the same sequence of steps always gives
+bit-identical results, including across :meth:`Optimizer.state_dict` /
+:meth:`Optimizer.load_state_dict`.
 """
 
 from __future__ import annotations
@@ -134,6 +135,18 @@ class Optimizer:
             for pname in params
         }
         self.t = 0  # steps taken; Adam's bias correction needs it, the others just record it
+        # One scratch array per parameter, reused by every step (a fresh one per step costs
+        # an allocation and, above a few hundred kB, page faults); never part of the state.
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def _buffer(self, pname: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A scratch array of ``shape`` for ``pname`` (contents undefined)."""
+        n = math.prod(shape)
+        buf = self._scratch.get(pname)
+        if buf is None or buf.size < n or buf.dtype != dtype:
+            buf = np.empty(max(n, 0 if buf is None else buf.size), dtype=dtype)
+            self._scratch[pname] = buf
+        return buf[:n].reshape(shape)
 
     # -- the update ---------------------------------------------------------------------------
 
@@ -175,24 +188,26 @@ class Optimizer:
                 self._dense(pname, p, g, dt(lr))
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
-              lr: np.floating) -> np.ndarray:
+              lr: np.floating, u: np.ndarray) -> np.ndarray:
         """Update the state arrays (one per slot) in place; return the step to subtract.
 
         ``state`` holds whole state arrays (dense) or gathered copies of the rows present
-        (lazy); ``dt`` is the parameter's scalar type, so every constant is cast to it.
+        (lazy); ``dt`` is the parameter's scalar type, so every constant is cast to it;
+        ``u`` is a scratch array shaped like g, where the step is built and returned.
         """
         raise NotImplementedError
 
     def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
         state = tuple(self.state[f"{slot}/{pname}"] for slot in self.slots)
-        p -= self._rule(p.dtype.type, state, g, lr)
+        p -= self._rule(p.dtype.type, state, g, lr, self._buffer(pname, g.shape, p.dtype))
 
     def _sparse(
         self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
     ) -> None:
         full = [self.state[f"{slot}/{pname}"] for slot in self.slots]
-        part = tuple(a[rows] for a in full)  # gathered copies of the rows present
-        step = self._rule(p.dtype.type, part, g, lr)
+        # gathered copies of the rows present (take: the same copy as a[rows], faster)
+        part = tuple(np.take(a, rows, axis=0) for a in full)
+        step = self._rule(p.dtype.type, part, g, lr, self._buffer(pname, g.shape, p.dtype))
         for a, rows_state in zip(full, part):
             a[rows] = rows_state  # write the updated rows back; the others stay untouched
         p[rows] -= step
@@ -252,15 +267,15 @@ class SGD(Optimizer):
         super().__init__(params)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
-              lr: np.floating) -> np.ndarray:
+              lr: np.floating, u: np.ndarray) -> np.ndarray:
         if not state:
             # θ ← θ - lr·g. Lazy rows get the same element-wise arithmetic, so plain sparse
             # SGD is bit-identical to dense SGD (elsewhere dense subtracts lr·0 = 0).
-            return lr * g
+            return np.multiply(lr, g, out=u)
         (v,) = state
         v *= dt(self.momentum)  # v ← μ v + g
         v += g
-        return lr * v  # θ ← θ - lr·v
+        return np.multiply(lr, v, out=u)  # θ ← θ - lr·v
 
 
 class Adagrad(Optimizer):
@@ -274,11 +289,12 @@ class Adagrad(Optimizer):
         super().__init__(params)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
-              lr: np.floating) -> np.ndarray:
-        """Update accumulator G in place; return the step lr·g/(√G + eps) (a fresh array)."""
+              lr: np.floating, u: np.ndarray) -> np.ndarray:
+        """Update accumulator G in place; return the step lr·g/(√G + eps) (in u)."""
         (G,) = state
-        G += g * g  # G ← G + g²
-        u = np.sqrt(G)  # the one scratch array, reused for every remaining operation
+        np.multiply(g, g, out=u)
+        G += u  # G ← G + g²
+        np.sqrt(G, out=u)  # the one scratch array, reused for every remaining operation
         u += dt(self.eps)
         np.divide(g, u, out=u)
         u *= lr
@@ -299,10 +315,10 @@ class RMSprop(Optimizer):
         super().__init__(params)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
-              lr: np.floating) -> np.ndarray:
-        """Update s in place; return the step lr·g/(√s + eps) (a fresh array)."""
+              lr: np.floating, u: np.ndarray) -> np.ndarray:
+        """Update s in place; return the step lr·g/(√s + eps) (in u)."""
         (s,) = state
-        u = g * g
+        np.multiply(g, g, out=u)
         u *= dt(1.0 - self.rho)
         s *= dt(self.rho)  # s ← ρ s + (1-ρ) g²
         s += u
@@ -336,14 +352,14 @@ class Adam(Optimizer):
         super().__init__(params)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
-              lr: np.floating) -> np.ndarray:
-        """Update ``m`` and ``v`` in place; return the step lr·m̂/(√v̂ + eps) (a fresh array)."""
+              lr: np.floating, u: np.ndarray) -> np.ndarray:
+        """Update ``m`` and ``v`` in place; return the step lr·m̂/(√v̂ + eps) (in u)."""
         m, v = state
         b1, b2 = self.beta1, self.beta2
         # Bias corrections in float64 (β^t for large t underflows gracefully to 0 -> 1).
         bc1 = 1.0 - b1**self.t
         bc2 = 1.0 - b2**self.t
-        u = g * dt(1.0 - b1)
+        np.multiply(g, dt(1.0 - b1), out=u)
         m *= dt(b1)  # m ← β1 m + (1-β1) g
         m += u
         np.multiply(g, g, out=u)

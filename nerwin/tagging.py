@@ -39,7 +39,7 @@ from typing import IO, BinaryIO
 import numpy as np
 
 from nerwin.conll import BOM, DOCSTART, EOL_BYTES, Sentence, split_line
-from nerwin.errors import NerwinError
+from nerwin.errors import NerwinError, utf8_error
 from nerwin.metrics import get_entities
 from nerwin.model import Model
 from nerwin.tokenize import sentences as split_sentences
@@ -119,8 +119,7 @@ def read_lines(src: BinaryIO, name: str, on_bytes: Callable[[int], None] | None 
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise NerwinError(f"{name}:{lineno}: invalid UTF-8 ({e.reason}, byte "
-                                  f"0x{raw[e.start]:02x}); expected UTF-8 text") from None
+                raise utf8_error(name, lineno, e, raw, "the input") from None
             if lineno == 1:
                 text = text.removeprefix(BOM)
             yield lineno, text

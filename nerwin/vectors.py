@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from nerwin.errors import NerwinError, os_error
+from nerwin.errors import NerwinError, os_error, utf8_error
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -56,8 +56,7 @@ def _text(path: Path, lineno: int, raw: bytes) -> str:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise NerwinError(f"{path}:{lineno}: invalid UTF-8 in vectors file ({e.reason}, byte "
-                          f"0x{raw[e.start]:02x}); save it as UTF-8") from None
+        raise utf8_error(path, lineno, e, raw, "the vectors file") from None
     if lineno == 1:
         line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the word
     return line.rstrip("\n").rstrip("\r").rstrip(" ")

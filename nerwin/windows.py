@@ -18,22 +18,24 @@ from typing import Any
 import numpy as np
 
 
-def make_windows(seqs: Sequence[np.ndarray], m: int, left_pad: int, right_pad: int,
-                 dtype: type = np.int32) -> np.ndarray:
-    """Windows of half-width ``m`` over each sequence of ids, stacked: (N, 2m+1).
+def make_windows(seqs: Sequence[np.ndarray], m: int, left_pad: int | np.ndarray,
+                 right_pad: int | np.ndarray, dtype: type = np.int32,
+                 row_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Windows of half-width ``m`` over each sequence of ids, stacked: (N, 2m+1, *row_shape).
 
-    Vectorised: the sentences are laid end to end, each framed by m left pads and m right
-    pads, and every window is one fancy-index into that buffer.
+    A token is one id, or a row of ids of ``row_shape`` (the characters of a word); the pads
+    are then rows too. Vectorised: the sentences are laid end to end, each framed by m left
+    pads and m right pads, and every window is one fancy-index into that buffer.
     """
     if m < 0:
         raise ValueError(f"window half-size must be >= 0, got {m}")
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     n = int(lengths.sum())
     if n == 0:
-        return np.zeros((0, 2 * m + 1), dtype=dtype)
+        return np.zeros((0, 2 * m + 1, *row_shape), dtype=dtype)
     framed = lengths + 2 * m
     starts = np.concatenate([[0], np.cumsum(framed)[:-1]])  # buffer offset of each frame
-    buf = np.empty(int(framed.sum()), dtype=dtype)
+    buf = np.empty((int(framed.sum()), *row_shape), dtype=dtype)
     # Fill pads everywhere first, then the tokens of each sentence.
     offs_in_frame = np.arange(int(framed.sum())) - np.repeat(starts, framed)
     lens_rep = np.repeat(lengths, framed)

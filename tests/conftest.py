@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -56,3 +57,30 @@ def write(tmp_path: Path):
 def shared_data():
     """shared_data(rel) -> path under ../shared/data (skip if absent; fail if required)."""
     return shared_file
+
+
+def train_and_resume(config: Path, args: list[str], tmp_path: Path) -> tuple[Path, dict]:
+    """Train 2 epochs into tmp_path/full; train 1 into tmp_path/part and --resume it to 2;
+    require last/ of both to hold the same arrays, bit for bit. Returns (full, its arrays)."""
+    from click.testing import CliRunner
+
+    from nerwin.checkpoint import load_checkpoint
+    from nerwin.cli import cli
+
+    def run(*a: object) -> object:
+        return CliRunner().invoke(cli, [str(x) for x in a])
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    r = run("train", config, "--out", full, "--quiet", "--set", "training.epochs=2", *args)
+    assert r.exit_code == 0, r.output
+    r = run("train", config, "--out", part, "--quiet", "--set", "training.epochs=1", *args)
+    assert r.exit_code == 0, r.output
+    r = run("train", config, "--out", part, "--quiet", "--resume", "--set", "training.epochs=2",
+            *args)
+    assert r.exit_code == 0, r.output
+    a, _ = load_checkpoint(full / "last")
+    b, _ = load_checkpoint(part / "last")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    return full, a

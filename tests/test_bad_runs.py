@@ -309,10 +309,10 @@ def _readonly_parent(t, r, mp):
 
 
 def _readonly_marker(t, r, mp):
-    def deny(path, data):
+    def deny(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    mp.setattr(ckpt, "_write_synced", deny)
+    mp.setattr(ckpt, "_create_new", deny)  # no file can be created in the folder
     (t / "new").mkdir()  # a real read-only folder could not be created either
     return fresh(t / "new"), "new"
 

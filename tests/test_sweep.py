@@ -182,11 +182,12 @@ def _cmdlines() -> list[str]:
 
 def test_killed_sweep_resumes_and_reruns_the_slot(tmp_path, write):
     space, out = write("space.yaml", SPACE), tmp_path / "sweep"
-    # Trial 0 must still be running when Ctrl-C comes, however slow or busy the machine:
-    # it trains until interrupted (no epoch limit worth the name, no early stopping).
-    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=100000",
-                      "--set", "training.patience=null")
-    p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *args], start_new_session=True,
+    args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=3")
+    # Trial 0 must still be running when the kill comes, however slow or busy the machine:
+    # the first sweep's trials train until killed (no real epoch limit, no early stopping).
+    endless = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=100000",
+                         "--set", "training.patience=null")
+    p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *endless], start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120

@@ -37,6 +37,7 @@ from numpy.typing import DTypeLike
 from nerwin.errors import NerwinError
 from nerwin.nn import chars, layers, output
 from nerwin.nn import init as initmod
+from nerwin.nn.project import Projections
 from nerwin.nn.rowgrad import RowGrad
 
 HEADS = output.HEADS
@@ -355,14 +356,19 @@ class WindowNet:
 
     def forward(
         self, inputs: Inputs, train: bool = False, rng: np.random.Generator | None = None,
+        proj: Projections | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Scores for a batch of windows.
 
         inputs: one id array per table (see the class docstring; pads supplied by the caller).
         train: apply dropout and word dropout (needs ``rng`` when either rate is > 0).
+        proj: precomputed first-layer projections of these parameters (prediction only, see
+        :meth:`projections`); the cache then cannot serve a backward pass.
         Returns out -- scores (B, n_out), or s (B,) for logistic -- and the cache.
         """
         spec, p = self.spec, self.params
+        if proj is not None and train:
+            raise ValueError("precomputed projections are for prediction only")
         arrays = self._check_inputs(inputs)
         B, K = arrays[0].shape[:2]
         if train and spec.word_dropout > 0 and spec.tables[0].param == "E_word":
@@ -372,7 +378,10 @@ class WindowNet:
             drop = (rng.random(w.shape) < spec.word_dropout) & (w >= FIRST_WORD_ID)
             arrays[0] = np.where(drop, 0, w).astype(w.dtype)
         parts, table_caches = [], []
-        for t, ids in zip(spec.tables, arrays, strict=True):
+        skip = set(proj.precomputed) if proj is not None else set()
+        for ti, (t, ids) in enumerate(zip(spec.tables, arrays, strict=True)):
+            if ti in skip:
+                continue
             if isinstance(t, CharSpec):
                 # Each distinct word of the batch is encoded once, then read at every
                 # window position that holds it.
@@ -385,13 +394,17 @@ class WindowNet:
             parts.append(e)
             table_caches.append(c)
         # Per position [E_1[id_1] ⊕ E_2[id_2] ⊕ …], then positions t-m..t+m in order.
-        x = (np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]).reshape(B, -1)
+        x = ((np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]).reshape(B, -1)
+             if parts else None)
 
         act_forward = getattr(layers, f"{spec.nonlinearity}_forward")
         h = x
         layer_caches = []
         for i in range(1, len(spec.hidden) + 1):
-            z, aff_cache = layers.affine_forward(h, p[f"W{i}"], p[f"b{i}"])
+            if i == 1 and proj is not None:
+                z, aff_cache = proj.first_layer(arrays, x), None
+            else:
+                z, aff_cache = layers.affine_forward(h, p[f"W{i}"], p[f"b{i}"])
             a, act_cache = act_forward(z)
             h, drop_cache = layers.dropout_forward(a, spec.dropout, rng, train)
             layer_caches.append((aff_cache, act_cache, drop_cache))
@@ -565,20 +578,33 @@ class WindowNet:
         data_loss, _ = self.head.loss(out, y, lengths, self.params)
         return data_loss + self._reg_loss()
 
-    def predict_proba(self, inputs: Inputs, lengths: np.ndarray | None = None) -> np.ndarray:
+    def projections(self, n_tokens: int) -> Projections | None:
+        """Precomputed first-layer projections of the current parameters for predicting
+        ``n_tokens`` tokens (nerwin.nn.project), or None when there is no hidden layer.
+        Valid until the parameters change: build one per evaluation call."""
+        if not self.spec.hidden:
+            return None
+        # Not kept on the network: up to project.MAX_BYTES that would stay allocated
+        # between evaluations (and a stale copy could be read after a training step).
+        return Projections(self, n_tokens)
+
+    def predict_proba(self, inputs: Inputs, lengths: np.ndarray | None = None,
+                      proj: Projections | None = None) -> np.ndarray:
         """Eval-mode per-token probabilities: (B, n_out) softmax rows or crf marginals
         (whole sentences: pass their ``lengths``), or (B,) σ(s) for logistic."""
-        out, _ = self.forward(inputs, train=False)
+        out, _ = self.forward(inputs, train=False, proj=proj)
         return self.head.proba(out, lengths, self.params)
 
-    def predict(self, inputs: Inputs, lengths: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, inputs: Inputs, lengths: np.ndarray | None = None,
+                proj: Projections | None = None) -> np.ndarray:
         """(B,) int64 predictions decoded by the head (argmax, Viterbi, or 1[s > 0])."""
-        out, _ = self.forward(inputs, train=False)
+        out, _ = self.forward(inputs, train=False, proj=proj)
         return self.head.decode(out, lengths, self.params)
 
     def loss_and_predict(self, inputs: Inputs, y: np.ndarray,
-                         lengths: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                         lengths: np.ndarray | None = None,
+                         proj: Projections | None = None) -> tuple[float, np.ndarray]:
         """:meth:`loss` and :meth:`predict` from one forward pass (evaluation needs both)."""
-        out, _ = self.forward(inputs, train=False)
+        out, _ = self.forward(inputs, train=False, proj=proj)
         data_loss, _ = self.head.loss(out, y, lengths, self.params)
         return data_loss + self._reg_loss(), self.head.decode(out, lengths, self.params)
