@@ -84,3 +84,12 @@ def train_and_resume(config: Path, args: list[str], tmp_path: Path) -> tuple[Pat
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     return full, a
+
+
+def conll_sets(*, dev: bool) -> list[str]:
+    """``--set`` arguments that point a CoNLL-2003 config at ../shared/data: the training
+    file and GloVe, the dev file when ``dev`` (else none), never the test file."""
+    dev_value = shared_file("conll2003/valid.txt") if dev else "null"
+    return ["--set", f"data.train={shared_file('conll2003/train.txt')}",
+            "--set", f"data.dev={dev_value}", "--set", "data.test=null",
+            "--set", f"features.vectors={shared_file('embeddings/glove.6B.50d.txt.gz')}"]

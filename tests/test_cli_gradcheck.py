@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import conll_sets
 
 from nerwin.cli import cli
 from nerwin.nn import layers
@@ -85,12 +86,8 @@ def test_bad_config_is_exit_2():
     assert r.exit_code == 2 and "model.nonlinearity" in r.output
 
 
-def test_conll2003_config_with_glove_passes(shared_data):
-    train = shared_data("conll2003/train.txt")
-    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
-    r = gradcheck(str(ROOT / "configs" / "conll2003.yaml"), "--set", f"data.train={train}",
-                  "--set", "data.dev=null", "--set", "data.test=null",
-                  "--set", f"features.vectors={vectors}")
+def test_conll2003_config_with_glove_passes():
+    r = gradcheck(str(ROOT / "configs" / "conll2003.yaml"), *conll_sets(dev=False))
     assert r.exit_code == 0, r.output
     assert "(17495, 50)" in r.output  # train vocabulary + specials; GloVe rows included
 
@@ -112,13 +109,9 @@ def test_negative_seed_is_a_usage_error():
     assert r.exit_code == 2 and "--seed" in r.output and "Traceback" not in r.output
 
 
-def test_conll2003_best_config_passes(shared_data):
+def test_conll2003_best_config_passes():
     """The crf head, the char encoder, suffixes and shape on the real vocabulary (~7 s)."""
-    train = shared_data("conll2003/train.txt")
-    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
-    r = gradcheck(str(ROOT / "configs" / "conll2003_best.yaml"), "--set", f"data.train={train}",
-                  "--set", "data.dev=null", "--set", "data.test=null",
-                  "--set", f"features.vectors={vectors}")
+    r = gradcheck(str(ROOT / "configs" / "conll2003_best.yaml"), *conll_sets(dev=False))
     assert r.exit_code == 0, r.output
     for name in ("E_suffix3", "E_shape", "E_char", "W_char", "trans", "start", "end"):
         assert any(line.startswith(name) and line.endswith("ok")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import train_and_resume
+from conftest import conll_sets, train_and_resume
 
 from nerwin.cli import cli
 from nerwin.config import ConfigError, load_config
@@ -264,16 +264,12 @@ def test_spec_rejects_a_char_width_above_max_len():
                 hidden=(), nonlinearity="tanh", head="crf", n_out=len(TAGS), tags=TAGS)
 
 
-def test_crf_on_conll2003_reaches_the_dev_floor(tmp_path, shared_data):
+def test_crf_on_conll2003_reaches_the_dev_floor(tmp_path):
     """Two epochs of the crf head on CoNLL-2003 with GloVe (batches of 64 tokens of whole
     sentences). Measured 2026-11-30: dev F1 90.53 after epoch 2 (seed 0); floor 88."""
-    train = shared_data("conll2003/train.txt")
-    dev = shared_data("conll2003/valid.txt")
-    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
     out = tmp_path / "crf"
     r = run("train", ROOT / "configs" / "conll2003.yaml", "--out", out, "--quiet",
-            "--set", f"data.train={train}", "--set", f"data.dev={dev}", "--set", "data.test=null",
-            "--set", f"features.vectors={vectors}", "--set", "training.epochs=2",
+            *conll_sets(dev=True), "--set", "training.epochs=2",
             "--set", "model.head=crf", "--set", "model.decode=null",
             "--set", "training.batch_size=64")
     assert r.exit_code == 0, r.output

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import conll_sets
 
 from nerwin.checkpoint import load_checkpoint
 from nerwin.cli import cli
@@ -235,14 +236,10 @@ def test_logistic_head_trains_and_scores_one_type(tmp_path):
     assert max(m["dev_f1"] for m in metrics(out)) > 50.0
 
 
-def test_conll2003_with_glove_reaches_85_dev_f1(tmp_path, shared_data):
-    train = shared_data("conll2003/train.txt")
-    dev = shared_data("conll2003/valid.txt")
-    vectors = shared_data("embeddings/glove.6B.50d.txt.gz")
+def test_conll2003_with_glove_reaches_85_dev_f1(tmp_path):
     out = tmp_path / "conll"
     r = run("train", ROOT / "configs" / "conll2003.yaml", "--out", out, "--quiet",
-            "--set", f"data.train={train}", "--set", f"data.dev={dev}", "--set", "data.test=null",
-            "--set", f"features.vectors={vectors}", "--set", "training.epochs=2")
+            *conll_sets(dev=True), "--set", "training.epochs=2")
     assert r.exit_code == 0, r.output
     assert max(m["dev_f1"] for m in metrics(out)) >= 85.0
 
