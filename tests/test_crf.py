@@ -450,3 +450,28 @@ def test_property_batch_matches_brute_force(lengths, C, constrained, seed, scale
     assert loss == pytest.approx(expected_loss, rel=1e-9, abs=1e-9)
     np.testing.assert_allclose(ds, np.concatenate(nodes) - np.eye(C)[y], atol=1e-10)
     np.testing.assert_allclose(dA, expected_pair, atol=1e-10)
+
+
+@pytest.mark.parametrize("forbid", [False, True])
+def test_factored_pair_sum_equals_the_term_by_term_sum(forbid):
+    """Σ_t exp(α[t-1, i] + A[i, j] + fb[t, j]) as one product equals the C² exps it replaces,
+    with −inf (forbidden) entries of A giving exactly 0; and an overflow is reported as None,
+    so the caller sums term by term."""
+    rng = np.random.default_rng(3)
+    T, C = 40, 5
+    al = rng.normal(scale=8.0, size=(T, C))
+    fb = rng.normal(scale=8.0, size=(T, C)) - 30.0
+    A = rng.normal(size=(C, C))
+    if forbid:
+        A[0, 1] = A[3, 2] = -np.inf
+    want = np.exp(al[:, :, None] + A + fb[:, None, :]).sum(axis=0)
+    got = crf._pair_sum_factored(al, A, fb)
+    assert got is not None
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    if forbid:
+        assert got[0, 1] == 0.0 and got[3, 2] == 0.0
+    # The row maxima on a forbidden pair 800 nats apart: e^(a+b) overflows.
+    al2, fb2, A2 = al.copy(), fb.copy(), A.copy()
+    A2[0, 1] = -np.inf
+    al2[0, 0], fb2[0, 1] = 500.0, 300.0
+    assert crf._pair_sum_factored(al2, A2, fb2) is None

@@ -236,12 +236,14 @@ def test_logistic_head_trains_and_scores_one_type(tmp_path):
     assert max(m["dev_f1"] for m in metrics(out)) > 50.0
 
 
-def test_conll2003_with_glove_reaches_85_dev_f1(tmp_path):
+def test_conll2003_with_glove_reaches_the_dev_floor(tmp_path):
+    """Two epochs of configs/conll2003.yaml as shipped (batches of 256, constrained Viterbi).
+    Measured 2026-11-30: dev F1 90.20 after epoch 2 (seed 0); floor 88."""
     out = tmp_path / "conll"
     r = run("train", ROOT / "configs" / "conll2003.yaml", "--out", out, "--quiet",
             *conll_sets(dev=True), "--set", "training.epochs=2")
     assert r.exit_code == 0, r.output
-    assert max(m["dev_f1"] for m in metrics(out)) >= 85.0
+    assert max(m["dev_f1"] for m in metrics(out)) >= 88.0
 
 
 def test_tag_agrees_with_eval_predictions(sample_run, tmp_path):

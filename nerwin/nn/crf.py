@@ -470,10 +470,38 @@ def _marginals(scores, A, en, lay, safe, alpha, logz, beta, pairs: bool):
         return node, None
     fb = scores[lay.inner] + beta[lay.inner]  # f[t, j] + β[t, j]
     fb -= lz[lay.inner]
-    xi = alpha[lay.nonlast][:, :, None] + A  # (N - S, i, j)
-    xi += fb[:, None, :]
-    np.exp(xi, out=xi)
-    return node, xi.sum(axis=0)
+    al = alpha[lay.nonlast]  # α[t-1, i]
+    pair = _pair_sum_factored(al, A, fb)
+    if pair is None:  # one term per (t, i, j), in log space: always finite
+        xi = al[:, :, None] + A  # (N - S, i, j)
+        xi += fb[:, None, :]
+        np.exp(xi, out=xi)
+        pair = xi.sum(axis=0)
+    return node, pair
+
+
+def _pair_sum_factored(al: np.ndarray, A: np.ndarray, fb: np.ndarray) -> np.ndarray | None:
+    """Σ_t exp(al[t, i] + A[i, j] + fb[t, j]) (C, C) as one product, or None if it overflowed.
+
+    The summand factors: exp(A[i, j]) · exp(al[t, i] − a_t) · exp(fb[t, j] − b_t) · e^(a_t+b_t)
+    with a_t, b_t the row maxima, so the sum over t is exp(A) ⊙ (L̃ᵀ R) with
+    L̃[t, i] = exp(al[t, i] − a_t + a_t + b_t) and R[t, j] = exp(fb[t, j] − b_t) in [0, 1]:
+    2·C exps a position and a (C × T)(T × C) product instead of C² exps and sums.
+    e^(a_t+b_t) is at least p_max / e^(max A) (some pair has probability p_max >= 1/C²), so it
+    cannot underflow; it can overflow when the row maxima sit on a forbidden pair (−inf in
+    A) far apart, which the finiteness check catches (the caller then sums term by term).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # the check below catches both
+        a = al.max(axis=1)
+        b = fb.max(axis=1)
+        L = al - a[:, None]
+        np.exp(L, out=L)
+        L *= np.exp(a + b)[:, None]
+        R = fb - b[:, None]
+        np.exp(R, out=R)
+        pair = L.T @ R
+        pair *= np.exp(A)  # exp(−inf) = 0 exactly at forbidden moves
+    return pair if np.isfinite(pair).all() else None
 
 
 def crf_nll_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -33,32 +33,43 @@ class RowGrad:
         """
         ids = np.asarray(ids).reshape(-1)
         grads = np.asarray(grads).reshape(ids.shape[0], -1)
-        if ids.size == 0:
+        n = ids.shape[0]
+        if n == 0:
             return RowGrad(np.zeros(0, dtype=np.int64), grads[:0].copy())
         # Sort the occurrences by id (stable: equal ids keep their batch order), then sum each
         # run of equal ids with one reduceat -- twice as fast as np.unique + np.add.at here.
-        n = ids.shape[0]
-        order = np.argsort(ids, kind="stable")
+        # Ids that fit in 16 bits are sorted as uint16, which numpy sorts by radix (2-3x
+        # faster than int64's merge sort); a stable sort gives the same order either way.
+        key = ids
+        if ids.dtype.itemsize > 2 and 0 <= ids.min() and ids.max() <= 0xFFFF:
+            key = ids.astype(np.uint16)
+        order = np.argsort(key, kind="stable")
         sorted_ids = ids[order]
         first = np.empty(n, dtype=bool)
         first[0] = True
         np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=first[1:])
         starts = np.flatnonzero(first)
         g = np.take(grads, order, axis=0)
+        rows = sorted_ids[starts].astype(np.int64)
         if len(starts) == n:  # every id once: nothing to sum
-            return RowGrad(sorted_ids.astype(np.int64), g)
+            return RowGrad(rows, g)
         # reduceat pays per run, and most ids of a batch occur once: copy those rows and
         # reduce only the runs of repeated ids (each run is summed exactly as one reduceat
         # over all of them would, so the result is the same bit for bit).
-        counts = np.diff(starts, append=n)
+        counts = np.empty(len(starts), dtype=np.intp)
+        np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+        counts[-1] = n - starts[-1]
         multi = counts > 1
         values = np.take(g, starts, axis=0)
+        if multi.all():  # every id repeats (a small table such as casing): one reduceat
+            values = np.add.reduceat(g, starts, axis=0)
+            return RowGrad(rows, values)
         ms, mc = starts[multi], counts[multi]
         ends = np.cumsum(mc)
         local = ends - mc
-        rows = np.arange(int(ends[-1])) - np.repeat(local - ms, mc)
-        values[multi] = np.add.reduceat(np.take(g, rows, axis=0), local, axis=0)
-        return RowGrad(sorted_ids[starts].astype(np.int64), values)
+        src = np.arange(int(ends[-1])) - np.repeat(local - ms, mc)
+        values[multi] = np.add.reduceat(np.take(g, src, axis=0), local, axis=0)
+        return RowGrad(rows, values)
 
     def to_dense(self, shape: tuple[int, ...]) -> np.ndarray:
         """The dense gradient (for tests and gradient checks only)."""
