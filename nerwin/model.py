@@ -135,8 +135,7 @@ class Model:
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:
         """Predicted IOB2 tags for untagged sentences (their tags are ignored)."""
-        blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
-        data = self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
+        data = self._encode_untagged(sentences)
         return self.decode(data, self.predict_ids(data))
 
     def token_probabilities(self, sentences: list[Sentence]
@@ -150,17 +149,28 @@ class Model:
         model (a CRF) gives its per-token marginals here: callers such as the entity score
         of nerwin.tagging only read this method, never the head.
         """
-        blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
-        data = self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
+        _, labels, probs = self.tag_and_probabilities(sentences)
+        return labels, probs
+
+    def tag_and_probabilities(self, sentences: list[Sentence]
+                              ) -> tuple[list[list[str]], list[str], list[np.ndarray]]:
+        """:meth:`tag` and :meth:`token_probabilities` from one pass through the network:
+        (tags per sentence, labels, probabilities per sentence)."""
+        data = self._encode_untagged(sentences)
         logistic = self.cfg.model.head == "logistic"
         labels = (["O", f"I-{self.cfg.model.positive}"] if logistic
                   else list(self.lex.tags.itos))
+        ids = np.empty(len(data), dtype=np.int32)
         out = np.empty((len(data), len(labels)), dtype=np.float64)
         proj = self.net.projections(len(data))
         for rows, lens in eval_batches(data, self.net.head.per_sentence):
-            p = self.net.predict_proba(data.rows(rows), lens, proj)
+            ids[rows], p = self.net.predict_and_proba(data.rows(rows), lens, proj)
             out[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
-        return labels, data.split(out)
+        return self.decode(data, ids), labels, data.split(out)
+
+    def _encode_untagged(self, sentences: list[Sentence]) -> WindowData:
+        blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
+        return self.encode(Corpus(Path("<input>"), blank, scheme="iob2"))
 
     # ------------------------------------------------------------------ checkpoint form
 

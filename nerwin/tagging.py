@@ -21,9 +21,11 @@ Output formats
 
 Entity score: the mean, over the entity's tokens, of the probability the model gives to the
 entity's type at that token (the sum of its ``B-X`` and ``I-X`` probabilities), read from
-:meth:`nerwin.model.Model.token_probabilities`. A token's share of the type is what the
-tag decision rests on whatever the head, so the score works unchanged for per-token
-softmax, the logistic head, and any head that provides marginals through that method.
+:meth:`nerwin.model.Model.token_probabilities` (computed with the tags, from the same
+pass through the network: :meth:`~nerwin.model.Model.tag_and_probabilities`). A token's
+share of the type is what the tag decision rests on whatever the head, so the score works
+unchanged for per-token softmax, the logistic head, and any head that provides marginals
+through that method.
 
 Memory stays flat: the input is read a line at a time and tagged in chunks of about
 ``chunk_tokens`` tokens (whole sentences), each chunk written before the next is read.
@@ -201,16 +203,16 @@ def entity_score(probs: np.ndarray, labels: list[str], type_: str) -> float:
 def tag_items(model: Model, items: list[Item], scores: bool = True) -> None:
     """Fill in the tags and entities of ``items`` (one call to the model for all of them).
 
-    ``scores=False`` skips the probabilities (a second pass through the network) when the
-    output has no place for entity scores; the entities then score 0.
+    ``scores=False`` skips the probabilities (the crf's forward-backward, a softmax) when
+    the output has no place for entity scores; the entities then score 0.
     """
     if not items:
         return
     sents = [Sentence(it.tokens, ["O"] * len(it.tokens), it.line) for it in items]
-    tags = model.tag(sents)
     if scores:
-        labels, probs = model.token_probabilities(sents)
+        tags, labels, probs = model.tag_and_probabilities(sents)
     else:
+        tags = model.tag(sents)
         labels, probs = [], [np.zeros((len(s.tokens), 0)) for s in sents]
     for it, tg, pr in zip(items, tags, probs):
         it.tags = list(tg)

@@ -19,11 +19,13 @@ import ctypes
 import glob
 import os
 import sys
+from typing import Any
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # Entry points of the OpenBLAS builds numpy wheels bundle (scipy-openblas) or link.
 _GET_THREADS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
                 "openblas_get_num_threads64_", "openblas_get_num_threads")
+_SET_THREADS = tuple(s.replace("get_", "set_") for s in _GET_THREADS)
 
 
 def default_to_one_blas_thread() -> None:
@@ -43,12 +45,8 @@ def apply_default_if_numpy_not_loaded() -> bool:
     return True
 
 
-def blas_threads() -> int | None:
-    """The number of threads numpy's BLAS uses now, or None if it cannot be asked.
-
-    Asks OpenBLAS itself (the BLAS of numpy's wheels) through ctypes; other BLAS builds
-    give None.
-    """
+def _openblas_call(symbols: tuple[str, ...]) -> Any:
+    """The first of ``symbols`` in the OpenBLAS that numpy's wheels bundle, or None."""
     import numpy as np
 
     root = os.path.dirname(os.path.dirname(np.__file__))
@@ -57,9 +55,32 @@ def blas_threads() -> int | None:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for symbol in _GET_THREADS:
+        for symbol in symbols:
             fn = getattr(lib, symbol, None)
             if fn is not None:
-                fn.restype = ctypes.c_int
-                return int(fn())
+                return fn
     return None
+
+
+def blas_threads() -> int | None:
+    """The number of threads numpy's BLAS uses now, or None if it cannot be asked.
+
+    Asks OpenBLAS itself (the BLAS of numpy's wheels) through ctypes; other BLAS builds
+    give None.
+    """
+    fn = _openblas_call(_GET_THREADS)
+    if fn is None:
+        return None
+    fn.restype = ctypes.c_int
+    return int(fn())
+
+
+def set_blas_threads(n: int) -> bool:
+    """Make numpy's OpenBLAS use ``n`` threads from now on (for benchmarks that compare
+    counts in one process). Returns False if the BLAS cannot be told."""
+    fn = _openblas_call(_SET_THREADS)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int]
+    fn(int(n))
+    return blas_threads() == n

@@ -252,11 +252,32 @@ def test_scores_come_from_token_probabilities_only(fresh_model):
             p = [np.tile([0.2, 0.5, 0.3], (len(s.tokens), 1)) for s in sents]
             return ["O", "B-PER", "I-PER"], p
 
+        def tag_and_probabilities(self, sents):
+            return self.tag(sents), *self.token_probabilities(sents)
+
     out = io.StringIO()
     tag_stream(Stub(), io.BytesIO(b"Karel Vosk said hello.\n"), "<t>", out,
                output_format="jsonl")
     e = json.loads(out.getvalue())["entities"]
     assert e == [{"type": "PER", "start": 0, "end": 10, "text": "Karel Vosk", "score": 0.8}]
+
+
+def test_tags_and_scores_take_one_pass_through_the_network(fresh_model, monkeypatch):
+    from nerwin.conll import Sentence
+
+    sents = [Sentence(["Karel", "Vosk", "said"], ["O"] * 3, 1), Sentence(["x"], ["O"], 2)]
+    tags, labels, probs = fresh_model.tag_and_probabilities(sents)
+    assert tags == fresh_model.tag(sents)
+    want_labels, want = fresh_model.token_probabilities(sents)
+    assert labels == want_labels
+    for a, b in zip(probs, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    calls = []
+    forward = fresh_model.net.forward
+    monkeypatch.setattr(fresh_model.net, "forward",
+                        lambda *a, **k: calls.append(1) or forward(*a, **k))
+    out = tag_text(fresh_model, "Karel Vosk said hello.\n", "jsonl")
+    assert json.loads(out)["tokens"] and len(calls) == 1
 
 
 def test_model_token_probabilities(fresh_model):

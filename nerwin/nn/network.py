@@ -601,6 +601,14 @@ class WindowNet:
         out, _ = self.forward(inputs, train=False, proj=proj)
         return self.head.decode(out, lengths, self.params)
 
+    def predict_and_proba(self, inputs: Inputs, lengths: np.ndarray | None = None,
+                          proj: Projections | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` and :meth:`predict_proba` from one forward pass (tagging with
+        entity scores needs both)."""
+        out, _ = self.forward(inputs, train=False, proj=proj)
+        return (self.head.decode(out, lengths, self.params),
+                self.head.proba(out, lengths, self.params))
+
     def loss_and_predict(self, inputs: Inputs, y: np.ndarray,
                          lengths: np.ndarray | None = None,
                          proj: Projections | None = None) -> tuple[float, np.ndarray]:
