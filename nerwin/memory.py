@@ -15,6 +15,10 @@ count, of which P_dense outside the embedding tables):
   initialisation   8·max(parameter size)              draws are float64, then cast
   one batch        s·B·(3D + 4ΣH + 3·n_out)           x, its gradient, the gathered rows;
                                                       Z, H, mask, δ per layer; scores, p, δ
+  projections      s·H_1·Σ_f rows_f, at most 256 MiB   the first layer precomputed for each
+                                                      evaluation (nerwin.nn.project): per
+                                                      lookup table n_f·(2m+1) rows, or n_f^(2m+1)
+                                                      when combined over positions
   token arrays     (4F + 20)·N + (10 + 4F)·B(2m+1)    per token: an int32 id per feature (F
                                                       tables), token and tag ids of the read
                                                       file, the labels, the shuffled order
@@ -35,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from nerwin.config import Config, ConfigError
-from nerwin.nn.network import NetSpec
+from nerwin.nn import project
+from nerwin.nn.network import NetSpec, TableSpec
 
 #: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
 FALLBACK_LIMIT = 8 * 2**30
@@ -80,9 +85,26 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
         "optimiser state": itemsize * slots * total,
         "initialisation": 8 * max(sizes.values()),
         "one batch": itemsize * b * (3 * spec.input_dim + 4 * sum(spec.hidden) + 3 * spec.n_out),
+        "projections": _projection_bytes(spec, itemsize),
         "token arrays": (4 * len(spec.tables) + 20) * n_windows
         + (10 + 4 * len(spec.tables)) * b * k,
     }
+
+
+def _projection_bytes(spec: NetSpec, itemsize: int) -> int:
+    """The most the precomputed first-layer projections of one evaluation can take: every
+    lookup table's rows (as nerwin.nn.project lays them out), within project.MAX_BYTES. (A
+    table is left out when it has more rows than the evaluation has tokens; not knowing
+    those, count it.)"""
+    if not spec.hidden:
+        return 0
+    k = spec.n_positions
+    rows = 0
+    for t in spec.tables:
+        if isinstance(t, TableSpec):
+            combined = project.combined_rows(t.n_rows, k)
+            rows += combined if combined is not None else t.n_rows * k
+    return min(rows * spec.hidden[0] * itemsize, project.MAX_BYTES)
 
 
 def _fmt(n: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,18 @@ def test_limit_falls_back_when_meminfo_is_missing(monkeypatch):
     assert memory.available_bytes() > 0
     monkeypatch.setattr(memory.os, "sysconf", lambda _: (_ for _ in ()).throw(ValueError))
     assert memory.available_bytes() == memory.FALLBACK_LIMIT
+
+
+def test_projections_part_is_what_an_evaluation_precomputes(sample):
+    cfg, lex = sample
+    spec = net_spec(cfg, lex)
+    m = new_model(cfg, lex, np.random.default_rng(0))
+    proj = m.net.projections(10**9)  # every table precomputed
+    e = estimate_bytes(spec, optimizer="adam", momentum=0, batch_size=32, n_windows=0)
+    assert e["projections"] == proj.P.nbytes > 0
+    flat = estimate_bytes(dataclasses.replace(spec, hidden=()), optimizer="adam", momentum=0,
+                          batch_size=32, n_windows=0)
+    assert flat["projections"] == 0
+    huge = estimate_bytes(dataclasses.replace(spec, hidden=(10**6,)), optimizer="adam",
+                          momentum=0, batch_size=32, n_windows=0)
+    assert huge["projections"] == memory.project.MAX_BYTES

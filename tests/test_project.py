@@ -207,3 +207,12 @@ def test_rowgrad_sums_repeated_ids_as_one_reduceat_does_bit_for_bit():
         got = RowGrad.from_ids(ids, g)
         np.testing.assert_array_equal(got.rows, s[starts])
         assert got.values.dtype == dt and got.values.tobytes() == want.tobytes()
+
+
+def test_combined_rows_is_n_to_the_k_when_small_and_quick_when_not():
+    from nerwin.nn.project import COMBINE_MAX_ROWS, combined_rows
+
+    assert combined_rows(6, 5) == 7776 and combined_rows(2, 14) == COMBINE_MAX_ROWS
+    assert combined_rows(2, 15) is None and combined_rows(7, 5) is None
+    assert combined_rows(1, 10**9) == 1
+    assert combined_rows(6, 10**9) is None  # no 6^(10^9) is ever formed

@@ -29,6 +29,7 @@ Only valid for the parameters at construction time: build one per evaluation cal
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,15 @@ CHUNK = 256
 COMBINE_MAX_ROWS = 16384
 #: Largest size of all precomputed projections together.
 MAX_BYTES = 256 * 2**20
+
+
+def combined_rows(n_rows: int, K: int) -> int | None:
+    """n_rows^K, the rows of a table combined over K positions, if at most COMBINE_MAX_ROWS;
+    else None (without forming a huge integer for a large K)."""
+    if n_rows > 1 and K * math.log2(n_rows) > math.log2(COMBINE_MAX_ROWS) + 1e-9:
+        return None
+    rows = n_rows ** K
+    return rows if rows <= COMBINE_MAX_ROWS else None
 
 
 class Projections:
@@ -68,8 +78,9 @@ class Projections:
             size = t.n_rows * K * H * W.dtype.itemsize
             if isinstance(t, TableSpec) and t.n_rows <= max(n_tokens, 1) and size <= budget:
                 budget -= size
-                combined = t.n_rows ** K <= COMBINE_MAX_ROWS
-                rows = t.n_rows ** K if combined else t.n_rows * K
+                n_comb = combined_rows(t.n_rows, K)
+                combined = n_comb is not None
+                rows = n_comb if n_comb is not None else t.n_rows * K
                 self.lookups.append((ti, "combined" if combined else "positions", base,
                                      t.n_rows))
                 plan.append((ti, t, sl))
