@@ -60,10 +60,9 @@ class RowGrad:
         np.subtract(starts[1:], starts[:-1], out=counts[:-1])
         counts[-1] = n - starts[-1]
         multi = counts > 1
-        values = np.take(g, starts, axis=0)
         if multi.all():  # every id repeats (a small table such as casing): one reduceat
-            values = np.add.reduceat(g, starts, axis=0)
-            return RowGrad(rows, values)
+            return RowGrad(rows, np.add.reduceat(g, starts, axis=0))
+        values = np.take(g, starts, axis=0)
         ms, mc = starts[multi], counts[multi]
         ends = np.cumsum(mc)
         local = ends - mc
