@@ -1,14 +1,9 @@
 """``nerwin sweep``: hyperparameter search over config keys, on Optuna, in parallel, resumable.
 
-A search space (SPACE.yaml) maps dotted config keys to distributions::
-
-    training.optimizer.lr: {log_uniform: [1.0e-4, 1.0e-1]}
-    model.nonlinearity: {choice: [tanh, relu]}
-    model.init_scale: {uniform: [0.01, 0.5]}
-    features.window: {int: [1, 3]}
-
-Each trial is a normal run directory DIR/trial-NNNN trained by :func:`nerwin.train.train`
-(the code path of ``nerwin train``) on one BLAS thread; its objective is the best dev F1.
+The search space (SPACE.yaml, dotted config keys to distributions) is read and checked by
+nerwin.space. Each trial is a normal run directory DIR/trial-NNNN trained by
+:func:`nerwin.train.train` (the code path of ``nerwin train``) on one BLAS thread; its
+objective is the best dev F1.
 The study lives in an Optuna storage (SQLite at DIR/study.db unless ``--storage``); every
 worker process, on this machine or another, runs the same loop against it:
 
@@ -27,7 +22,6 @@ count toward --trials.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import socket
@@ -41,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from nerwin.errors import NerwinError
+from nerwin.space import Dim, load_space, override, param_value, suggest
 
-KINDS = ("choice", "uniform", "log_uniform", "int")
 DEFAULT_STUDY = "nerwin"
 TRIAL_DIR = "trial-{:04d}"
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often ...
@@ -53,115 +47,6 @@ PRUNE_WARMUP_EPOCHS = 2  # ... and judges a trial from this epoch on (1-based)
 SURPLUS = "nerwin_surplus"  # user attr of a trial asked for after the study was full
 INSTALL_HINT = ("nerwin sweep needs Optuna: pip install 'nerwin[sweep]' "
                 "(or pip install 'optuna>=3.5')")
-
-
-# ---------------------------------------------------------------------------------------
-# The search space
-
-
-@dataclass(frozen=True)
-class Dim:
-    """One searched key: ``kind`` in KINDS; ``values`` the choices or (low, high)."""
-
-    key: str
-    kind: str
-    values: tuple[Any, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "values": list(self.values)}
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _override(key: str, value: Any) -> str:
-    """A ``--set`` string: JSON is YAML, so the value loads back with its type."""
-    return f"{key}={json.dumps(value)}"
-
-
-def parse_space(raw: Any, source: str) -> list[Dim]:
-    """Check the shape of a space mapping (key -> {kind: [values]}); return its dims."""
-    if not isinstance(raw, dict) or not raw:
-        raise NerwinError(f"{source}: expected a mapping of config keys to distributions, "
-                          f"e.g. training.optimizer.lr: {{log_uniform: [1.0e-4, 1.0e-1]}}")
-    dims = []
-    for key, spec in raw.items():
-        if not isinstance(key, str) or not key or any(not p for p in key.split(".")):
-            raise NerwinError(f"{source}: {key!r}: expected a dotted config key, "
-                              f"e.g. training.optimizer.lr")
-        if key == "output.dir" or key.startswith("output."):
-            raise NerwinError(f"{source}: {key}: the sweep sets the run directory "
-                              f"(DIR/trial-NNNN); it cannot be searched")
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in KINDS:
-            raise NerwinError(f"{source}: {key}: expected one of {{choice: [...]}}, "
-                              f"{{uniform: [a, b]}}, {{log_uniform: [a, b]}}, {{int: [a, b]}}; "
-                              f"got {spec!r}")
-        kind, values = next(iter(spec.items()))
-        if not isinstance(values, list) or not values:
-            raise NerwinError(f"{source}: {key}: {kind} needs a non-empty list, got {values!r}")
-        if kind == "choice":
-            if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-                raise NerwinError(f"{source}: {key}: choice lists a value twice: {values!r}")
-        else:
-            lo_hi = values
-            ok = len(lo_hi) == 2 and all(_is_number(v) for v in lo_hi) and lo_hi[0] < lo_hi[1]
-            if kind == "int":
-                ok = ok and all(isinstance(v, int) for v in lo_hi)
-            if kind == "log_uniform":
-                ok = ok and lo_hi[0] > 0
-            if not ok:
-                need = {"uniform": "two numbers a < b", "int": "two integers a < b",
-                        "log_uniform": "two numbers 0 < a < b"}[kind]
-                raise NerwinError(f"{source}: {key}: {kind} needs [a, b] with {need}; "
-                                  f"got {values!r}")
-        dims.append(Dim(key, kind, tuple(values)))
-    return dims
-
-
-def load_space(space_path: str | Path, config_path: str | Path,
-               overrides: list[str]) -> list[Dim]:
-    """Read SPACE.yaml and validate every key and value against CONFIG, like ``--set``.
-
-    Each choice, and both ends of each range, is applied to the config and validated by
-    :func:`nerwin.config.load_config`; an error names SPACE.yaml and the key.
-    """
-    from nerwin.config import ConfigError, _read_yaml, load_config
-
-    source = str(space_path)
-    dims = parse_space(_read_yaml(Path(space_path)), source)
-    for d in dims:
-        # every choice; both ends of a range, as the sampler gives them (a float for
-        # uniform: an integer key is refused here, not in every trial)
-        for v in d.values if d.kind in ("choice", "int") else map(float, d.values):
-            try:
-                load_config(config_path, [*overrides, _override(d.key, v)])
-            except ConfigError as e:
-                rest = str(e)[len(e.source) + 2:]
-                if e.key == d.key or d.key.startswith(e.key + "."):
-                    raise NerwinError(f"{source}: {rest}") from None
-                raise NerwinError(f"{source}: {d.key} = {v!r}: {rest}") from None
-    return dims
-
-
-def _suggest(trial: Any, d: Dim) -> Any:
-    if d.kind == "choice":
-        # Optuna's categoricals hold scalars only; a list choice ([200, 100]) goes as JSON.
-        if all(v is None or isinstance(v, (bool, int, float, str)) for v in d.values):
-            return trial.suggest_categorical(d.key, list(d.values))
-        return json.loads(trial.suggest_categorical(d.key, [json.dumps(v) for v in d.values]))
-    if d.kind == "int":
-        return trial.suggest_int(d.key, d.values[0], d.values[1])
-    return trial.suggest_float(d.key, float(d.values[0]), float(d.values[1]),
-                               log=d.kind == "log_uniform")
-
-
-def _param_value(d: Dim, stored: Any) -> Any:
-    """A trial's stored param as the config value (JSON-encoded list choices decoded)."""
-    if d.kind == "choice" and isinstance(stored, str) and not any(
-            isinstance(v, str) for v in d.values):
-        return json.loads(stored)
-    return stored
 
 
 # ---------------------------------------------------------------------------------------
@@ -377,9 +262,9 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
     state, value, error = TrialState.FAIL, None, None
     test_f1 = None
     try:
-        params = {d.key: _suggest(trial, d) for d in dims}
+        params = {d.key: suggest(trial, d) for d in dims}
         cfg = load_config(spec.config, [*spec.overrides,
-                                        *(_override(k, v) for k, v in params.items())])
+                                        *(override(k, v) for k, v in params.items())])
         cfg = dataclasses.replace(cfg, output=OutputConfig(dir=run_dir))
         with _Heartbeat(storage, trial._trial_id), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow on the way to NaN
@@ -462,7 +347,7 @@ def results(study: Any, dims: list[Dim]) -> list[dict[str, Any]]:
             continue
         rows.append({
             "trial": t.number, "state": t.state.name,
-            "params": {d.key: _param_value(d, t.params[d.key])
+            "params": {d.key: param_value(d, t.params[d.key])
                        for d in dims if d.key in t.params},
             "best_dev_f1": a.get("best_f1"), "best_epoch": a.get("best_epoch"),
             "test_f1": a.get("test_f1"), "seconds": a.get("seconds"),
@@ -518,7 +403,7 @@ def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> Path | Non
         return None
     best = done[0]
     cfg = load_config(spec.config, [*spec.overrides,
-                                    *(_override(k, v) for k, v in best["params"].items())])
+                                    *(override(k, v) for k, v in best["params"].items())])
     cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(spec.out) / "best_run"))
     path = Path(spec.out) / "best_config.yaml"
     atomic_write_text(path, f"# nerwin sweep: trial {best['trial']}, best dev F1 "

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from nerwin.cli import cli
 from nerwin.config import load_config
 from nerwin.errors import NerwinError
-from nerwin.sweep import SURPLUS, parse_space
+from nerwin.space import parse_space
+from nerwin.sweep import SURPLUS
 
 optuna = pytest.importorskip("optuna")
 
@@ -313,7 +314,7 @@ def test_stale_means_process_gone_here_or_heartbeat_old_elsewhere(tmp_path, monk
 
 
 def test_shipped_space_validates_against_the_sample_config():
-    from nerwin.sweep import load_space
+    from nerwin.space import load_space
 
     dims = load_space(ROOT / "configs" / "sample.space.yaml", CONFIG, [])
     assert {d.key for d in dims} == {"training.optimizer.lr", "model.nonlinearity"}
