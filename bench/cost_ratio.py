@@ -62,6 +62,7 @@ class Trainer:
         self.opt = make_optimizer("adam", self.net.params)
         self.batch_size = cfg.training.batch_size
         self.name = " ".join([config, *(f"--set {o}" for o in overrides)])
+        self.seconds, self.tokens = 0.0, 0  # totals of the timed rounds
         self._batches: Any = iter(())
 
     def _next(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -112,18 +113,17 @@ def main() -> None:
     for t in (base, config):
         t.run(20)  # warm-up
     per_round: list[float] = []
-    totals = {id(base): [0.0, 0], id(config): [0.0, 0]}
     for _ in range(args.rounds):
         per_token = []
         for t in (base, config):
             seconds, tokens = t.run(args.steps)
-            totals[id(t)][0] += seconds
-            totals[id(t)][1] += tokens
+            t.seconds += seconds
+            t.tokens += tokens
             per_token.append(seconds / tokens)
         per_round.append(per_token[1] / per_token[0])
     snap1, wall = speed.cpu_snapshot(), time.perf_counter() - wall0
     other = ((snap1[0] - snap0[0]) - (snap1[1] - snap0[1])) / wall
-    (bs, bt), (cs, ct) = totals[id(base)], totals[id(config)]
+    bs, bt, cs, ct = base.seconds, base.tokens, config.seconds, config.tokens
     print(json.dumps({
         "command": "python " + " ".join(sys.argv),
         "base": base.name, "config": config.name,

@@ -102,8 +102,7 @@ def main() -> None:
     # Adam on each parameter alone, on a copy (the state moves on; the time does not care).
     for name, g in grads.items():
         o = copy.deepcopy(opt)
-        q = {name: p[name].copy()}
-        o.shapes, o.dtypes = {name: o.shapes[name]}, {name: o.dtypes[name]}
+        q = {name: p[name].copy()}  # step() reads only the parameters it has gradients for
         parts[f"Adam on {name}"] = t(lambda o=o, q=q, name=name, g=g: o.step(q, {name: g}, 1e-9))
 
     def step() -> None:

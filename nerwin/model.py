@@ -149,13 +149,20 @@ class Model:
         model (a CRF) gives its per-token marginals here: callers such as the entity score
         of nerwin.tagging only read this method, never the head.
         """
-        _, labels, probs = self.tag_and_probabilities(sentences)
-        return labels, probs
+        data, _, labels, probs = self._probabilities(sentences, with_tags=False)
+        return labels, data.split(probs)
 
     def tag_and_probabilities(self, sentences: list[Sentence]
                               ) -> tuple[list[list[str]], list[str], list[np.ndarray]]:
         """:meth:`tag` and :meth:`token_probabilities` from one pass through the network:
         (tags per sentence, labels, probabilities per sentence)."""
+        data, ids, labels, probs = self._probabilities(sentences, with_tags=True)
+        return self.decode(data, ids), labels, data.split(probs)
+
+    def _probabilities(self, sentences: list[Sentence], with_tags: bool
+                       ) -> tuple[WindowData, np.ndarray, list[str], np.ndarray]:
+        """(encoded sentences, (N,) predicted ids if ``with_tags``, labels, (N, labels)
+        probabilities), from one pass through the network."""
         data = self._encode_untagged(sentences)
         logistic = self.cfg.model.head == "logistic"
         labels = (["O", f"I-{self.cfg.model.positive}"] if logistic
@@ -164,9 +171,13 @@ class Model:
         out = np.empty((len(data), len(labels)), dtype=np.float64)
         proj = self.net.projections(len(data))
         for rows, lens in eval_batches(data, self.net.head.per_sentence):
-            ids[rows], p = self.net.predict_and_proba(data.rows(rows), lens, proj)
+            x = data.rows(rows)
+            if with_tags:  # the decoder (Viterbi for crf) only when the tags are wanted
+                ids[rows], p = self.net.predict_and_proba(x, lens, proj)
+            else:
+                p = self.net.predict_proba(x, lens, proj)
             out[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
-        return self.decode(data, ids), labels, data.split(out)
+        return data, ids, labels, out
 
     def _encode_untagged(self, sentences: list[Sentence]) -> WindowData:
         blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
