@@ -62,6 +62,22 @@ def _openblas_call(symbols: tuple[str, ...]) -> Any:
     return None
 
 
+def pin_blas_threads_to_environment() -> int | None:
+    """The one thread count for this process and every child it starts: the variables'
+    value (1 where unset), applied to OpenBLAS directly if numpy is already loaded.
+
+    For harnesses such as the test suite, which compare arrays computed in-process with
+    arrays computed by child processes: both must run the same count. Returns the count
+    OpenBLAS reports afterwards (None where it cannot be asked).
+    """
+    default_to_one_blas_thread()
+    if "numpy" in sys.modules:
+        want = int(os.environ["OPENBLAS_NUM_THREADS"])
+        if blas_threads() not in (None, want):
+            set_blas_threads(want)
+    return blas_threads() if "numpy" in sys.modules else None
+
+
 def blas_threads() -> int | None:
     """The number of threads numpy's BLAS uses now, or None if it cannot be asked.
 

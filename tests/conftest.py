@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import settings
+# The BLAS thread count comes first, before anything below imports numpy: the tests call the
+# CLI in-process and compare its arrays with child processes' (resume after kill -9, sweeps),
+# and two thread counts round a product differently on some CPUs. The variables only work
+# before numpy loads; if a pytest plugin loaded numpy earlier, OpenBLAS is told directly.
+from nerwin.threads import pin_blas_threads_to_environment
 
-from nerwin.threads import default_to_one_blas_thread
+pin_blas_threads_to_environment()
 
-# One BLAS thread, as the nerwin command sets it: the tests call the CLI in-process, after
-# numpy is imported, so it has to be set here, before any test module imports numpy.
-default_to_one_blas_thread()
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # In CI (CI=true) property tests draw the same examples every run: a red CI is then
 # reproducible, never a one-off draw. Locally they explore new examples each run.
