@@ -4,7 +4,9 @@ A feature is one small object: its name, its vocabulary (built from the training
 ``<unk>`` and the pads, or a fixed class list), the dim of its table, the ids of the pads
 that fill a window outside the sentence, and ``ids(tokens)``. The network looks every
 feature up at each of the 2m+1 window positions and concatenates the vectors in the order
-of the list (see nerwin.nn.network). Adding a feature is one class here plus a config key
+of the list (see nerwin.nn.network). Each feature builds its table (``table()``, nerwin.nn.tables)
+and encodes a corpus into that table's input (``encode()``). Adding a feature is one class
+here (and, for a new kind of table, one in nerwin.nn.tables) plus a config key
 (nerwin.config.FeaturesConfig) and one line in :func:`build_features`.
 
 | feature   | param  | ids of a token                                                       |
@@ -27,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerwin.config import FeaturesConfig
+from nerwin.conll import Corpus
 from nerwin.nn.chars import CharBatch
-from nerwin.nn.network import CharSpec, TableSpec
+from nerwin.nn.tables import CharTable, LookupTable, Table
 from nerwin.vocab import (
     BOS_ID,
     CASE_PAD,
@@ -41,6 +44,7 @@ from nerwin.vocab import (
     encode_words,
     normalise,
 )
+from nerwin.windows import TokenIds
 
 #: Character ids of the char encoder: 0 pads a word's row (and the convolution's borders),
 #: 1 is an unknown character, 2 and 3 are the single "characters" of the left and right
@@ -69,6 +73,9 @@ class Feature:
     right_pad: int = EOS_ID
     dtype: type = np.int32
 
+    #: The config key that sets ``dim`` (named by the memory estimate's advice).
+    DIM_KEY = ""
+
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         """(n,) ids of the tokens of one sentence."""
         get = self.vocab.stoi.get
@@ -78,9 +85,15 @@ class Feature:
     def key(self, token: str) -> str:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def table(self) -> TableSpec | CharSpec:
-        """The network's view of this feature: its table's name and shape."""
-        return TableSpec(self.param, len(self.vocab), self.dim)
+    def table(self) -> Table:
+        """The network's part for this feature (nerwin.nn.tables): a lookup table."""
+        return LookupTable(self.param, len(self.vocab), self.dim, self.DIM_KEY)
+
+    def encode(self, corpus: Corpus) -> TokenIds:
+        """The table's input for every token of ``corpus`` (each distinct token encoded
+        once); WindowData cuts it into the windows of a batch."""
+        per_type = self.ids(corpus.types)
+        return TokenIds(per_type[corpus.token_ids], self.left_pad, self.right_pad)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,8 @@ class WordFeature(Feature):
 
     lowercase: bool = True
     digits: bool = True
+
+    DIM_KEY = "features.dim"
 
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_words(tokens, self.vocab, lowercase=self.lowercase, digits=self.digits)
@@ -101,6 +116,8 @@ class CasingFeature(Feature):
     left_pad: int = CASE_PAD
     right_pad: int = CASE_PAD
     dtype: type = np.int8
+
+    DIM_KEY = "features.casing_dim"
 
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_casing(tokens)
@@ -118,6 +135,8 @@ class AffixFeature(Feature):
 
     kind: str = "suffix"
     n: int = 3
+
+    DIM_KEY = "features.affix_dim"
 
     def key(self, token: str) -> str:
         return affix_key(token, self.kind, self.n)
@@ -149,6 +168,8 @@ def word_shape(token: str) -> str:
 class ShapeFeature(Feature):
     """The word's shape (see :func:`word_shape`)."""
 
+    DIM_KEY = "features.shape_dim"
+
     def key(self, token: str) -> str:
         return word_shape(token)
 
@@ -173,6 +194,8 @@ class CharFeature(Feature):
     max_len: int = 20
     dtype: type = np.int16
 
+    DIM_KEY = "features.char_dim"
+
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         """(n, max_len) character ids; a word longer than max_len is cut by clip_word."""
         get = self.vocab.stoi.get
@@ -194,8 +217,13 @@ class CharFeature(Feature):
         return np.concatenate([self.pad_row(self.left_pad)[None], self.pad_row(
             self.right_pad)[None], self.ids(types)]).astype(self.dtype)
 
-    def table(self) -> CharSpec:
-        return CharSpec(len(self.vocab), self.dim, self.filters, self.width, self.max_len)
+    def table(self) -> CharTable:
+        return CharTable(len(self.vocab), self.dim, self.filters, self.width, self.max_len,
+                         self.param, self.DIM_KEY)
+
+    def encode(self, corpus: Corpus) -> CharWindows:  # type: ignore[override]
+        """Each token's row of the corpus's character table (rows 0, 1: the pads)."""
+        return CharWindows(corpus.token_ids + np.int32(2), self.encode_types(corpus.types))
 
 
 def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...],

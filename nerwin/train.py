@@ -295,7 +295,7 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
         lr = schedule.lr_at(epoch)
         t0 = time.perf_counter()
         loss_sum, n_seen = 0.0, 0
-        if net.head.sentence_loss:  # crf: whole shuffled sentences, batch_size tokens
+        if net.needs_whole_sentences():  # crf: whole shuffled sentences, batch_size tokens
             epoch_batches = list(sentence_batches(train_d.lengths, tcfg.batch_size, rng))
         else:
             epoch_batches = [(idx, None) for idx in batches(len(train_d), tcfg.batch_size, rng)]
