@@ -31,7 +31,7 @@ import numpy as np
 from nerwin.config import FeaturesConfig
 from nerwin.conll import Corpus
 from nerwin.nn.chars import CharBatch
-from nerwin.nn.tables import CharTable, LookupTable, Table
+from nerwin.nn.tables import CharTable, LookupTable, Table, table_param
 from nerwin.vocab import (
     BOS_ID,
     CASE_PAD,
@@ -249,26 +249,26 @@ def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str],
     or with ``counts`` every distinct training token and how often it occurs."""
     if counts is None:
         counts = [1] * len(tokens)
-    feats: list[Feature] = [WordFeature("word", "E_word", words, f.dim,
+    feats: list[Feature] = [WordFeature("word", table_param("word"), words, f.dim,
                                         lowercase=f.lowercase, digits=f.digits)]
     if f.casing_dim > 0:
-        feats.append(CasingFeature("casing", "E_case", Vocab(CASINGS), f.casing_dim))
+        feats.append(CasingFeature("casing", table_param("casing"), Vocab(CASINGS), f.casing_dim))
     for kind, lengths in (("prefix", f.prefixes), ("suffix", f.suffixes)):
         for n in lengths:
             vocab = counted_vocab((affix_key(t, kind, n) for t in tokens), f.affix_min_count,
                                   SPECIALS, counts)
-            feats.append(AffixFeature(f"{kind}{n}", f"E_{kind}{n}", vocab, f.affix_dim,
+            feats.append(AffixFeature(f"{kind}{n}", table_param(f"{kind}{n}"), vocab, f.affix_dim,
                                       kind=kind, n=n))
     if f.shape_dim > 0:
         vocab = counted_vocab((word_shape(t) for t in tokens), f.affix_min_count, SPECIALS,
                               counts)
-        feats.append(ShapeFeature("shape", "E_shape", vocab, f.shape_dim))
+        feats.append(ShapeFeature("shape", table_param("shape"), vocab, f.shape_dim))
     if f.char_filters > 0:
         clipped = [clip_word(t, f.char_max_len) for t in tokens]
         chars = (ch for w in clipped for ch in w)
         weights = (c for w, c in zip(clipped, counts) for _ in w)
         vocab = counted_vocab(chars, 1, CHAR_SPECIALS, weights)
-        feats.append(CharFeature("chars", "E_char", vocab, f.char_dim,
+        feats.append(CharFeature("chars", table_param("chars"), vocab, f.char_dim,
                                  left_pad=CHAR_BOS, right_pad=CHAR_EOS,
                                  filters=f.char_filters, width=f.char_width,
                                  max_len=f.char_max_len))

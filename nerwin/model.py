@@ -193,7 +193,9 @@ def new_model(cfg: Config, lex: Lexicon, rng: np.random.Generator,
     spec = net_spec(cfg, lex)
     check_memory(cfg, spec, lex.n_tokens, np.dtype(dtype).itemsize)
     params = init_params(spec, rng, dtype, lex.pretrained, lex.pretrained_mask)
-    frozen = frozenset({"E_word"}) if cfg.features.freeze else frozenset()
+    # features.freeze: the word table's rows stay as initialised (pretrained).
+    frozen = (frozenset(t.param for t in spec.tables if t.is_words) if cfg.features.freeze
+              else frozenset())
     return Model(cfg, lex, WindowNet(spec, params, frozen))
 
 

@@ -39,6 +39,14 @@ from nerwin.nn.rowgrad import RowGrad
 FIRST_WORD_ID = 3
 #: The word table's parameter: pretrained vectors fill it and word dropout reads its ids.
 WORD_PARAM = "E_word"
+#: Table parameters whose name is not E_<feature name> (kept so old checkpoints load).
+_PARAM_OF = {"casing": "E_case", "chars": "E_char"}
+
+
+def table_param(feature: str) -> str:
+    """The parameter name of the table of the token feature called ``feature`` (E_word,
+    E_case, E_suffix3, E_shape, E_char, …): the name checkpoints store it under."""
+    return _PARAM_OF.get(feature, f"E_{feature}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,178 @@
+"""The network's parts own their code (issue 16): read from the source, so that a shortcut
+around a part (a head name compared, a table kind type-checked, a parameter name built
+from a rule) fails here rather than in the next feature that meets it."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nerwin.nn.blocks import Dense
+from nerwin.nn.output import HEAD_CLASSES, Head
+from nerwin.nn.spec import NetSpec, init_params
+from nerwin.nn.tables import CharTable, LookupTable
+
+PKG = Path(__file__).resolve().parents[1] / "nerwin"
+
+
+def sources(*skip: str) -> dict[str, str]:
+    return {str(p.relative_to(PKG)): p.read_text() for p in sorted(PKG.rglob("*.py"))
+            if str(p.relative_to(PKG)) not in skip}
+
+
+HEAD_NAME = re.compile(r"""(==|!=)\s*["'](softmax|logistic|crf)["']|"""
+                       r"""["'](softmax|logistic|crf)["']\s*(==|!=)""")
+
+
+def test_no_head_name_is_compared_outside_the_heads_module():
+    hits = [f"{f}: {m.group(0)}" for f, s in sources("nn/output.py").items()
+            for m in HEAD_NAME.finditer(s)]
+    assert hits == []
+
+
+def test_the_check_catches_a_comparison():
+    assert HEAD_NAME.search('if cfg.model.head == "logistic":')
+    assert HEAD_NAME.search("'crf' != name")
+    assert not HEAD_NAME.search('head: str = field(default="softmax")')
+
+
+TABLE_KINDS = ("CharSpec", "CharTable", "TableSpec", "LookupTable", "CharFeature",
+               "WordFeature")
+
+
+def test_no_table_kind_type_check_outside_the_tables_module():
+    hits = []
+    for f, s in sources("nn/tables.py").items():
+        for node in ast.walk(ast.parse(s)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "isinstance"):
+                text = ast.unparse(node.args[1])
+                if any(k in text for k in TABLE_KINDS):
+                    hits.append(f"{f}: isinstance(…, {text})")
+    assert hits == []
+
+
+NAME_RULE = re.compile(r"""f["'][WbE]_?\{|startswith\(["'][WEbU]|["']E_["']\s*\+""")
+
+
+def test_no_parameter_name_arithmetic_outside_the_owning_part():
+    hits = [f"{f}: {m.group(0)}"
+            for f, s in sources("nn/tables.py", "nn/blocks.py").items()
+            for m in NAME_RULE.finditer(s)]
+    assert hits == []
+    assert NAME_RULE.search('f"W{i}"') and NAME_RULE.search('name.startswith("E_")')
+
+
+def test_the_chain_fits_in_350_lines():
+    assert len((PKG / "nn" / "network.py").read_text().splitlines()) <= 350
+
+
+def test_no_import_circles():
+    mods = {".".join(p.relative_to(PKG.parent).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in PKG.rglob("*.py")}
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for m, p in mods.items():
+        for node in ast.walk(ast.parse(p.read_text())):  # function-level imports too
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
+                    "nerwin"):
+                for a in node.names:
+                    full = f"{node.module}.{a.name}"
+                    edges[m].add(full if full in mods else node.module)
+    state: dict[str, int] = {}
+    cycles: list[str] = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(edges.get(m, ())):
+            if n not in mods:
+                continue
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(path[path.index(n):] + [n]))
+            elif n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(mods):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+# ------------------------------------------------------------------ parts declare parameters
+
+def spec(head: str = "softmax", hidden: tuple[int, ...] = (4, 3)) -> NetSpec:
+    tables = (LookupTable("E_word", 9, 3), LookupTable("E_case", 6, 2),
+              CharTable(7, 2, 3, 3, 5))
+    n_out = 1 if head == "logistic" else 5
+    tags = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+    return NetSpec(tables=tables, window=1, hidden=hidden, nonlinearity="relu", head=head,
+                   n_out=n_out, tags=tags, decode="viterbi" if head == "softmax" else "argmax")
+
+
+@pytest.mark.parametrize("head,score,names", [
+    ("softmax", "U", ("U", "c")),
+    ("logistic", "u", ("u", "c")),
+    ("crf", "U", ("U", "c", "trans", "start", "end")),
+])
+def test_parameters_are_the_parts_declarations_in_order(head, score, names):
+    s = spec(head)
+    assert [p.name for p in s.params()] == [
+        "E_word", "E_case", "E_char", "W_char", "b_char", "W1", "b1", "W2", "b2", *names]
+    assert s.weight_names == ("W1", "W2", score)  # the regularised ones
+    assert [p.name for p in s.params() if p.row_sparse] == ["E_word", "E_case", "E_char"]
+    params = init_params(s, np.random.default_rng(0))
+    assert {k: v.shape for k, v in params.items()} == s.param_shapes()
+    # zeros: the biases and the crf's scores; drawn: tables and weights
+    for p in s.params():
+        assert (not params[p.name].any()) == (p.kind == "zero"), p.name
+
+
+def test_a_spec_gives_its_head_instance_and_dense_blocks():
+    s = spec("crf", hidden=(4,))
+    assert [type(b) for b in s.blocks()] == [Dense]
+    assert s.blocks()[0].n_in == s.input_dim and s.top_dim == 4
+    assert s.needs_whole_sentences() and s.needs_whole_sentences(training=False)
+    soft = spec("softmax")
+    assert not soft.needs_whole_sentences() and soft.needs_whole_sentences(training=False)
+
+
+class _Model:
+    """A stand-in ModelConfig: the keys the heads read and their defaults."""
+
+    def __init__(self, **kw: object) -> None:
+        self.head, self.positive, self.decode, self.constrained = "softmax", None, None, True
+        self.__dict__.update(kw)
+
+
+DEFAULTS = {"positive": None, "decode": None, "constrained": True}
+
+
+@pytest.mark.parametrize("head,kw,key", [
+    ("crf", {"positive": "LOC"}, "positive"),
+    ("crf", {"decode": "argmax"}, "decode"),
+    ("logistic", {"positive": "LOC", "decode": "viterbi"}, "decode"),
+    ("logistic", {"positive": "LOC", "constrained": False}, "constrained"),
+    ("logistic", {}, "positive"),
+    ("softmax", {"positive": "LOC"}, "positive"),
+])
+def test_each_head_says_which_keys_it_reads(head, kw, key):
+    problem = HEAD_CLASSES[head].config_problem(_Model(head=head, **kw), DEFAULTS)
+    assert problem is not None and problem[0] == key
+
+
+def test_heads_own_targets_gold_tags_and_labels():
+    tags = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+    log = Head.from_config(_Model(head="logistic", positive="PER"), tags)
+    assert log.n_scores == 1 and log.labels == ["O", "I-PER"] and log.scheme == "io"
+    assert log.targets(np.array([0, 1, 3, 4, 2])).tolist() == [0, 0, 1, 1, 0]
+    assert log.gold_tags([["B-LOC", "B-PER", "I-PER"]]) == [["O", "B-PER", "I-PER"]]
+    assert log.check_tags() is None
+    assert Head.from_config(_Model(head="logistic", positive="ORG"), tags).check_tags()[0] \
+        == "positive"
+    soft = Head.from_config(_Model(), tags)
+    assert soft.decoder == "viterbi" and soft.labels == list(tags)
+    assert soft.targets(np.array([3])).tolist() == [3]
