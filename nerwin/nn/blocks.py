@@ -69,10 +69,12 @@ class Dense:
 
     def forward(self, p: dict[str, np.ndarray], h: np.ndarray | None, train: bool,
                 rng: np.random.Generator | None, z: np.ndarray | None = None,
-                trace: list[tuple[str, np.ndarray]] | None = None
-                ) -> tuple[np.ndarray, Any]:
+                trace: list[tuple[str, np.ndarray]] | None = None,
+                lengths: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
         """out (B, n_out) and the cache. ``z``: the pre-activation when it was computed
-        elsewhere (precomputed projections; the cache then cannot serve a backward pass)."""
+        elsewhere (precomputed projections; the cache then cannot serve a backward pass).
+        ``lengths``: the batch's sentence lengths, if it is whole sentences (unused: a
+        Dense block sees one window at a time)."""
         if z is None:
             z, aff_cache = layers.affine_forward(h, p[self.W], p[self.b])
         else:

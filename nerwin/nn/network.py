@@ -120,6 +120,7 @@ class WindowNet:
     def forward(
         self, inputs: Inputs, train: bool = False, rng: np.random.Generator | None = None,
         proj: Projections | None = None, trace: Trace | None = None,
+        lengths: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Scores for a batch of windows.
 
@@ -128,6 +129,8 @@ class WindowNet:
         proj: precomputed first-layer projections of these parameters (prediction only, see
         :meth:`projections`); the cache then cannot serve a backward pass.
         trace: a list that receives (node name, output) of every node, in order.
+        lengths: the batch's sentence lengths when it is whole sentences (a block that
+        works within sentences reads them).
         Returns out -- scores (B, n_out), or s (B,) for logistic -- and the cache.
         """
         p = self.params
@@ -156,7 +159,7 @@ class WindowNet:
         h, block_caches = x, []
         for i, b in enumerate(self.blocks):
             z = proj.first_layer(arrays, x) if i == 0 and proj is not None else None
-            h, c = b.forward(p, h, train, rng, z, trace)
+            h, c = b.forward(p, h, train, rng, z, trace, lengths)
             block_caches.append(c)
         out, head_cache = self.head.scores_forward(h, p)
         if trace is not None:
@@ -222,7 +225,7 @@ class WindowNet:
         (node, δ = dJ/d output) of every node the pass runs (``nerwin graph --gradients``).
         """
         p = self.params
-        out, cache = self.forward(inputs, train=train, rng=rng, trace=trace)
+        out, cache = self.forward(inputs, train=train, rng=rng, trace=trace, lengths=lengths)
         data_loss, loss_cache = self.head.loss(out, y, lengths, p)
         loss = data_loss + self._reg_loss()
         trainable = self._trainable
@@ -277,7 +280,7 @@ class WindowNet:
 
     def loss(self, inputs: Inputs, y: np.ndarray, lengths: np.ndarray | None = None) -> float:
         """Eval-mode loss (no dropout), regulariser included, as a Python float."""
-        out, _ = self.forward(inputs, train=False)
+        out, _ = self.forward(inputs, train=False, lengths=lengths)
         data_loss, _ = self.head.loss(out, y, lengths, self.params)
         return data_loss + self._reg_loss()
 
@@ -298,19 +301,19 @@ class WindowNet:
                       proj: Projections | None = None) -> np.ndarray:
         """Eval-mode per-token probabilities: (B, n_out) softmax rows or crf marginals
         (whole sentences: pass their ``lengths``), or (B,) σ(s) for logistic."""
-        out, _ = self.forward(inputs, train=False, proj=proj)
+        out, _ = self.forward(inputs, train=False, proj=proj, lengths=lengths)
         return self.head.proba(out, lengths, self.params)
 
     def predict(self, inputs: Inputs, lengths: np.ndarray | None = None,
                 proj: Projections | None = None) -> np.ndarray:
         """(B,) int64 predictions decoded by the head (argmax, Viterbi, or 1[s > 0])."""
-        out, _ = self.forward(inputs, train=False, proj=proj)
+        out, _ = self.forward(inputs, train=False, proj=proj, lengths=lengths)
         return self.head.decode(out, lengths, self.params)
 
     def predict_and_proba(self, inputs: Inputs, lengths: np.ndarray | None = None,
                           proj: Projections | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`predict` and :meth:`predict_proba` from one forward pass."""
-        out, _ = self.forward(inputs, train=False, proj=proj)
+        out, _ = self.forward(inputs, train=False, proj=proj, lengths=lengths)
         return (self.head.decode(out, lengths, self.params),
                 self.head.proba(out, lengths, self.params))
 
@@ -318,6 +321,6 @@ class WindowNet:
                          lengths: np.ndarray | None = None,
                          proj: Projections | None = None) -> tuple[float, np.ndarray]:
         """:meth:`loss` and :meth:`predict` from one forward pass (evaluation needs both)."""
-        out, _ = self.forward(inputs, train=False, proj=proj)
+        out, _ = self.forward(inputs, train=False, proj=proj, lengths=lengths)
         data_loss, _ = self.head.loss(out, y, lengths, self.params)
         return data_loss + self._reg_loss(), self.head.decode(out, lengths, self.params)
