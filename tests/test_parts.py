@@ -176,3 +176,74 @@ def test_heads_own_targets_gold_tags_and_labels():
     soft = Head.from_config(_Model(), tags)
     assert soft.decoder == "viterbi" and soft.labels == list(tags)
     assert soft.targets(np.array([3])).tolist() == [3]
+
+
+# ------------------------------------------------------------------ each part's backward is checked
+
+def _net(head: str):
+    from nerwin.nn.network import WindowNet
+
+    tags = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+    s = NetSpec(tables=(LookupTable("E_word", 9, 3), LookupTable("E_case", 6, 2),
+                        CharTable(7, 2, 3, 3, 5)),
+                window=1, hidden=(4,), nonlinearity="tanh", head=head,
+                n_out=1 if head == "logistic" else 5, tags=tags, init_scale=0.5)
+    rng = np.random.default_rng(0)
+    params = init_params(s, rng, np.float64)
+    for p in s.params():
+        if p.kind == "zero":  # away from the symmetric start
+            params[p.name][...] = rng.normal(scale=0.3, size=p.shape)
+    B, K = 7, 3
+    chars = rng.integers(1, 7, size=(B, K, 5))
+    chars[..., 3:] = 0
+    inputs = (rng.integers(0, 9, size=(B, K)), rng.integers(0, 6, size=(B, K)), chars)
+    y = rng.integers(0, 2 if head == "logistic" else 5, size=B)
+    lengths = None
+    if head == "crf":  # valid IOB2 paths: O B-LOC I-LOC | B-PER I-PER O B-LOC
+        y, lengths = np.array([0, 1, 2, 3, 4, 0, 1]), np.array([3, 4])
+    return WindowNet(s, params), inputs, y, lengths
+
+
+def _scaled(grads: dict, name: str) -> dict:
+    from nerwin.nn.rowgrad import RowGrad
+
+    g = grads[name]
+    grads[name] = RowGrad(g.rows, g.values * 1.01) if isinstance(g, RowGrad) else g * 1.01
+    return grads
+
+
+@pytest.mark.parametrize("head,target,method,broken", [
+    ("softmax", "nerwin.nn.blocks.Dense", "backward", "W1"),
+    ("softmax", "nerwin.nn.blocks.Dense", "backward", "dx"),
+    ("softmax", "nerwin.nn.tables.LookupTable", "backward", "E_case"),
+    ("softmax", "nerwin.nn.tables.CharTable", "backward", "W_char"),
+    ("softmax", "nerwin.nn.output.Head", "scores_backward", "U"),
+    ("logistic", "nerwin.nn.output.LogisticHead", "scores_backward", "u"),
+    ("crf", "nerwin.nn.output.CRFHead", "backward", "trans"),
+])
+def test_a_broken_part_backward_fails_gradcheck(monkeypatch, head, target, method, broken):
+    """Scale one gradient a part returns by 1.01: the check must fail (and pass unbroken)."""
+    import importlib
+
+    from nerwin.gradcheck import check_gradients, passed
+
+    net, inputs, y, lengths = _net(head)
+    rows = check_gradients(net, inputs, y, lengths=lengths, rng=np.random.default_rng(0))
+    assert passed(rows, 1e-6)
+    mod_name, cls_name = target.rsplit(".", 1)
+    cls = getattr(importlib.import_module(mod_name), cls_name)
+    orig = getattr(cls, method)
+
+    def wrong(self, *a, **kw):
+        out = orig(self, *a, **kw)
+        if broken == "dx":
+            return out[0] * 1.01, out[1]
+        grads = out[1] if isinstance(out, tuple) else out
+        if broken in grads:
+            _scaled(grads, broken)
+        return out
+
+    monkeypatch.setattr(cls, method, wrong)
+    rows = check_gradients(net, inputs, y, lengths=lengths, rng=np.random.default_rng(0))
+    failed = {r.name for r in rows if not r.ok(1e-6)}
+    assert (failed >= {"E_word", "E_case"}) if broken == "dx" else (broken in failed), failed
