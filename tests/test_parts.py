@@ -247,3 +247,26 @@ def test_a_broken_part_backward_fails_gradcheck(monkeypatch, head, target, metho
     rows = check_gradients(net, inputs, y, lengths=lengths, rng=np.random.default_rng(0))
     failed = {r.name for r in rows if not r.ok(1e-6)}
     assert (failed >= {"E_word", "E_case"}) if broken == "dx" else (broken in failed), failed
+
+
+# ------------------------------------------------------------------ old checkpoints
+
+OLD = Path(__file__).resolve().parent / "data" / "checkpoint_6c38b0a"
+
+
+def test_a_checkpoint_written_before_the_parts_loads_and_scores_the_same():
+    """best/ of a small run (crf head, suffixes, char encoder) written by nerwin at 6c38b0a,
+    before the network became a chain of parts; its dev scores then, by that code:
+    F1 86.62983425414365, token accuracy 96.38180565127499, loss 0.08577811842856356."""
+    from nerwin.conll import read_conll
+    from nerwin.model import load_model
+
+    model = load_model(OLD)
+    assert set(model.net.params) == {
+        "E_word", "E_case", "E_suffix2", "E_char", "W_char", "b_char", "W1", "b1", "U", "c",
+        "trans", "start", "end"}
+    dev = read_conll(PKG.parent / "data" / "sample" / "dev.txt", scheme="iob2")
+    scores, _ = model.evaluate(dev)
+    assert scores["f1"] == pytest.approx(86.62983425414365, abs=1e-9)
+    assert scores["token_accuracy"] == pytest.approx(96.38180565127499, abs=1e-9)
+    assert scores["loss"] == pytest.approx(0.08577811842856356, rel=1e-5)
