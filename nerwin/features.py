@@ -75,6 +75,9 @@ class Feature:
 
     #: The config key that sets ``dim`` (named by the memory estimate's advice).
     DIM_KEY = ""
+    #: Is the vocabulary built from the training data (so a checkpoint restores it)? The
+    #: word feature's comes in separately, the casing classes are fixed.
+    LEARNED_VOCAB = True
 
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         """(n,) ids of the tokens of one sentence."""
@@ -104,6 +107,7 @@ class WordFeature(Feature):
     digits: bool = True
 
     DIM_KEY = "features.dim"
+    LEARNED_VOCAB = False  # build_features gets it (the checkpoint's "word" vocabulary)
 
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_words(tokens, self.vocab, lowercase=self.lowercase, digits=self.digits)
@@ -118,6 +122,7 @@ class CasingFeature(Feature):
     dtype: type = np.int8
 
     DIM_KEY = "features.casing_dim"
+    LEARNED_VOCAB = False
 
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_casing(tokens)
@@ -281,10 +286,10 @@ def features_from_vocabs(f: FeaturesConfig, vocabs: dict[str, list[str]]) -> tup
     feats = build_features(f, Vocab(tuple(vocabs["word"])), fake_tokens)
     out = []
     for feat in feats:
-        if feat.name in ("word", "casing"):
-            out.append(feat)
-        else:
+        if feat.LEARNED_VOCAB:
             out.append(_replace_vocab(feat, Vocab(tuple(vocabs[feat.name]))))
+        else:
+            out.append(feat)
     return tuple(out)
 
 
