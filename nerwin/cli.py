@@ -188,34 +188,29 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
     dev F1) and last/ (with optimiser state, for --resume), and test_scores.json when
     data.test is set. Ctrl-C keeps the checkpoints of the last finished epoch.
     """
-    import dataclasses
-
-    from nerwin.config import OutputConfig, load_config
+    from nerwin.api import resolve_config
+    from nerwin.api import train as run_training
     from nerwin.metrics import format_table
-    from nerwin.train import train as run_training
 
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")
-    cfg = load_config(config_path, list(overrides))
-    if out is not None:
-        # abspath, not resolve: a symlink loop is train's to report, not a traceback here.
-        cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(os.path.abspath(out))))
+    cfg = resolve_config(config_path, list(overrides))
+    dest = Path(os.path.abspath(out)) if out is not None else cfg.output.dir
     try:
-        result = run_training(cfg, cfg.output.dir, resume=resume, force=force, quiet=quiet,
-                              echo=click.echo)
+        run = run_training(cfg, out=out, resume=resume, force=force, quiet=quiet,
+                           echo=click.echo)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; {cfg.output.dir}/last holds the last finished epoch: "
+        click.echo(f"\ninterrupted; {dest}/last holds the last finished epoch: "
                    f"continue with --resume", err=True)
         sys.exit(130)
-    if result.nothing_to_do:
+    if run.nothing_to_do:
         return
-    s = result.state
-    if s.best_f1 is not None:
-        click.echo(f"best dev F1 {s.best_f1:.2f} at epoch {s.best_epoch}: "
-                   f"{result.out_dir / 'best'}")
-    if result.test_scores is not None:
-        click.echo(f"test scores of best/ on {result.test_scores['file']}:")
-        click.echo(format_table(result.test_scores))
+    if run.best_f1 is not None:
+        click.echo(f"best dev F1 {run.best_f1:.2f} at epoch {run.best_epoch}: "
+                   f"{run.out_dir / 'best'}")
+    if run.test_scores is not None:
+        click.echo(f"test scores of best/ on {run.test_scores['file']}:")
+        click.echo(format_table(run.test_scores))
 
 
 @cli.command("eval")
@@ -237,10 +232,9 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     per type and overall, plus token accuracy. The data file is read with the model's own
     scheme and tag column.
     """
+    from nerwin.api import evaluate_corpus
     from nerwin.conll import format_predictions
-    from nerwin.dataset import read_split
     from nerwin.metrics import format_conlleval, format_table
-    from nerwin.model import load_model
 
     if as_json and conlleval:
         raise click.UsageError("--json and --conlleval exclude each other")
@@ -251,10 +245,7 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
 
         check_suffix(confusion)
         _figure_class()
-    model = load_model(model_dir)
-    corpus = read_split(model.cfg, data_file)
-    scores, pred = model.evaluate(corpus)
-    scores["file"] = str(corpus.path)
+    scores, corpus, pred = evaluate_corpus(model_dir, data_file)
     if predictions:
         write_output_file(predictions, format_predictions(corpus.sentences, pred),
                           "--predictions")
@@ -303,7 +294,7 @@ Examples:
 
 
 @cli.command(epilog=TAG_EXAMPLE)
-@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("model_dir", metavar="MODEL", type=click.Path())
 @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--input-format", type=click.Choice(["text", "conll"]), default="text",
               show_default=True,
@@ -319,14 +310,15 @@ Examples:
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")
 def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
         output: str | None, quiet: bool) -> None:
-    """Tag INPUT (a file, or - for standard input) with the model in MODEL_DIR.
+    """Tag INPUT (a file, or - for standard input) with MODEL: a run's best/ or last/
+    folder, or a .onnx file from `nerwin export` (run by onnxruntime).
 
     Text input is split into sentences and tokens the way CoNLL-2003 is (every token keeps
     its character offsets); CoNLL input keeps every line and column and appends the tag.
     The input is read, tagged and written in chunks, so memory stays flat on big files; a
     progress bar goes to stderr when INPUT is a file.
     """
-    from nerwin.model import load_model
+    from nerwin.api import load_model
 
     if output:
         check_output_file(output, "--output")
