@@ -90,6 +90,8 @@ def cli(debug: bool) -> None:
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
     nerwin plot RUN_DIR            learning curves as a picture
     nerwin tag MODEL INPUT         tag raw text or CoNLL columns
+    nerwin convert IN OUT --to S   CoNLL schemes (iob1, iob2, iobes) and JSON lines
+    nerwin export MODEL OUT.onnx   the network as ONNX, to tag with onnxruntime
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     nerwin sweep CONFIG --space S  hyperparameter search (Optuna), parallel, resumable
     """
@@ -282,6 +284,38 @@ def plot(run_dir: str, output: str | None) -> None:
     fig = learning_curves(records, title=f"{Path(run_dir).resolve().name}: learning curves")
     save_figure(fig, target)
     click.echo(f"wrote {target}")
+
+
+@cli.command()
+@click.argument("input_file", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("output_file", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--to", "target", required=True,
+              type=click.Choice(["iob1", "iob2", "iobes", "jsonl"]),
+              help="Output: CoNLL columns in this tag scheme, or JSON lines of spans.")
+@click.option("--from", "source", type=click.Choice(["auto", "conll", "jsonl"]),
+              default="auto", show_default=True,
+              help="Input format; auto: jsonl for a .jsonl/.json file, else CoNLL.")
+@click.option("--scheme", type=click.Choice(["auto", "iob1", "iob2", "iobes", "io"]),
+              default="auto", show_default=True, help="Tag scheme of a CoNLL IN.")
+@click.option("--tag-column", default=-1, show_default=True, type=int,
+              help="Column of the NER tag in a CoNLL IN (-1: the last).")
+def convert(input_file: str, output_file: str, target: str, source: str, scheme: str,
+            tag_column: int) -> None:
+    """Convert IN to OUT: CoNLL between the IOB1, IOB2 and IOBES schemes, CoNLL to JSON
+    lines {"text", "entities": [[start, end, type], ...]}, and JSON lines back to CoNLL.
+
+    CoNLL to CoNLL keeps every line and column and rewrites the tag; tags the reader
+    repairs are counted as `nerwin data` counts them. OUT is written atomically.
+    """
+    from nerwin.convert import convert as run_convert
+
+    check_output_file(output_file, "OUT")
+    try:
+        stats = run_convert(input_file, output_file, target, source=source, scheme=scheme,
+                            tag_column=tag_column)
+    except OSError as e:
+        raise NerwinError(f"{output_file}: cannot write OUT ({e.strerror or e})") from None
+    click.echo(stats.summary(output_file))
 
 
 TAG_EXAMPLE = """
