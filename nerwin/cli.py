@@ -318,6 +318,24 @@ def convert(input_file: str, output_file: str, target: str, source: str, scheme:
     click.echo(stats.summary(output_file))
 
 
+@cli.command()
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("output_file", metavar="OUT.onnx", type=click.Path(dir_okay=False))
+def export(model_dir: str, output_file: str) -> None:
+    """Write the network of MODEL_DIR (a run's best/ or last/) as ONNX to OUT.onnx.
+
+    Feature ids in, per-token scores out; the vocabularies, feature rules, tags, window
+    and crf scores go into the file's metadata. `nerwin tag OUT.onnx INPUT` tags with it
+    through onnxruntime. Needs pip install 'nerwin[onnx]'.
+    """
+    from nerwin.onnx_export import export as run_export
+
+    check_output_file(output_file, "OUT.onnx")
+    info = run_export(model_dir, output_file)
+    click.echo(f"wrote {info['path']}: {info['bytes']:,} bytes, {info['head']} head, "
+               f"{info['tags']} tags, inputs {', '.join(info['inputs'])}")
+
+
 TAG_EXAMPLE = """
 \b
 Examples:
