@@ -165,3 +165,12 @@ def test_spacy_finds_the_factory_through_the_entry_point(model, tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "Karel Vosk" in r.stdout
+
+
+def test_without_spacy_the_import_names_the_extra(monkeypatch):
+    import importlib
+
+    monkeypatch.delitem(sys.modules, "nerwin.spacy_component")
+    monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy raises ImportError
+    with pytest.raises(nerwin.NerwinError, match=r"pip install 'nerwin\[spacy\]'"):
+        importlib.import_module("nerwin.spacy_component")
