@@ -171,6 +171,7 @@ def test_without_spacy_the_import_names_the_extra(monkeypatch):
     import importlib
 
     monkeypatch.delitem(sys.modules, "nerwin.spacy_component")
-    monkeypatch.setitem(sys.modules, "spacy", None)  # import spacy raises ImportError
+    for name in ("spacy", "spacy.language", "spacy.tokens", "spacy.util"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it raises ImportError
     with pytest.raises(nerwin.NerwinError, match=r"pip install 'nerwin\[spacy\]'"):
         importlib.import_module("nerwin.spacy_component")
