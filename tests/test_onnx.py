@@ -96,12 +96,13 @@ def test_probabilities_within_1e5(exported, name):
     assert max(float(np.abs(x - y).max()) for x, y in zip(pa, pb)) < 1e-5
 
 
-def test_scores_within_1e5_of_the_network(exported):
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_scores_within_1e5_of_the_network(exported, name):
     """The graph's raw scores against the checkpoint network's forward pass."""
     from nerwin.api import load_model
     from nerwin.conll import read_tokens
 
-    ckpt, onnx_path = exported["all_tables_crf_relu"]
+    ckpt, onnx_path = exported[name]
     sents = read_tokens(TEST)[:200]
     model, om = load_model(ckpt), load_model(onnx_path)
     data = model._encode_untagged(sents)
