@@ -311,7 +311,8 @@ def _jsonl_to_conll(src: Path, to: str, out: IO[str], stats: ConvertStats) -> No
         sents = _join_across_entities(list(sents), ents)
         doc = rec.get("doc")
         if doc is not None and doc != prev_doc:
-            buf.append(f"{DOCSTART} O\n\n")
+            if not (prev_doc is None and doc == 0):  # doc 0: before the first -DOCSTART-
+                buf.append(f"{DOCSTART} O\n\n")
             prev_doc = doc
         before = sum(stats.entities.values())
         for sent in sents:

@@ -80,6 +80,14 @@ def test_jsonl_record_shape_and_offsets(write, tmp_path):
     assert back.read_text().count("-DOCSTART-") == 2
 
 
+def test_sentences_before_the_first_docstart(write, tmp_path):
+    src = write("in.txt", "Paris B-LOC\n\n-DOCSTART- O\n\nEU B-ORG\nsaid O\n\n")
+    j, back = tmp_path / "o.jsonl", tmp_path / "back.txt"
+    assert run("convert", src, j, "--to", "jsonl").exit_code == 0
+    assert run("convert", j, back, "--to", "iob2").exit_code == 0
+    assert back.read_text() == "Paris B-LOC\n\n-DOCSTART- O\n\nEU B-ORG\nsaid O\n\n"
+
+
 def test_jsonl_without_tokens_is_tokenised_and_cut_at_entities(write, tmp_path):
     src = write("in.jsonl", json.dumps({"text": "Acme Corp. opened a Prague-based lab. "
                                         "Karel Vosk runs it.",
