@@ -85,12 +85,12 @@ class Doc:
 
 def _lines(text: str) -> Iterator[tuple[int, int, str]]:
     """(line number, offset of the line in ``text``, line) for every line of ``text``."""
-    pos = 0
+    pos, n = 0, 0
     for n, m in enumerate(_EOL.finditer(text), start=1):
         yield n, pos, text[pos:m.start()]
         pos = m.end()
-    if pos < len(text) or not text:
-        yield (len(_EOL.findall(text)) + 1), pos, text[pos:]
+    if pos < len(text) or not text:  # the last line, if it has no line end
+        yield n + 1, pos, text[pos:]
 
 
 class Tagger:
