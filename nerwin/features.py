@@ -88,6 +88,11 @@ class Feature:
     def key(self, token: str) -> str:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
+    def rule(self) -> dict[str, object]:
+        """How its ids are computed from a token, for a runtime outside Python (what
+        ``nerwin export`` writes in an ONNX file's metadata)."""
+        raise NotImplementedError(f"no rule for the feature {self.name!r}")
+
     def table(self) -> Table:
         """The network's part for this feature (nerwin.nn.tables): a lookup table."""
         return LookupTable(self.param, len(self.vocab), self.dim, self.DIM_KEY)
@@ -112,6 +117,11 @@ class WordFeature(Feature):
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_words(tokens, self.vocab, lowercase=self.lowercase, digits=self.digits)
 
+    def rule(self) -> dict[str, object]:
+        return {"kind": "word", "lowercase": self.lowercase, "digits": self.digits,
+                "rule": "the id of nerwin.vocab.normalise(token) in the vocabulary, 0 "
+                        "(<unk>) when absent; pads 1 (<s>) and 2 (</s>)"}
+
 
 @dataclass(frozen=True)
 class CasingFeature(Feature):
@@ -126,6 +136,9 @@ class CasingFeature(Feature):
 
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_casing(tokens)
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": "casing", "rule": "nerwin.vocab.casing: one of 5 classes, 0 = pad"}
 
 
 def affix_key(token: str, kind: str, n: int) -> str:
@@ -145,6 +158,10 @@ class AffixFeature(Feature):
 
     def key(self, token: str) -> str:
         return affix_key(token, self.kind, self.n)
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": self.kind, "n": self.n, "rule": f"the {self.kind} of length {self.n} "
+                f"of the lowercased digit-normalised word"}
 
 
 def word_shape(token: str) -> str:
@@ -178,6 +195,9 @@ class ShapeFeature(Feature):
     def key(self, token: str) -> str:
         return word_shape(token)
 
+    def rule(self) -> dict[str, object]:
+        return {"kind": "shape", "rule": "nerwin.features.word_shape"}
+
 
 def clip_word(word: str, max_len: int) -> str:
     """A word of at most ``max_len`` characters: a longer one keeps its first
@@ -209,6 +229,13 @@ class CharFeature(Feature):
             w = clip_word(t, self.max_len)
             out[i, : len(w)] = [get(ch, CHAR_UNK) for ch in w]
         return out
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": "chars", "filters": self.filters, "width": self.width,
+                "max_len": self.max_len,
+                "rule": "character ids (unknown 1, <pad> 0), clipped by "
+                        "nerwin.features.clip_word; pads are one character 2 (<s>) or "
+                        "3 (</s>)"}
 
     def pad_row(self, pad: int) -> np.ndarray:
         """The (max_len,) row of a window position outside the sentence: one pad character."""

@@ -132,6 +132,21 @@ class Dense:
         return out
 
 
+    #: ONNX operator of each nonlinearity (hardtanh is Clip(-1, 1)).
+    ONNX_OPS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "hardtanh": "Clip"}
+
+    def to_onnx(self, g: Any, h: str) -> str:
+        """Gemm + the nonlinearity (dropout is the identity in prediction)."""
+        i = self.index
+        if self.nonlinearity not in self.ONNX_OPS:
+            raise g.error(f"cannot export the nonlinearity {self.nonlinearity!r}")
+        z = g.node("Gemm", [h, g.param(self.W), g.param(self.b)], f"z{i}", transB=1)
+        if self.nonlinearity == "hardtanh":
+            return g.node("Clip", [z, g.const("minus1", -1.0, g.dtype),
+                                   g.const("plus1", 1.0, g.dtype)], f"h{i}")
+        return g.node(self.ONNX_OPS[self.nonlinearity], [z], f"h{i}")
+
+
 def dense_stack(n_in: int, hidden: tuple[int, ...], nonlinearity: str, dropout: float
                 ) -> tuple[Dense, ...]:
     """The hidden layers model.hidden asks for: Dense blocks of those sizes, in order."""

@@ -152,6 +152,18 @@ class Head:
 
     loss_text = "J = mean_t −log softmax(s_t)[y_t]"
 
+    def to_onnx(self, g: Any, h: str) -> list[Any]:
+        """The score layer as ONNX (output ``scores``); returns the output's dims. The head's
+        own parameters (crf: trans, start, end) stay with the decoder (metadata)."""
+        g.node("Gemm", [h, g.param("U"), g.param("c")], "scores", transB=1)
+        for name in self.param_shapes():
+            g.use(name)
+        return ["batch", self.n_scores]
+
+    def empty_scores(self, dtype: Any = np.float64) -> np.ndarray:
+        """Scores of no tokens, shaped as scores_forward's."""
+        return np.zeros((0, self.n_scores), dtype=dtype)
+
     @property
     def per_sentence(self) -> bool:
         """Does the loss or the decoder need whole sentences (and their lengths)?"""
@@ -282,6 +294,16 @@ class LogisticHead(Head):
     def nodes(self, B: int, n_in: int) -> list[Node]:
         return [Node("scores", "s = h u + c", (B,), ("u", "c"), B * n_in),
                 Node("loss", self.loss_text, ())]
+
+    def to_onnx(self, g: Any, h: str) -> list[Any]:
+        g.use("u")
+        s = g.node("Gemm", [h, g.param("u_row", g.arrays["u"][None, :]), g.param("c")], "s",
+                   transB=1)
+        g.node("Reshape", [s, g.const("vec_shape", [-1])], "scores")
+        return ["batch"]
+
+    def empty_scores(self, dtype: Any = np.float64) -> np.ndarray:
+        return np.zeros((0,), dtype=dtype)
 
     @property
     def per_sentence(self) -> bool:

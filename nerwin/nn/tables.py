@@ -130,6 +130,15 @@ class LookupTable:
         return [Node(f"lookup.{self.param}", f"{self.param}[ids]", (B, K, self.dim),
                      (self.param,))]
 
+    # -- the same forward as ONNX operators (nerwin.onnx_export's builder ``g``)
+    def to_onnx(self, g: Any, feature: str) -> str:
+        """Input ``ids_<feature>`` (B, K) int64 → Gather of the table: (B, K, dim)."""
+        ids = g.input(f"ids_{feature}", ["batch", g.K])
+        return g.node("Gather", [g.param(self.param), ids], f"table_{feature}")
+
+    def onnx_feed(self, feature: str, a: Any) -> dict[str, np.ndarray]:
+        return {f"ids_{feature}": np.asarray(a, dtype=np.int64)}
+
 
 @dataclass(frozen=True)
 class CharTable:
@@ -216,6 +225,38 @@ class CharTable:
 
     def row_ids(self, a: chars.CharBatch) -> dict[str, np.ndarray]:
         return {"E_char": chars.char_windows(a.chars, self.width)}
+
+    def to_onnx(self, g: Any, feature: str) -> str:
+        """Inputs ``chars`` (U, L) and ``char_index`` (B, K) → (B, K, filters): Pad, Gather,
+        the width shifted slices concatenated, MatMul + Add, masked to each word's own
+        positions, ReduceMax, then Gather at each window position (as char_forward)."""
+        h = (self.width - 1) // 2
+        chars_in = g.input("chars", ["words", "max_chars"])
+        index = g.input("char_index", ["batch", g.K])
+        padded = g.node("Pad", [chars_in, g.const("char_pads", [0, h, 0, h])], "chars_padded")
+        emb = g.node("Gather", [g.param("E_char"), padded], "char_emb")  # (U, L+2h, d)
+        shifted = []
+        for j in range(self.width):
+            end = j - 2 * h if j < 2 * h else np.iinfo(np.int64).max
+            shifted.append(g.node("Slice", [emb, g.const(f"char_s{j}", [j]),
+                                            g.const(f"char_e{j}", [end]),
+                                            g.const(f"char_ax{j}", [1])], f"char_win{j}"))
+        x = g.node("Concat", shifted, "char_x", axis=2)  # (U, L, width*d)
+        Wt = g.arrays["W_char"].T.copy()
+        g.use("W_char")
+        z = g.node("MatMul", [x, g.param("W_char_T", Wt)], "char_xw")
+        z = g.node("Add", [z, g.param("b_char")], "char_z")  # (U, L, F)
+        valid = g.node("Not", [g.node("Equal", [chars_in, g.const("zero_id", 0)], "char_pad")],
+                       "char_valid")
+        valid = g.node("Unsqueeze", [valid, g.const("axis2", [2])], "char_valid3")
+        ninf = g.const("neg_inf", -np.inf, g.dtype)
+        masked = g.node("Where", [valid, z, ninf], "char_masked")
+        enc = g.node("ReduceMax", [masked], "char_enc", axes=[1], keepdims=0)  # opset 17
+        return g.node("Gather", [enc, index], "table_chars")  # (B, K, F)
+
+    def onnx_feed(self, feature: str, a: chars.CharBatch) -> dict[str, np.ndarray]:
+        return {"chars": np.asarray(a.chars, dtype=np.int64),
+                "char_index": np.asarray(a.index, dtype=np.int64)}
 
     def nodes(self, B: int, K: int) -> list[Node]:
         # Per batch the encoder runs on its distinct words' characters; counted here as if
