@@ -155,12 +155,19 @@ def build_graph(arrays: dict[str, np.ndarray], cfg: Any, lex: Any, where: str) -
     except NerwinError as e:
         raise NerwinError(f"{where}: {e}") from None
     g = _Builder(arrays, spec.n_positions, where)
-    parts = [t.to_onnx(g, f.name) for f, t in zip(lex.features, spec.tables, strict=True)]
+
+    def onnx_of(part: Any) -> Any:
+        if not hasattr(part, "to_onnx"):
+            raise NerwinError(f"{where}: cannot export the part {type(part).__name__}: it "
+                              f"has no ONNX form (to_onnx)")
+        return part.to_onnx
+
+    parts = [onnx_of(t)(g, f.name) for f, t in zip(lex.features, spec.tables, strict=True)]
     x = g.node("Concat", parts, "window_cat", axis=2) if len(parts) > 1 else parts[0]
     h = g.node("Reshape", [x, g.const("flat_shape", [0, -1])], "x")  # (B, K * position dim)
     for b in spec.blocks():
-        h = b.to_onnx(g, h)
-    dims = spec.make_head().to_onnx(g, h)
+        h = onnx_of(b)(g, h)
+    dims = onnx_of(spec.make_head())(g, h)
     out = helper.make_tensor_value_info("scores", ftype, dims)
     left = sorted(set(arrays) - g.used)
     if left:
