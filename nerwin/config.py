@@ -190,7 +190,11 @@ class ModelConfig:
         "null = viterbi) or argmax per token", choices=DECODERS))
     constrained: bool = field(default=True, metadata=_meta(
         "crf and viterbi decoding: forbid the transitions IOB2 does not allow "
-        "(O → I-X, B-X → I-Y, start → I-X)"))
+        "(O → I-X, B-X → I-Y, start → I-X; with scheme iobes, IOBES's rules)"))
+    scheme: str = field(default="iob2", metadata=_meta(
+        "the tags the model trains on and decodes in (softmax and crf heads); files in any "
+        "scheme are converted on reading, and eval, predictions and tag output stay IOB2",
+        choices=("iob2", "iobes")))
 
 
 @dataclass(frozen=True)
