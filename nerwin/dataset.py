@@ -26,8 +26,8 @@ from nerwin.vocab import (
     Vocab,
     build_tag_vocab,
     build_word_vocab,
-    tag_scheme,
     normalise,
+    tag_scheme,
 )
 from nerwin.windows import WindowData
 
