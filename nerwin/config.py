@@ -162,6 +162,14 @@ class FeaturesConfig:
     char_max_len: int = field(default=20, metadata=_meta(
         "characters kept per word: a longer word keeps its first half and last half",
         minimum=1))
+    gazetteers: dict[str, Path] | None = field(default=None, metadata=_meta(
+        "named entry lists, e.g. {LOC: lists/loc.txt}: one UTF-8 entry a line (# comments); "
+        "each adds a table of the token's place in a longest match (null = none)",
+        path="files"))
+    gazetteer_lowercase: bool = field(default=True, metadata=_meta(
+        "match gazetteer entries case-insensitively"))
+    gazetteer_dim: int = field(default=5, metadata=_meta(
+        "size of each gazetteer's match embedding", minimum=1))
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,8 @@ def _type_name(tp: Any) -> str:
         return "a string"
     if typing.get_origin(tp) is tuple:
         return "a list of integers"
+    if typing.get_origin(tp) is dict:
+        return "a mapping of names to paths"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -350,6 +360,21 @@ def _coerce(value: Any, tp: Any, f: dataclasses.Field, source: str, key: str,
             raise bad("a path (a string)")
         p = Path(value).expanduser()
         out = Path(os.path.normpath(p if p.is_absolute() else base / p))
+    elif typing.get_origin(inner) is dict:
+        # A named map of files (features.gazetteers): names as the ids of tables and ONNX
+        # inputs, so letters, digits and _ only; each path relative to the config's folder.
+        if not isinstance(value, dict) or not value:
+            raise bad("a mapping of names to file paths, e.g. {LOC: lists/loc.txt}")
+        out = {}
+        for name, v in value.items():
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise ConfigError(source, key, f"expected names of letters, digits and _, "
+                                  f"got {name!r}")
+            if not isinstance(v, str) or not v:
+                raise ConfigError(source, f"{key}.{name}", f"expected a path (a string), "
+                                  f"got {v!r}")
+            p = Path(v).expanduser()
+            out[name] = Path(os.path.normpath(p if p.is_absolute() else base / p))
     elif typing.get_origin(inner) is tuple:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
@@ -434,6 +459,8 @@ def _check_cross_fields(cfg: Config) -> None:
         p = getattr(getattr(cfg, section), name)
         if p is not None:
             _check_readable(src, key, Path(p))
+    for name, p in (cfg.features.gazetteers or {}).items():
+        _check_readable(src, f"features.gazetteers.{name}", Path(p))
 
 
 def _check_readable(source: str, key: str, p: Path) -> None:
@@ -506,7 +533,8 @@ def _resolve_cli_paths(key: str, value: Any, cwd: Path) -> Any:
     """
     if isinstance(value, dict):
         return {k: _resolve_cli_paths(f"{key}.{k}", v, cwd) for k, v in value.items()}
-    if key in path_keys() and isinstance(value, str) and value:
+    keys = path_keys()
+    if (key in keys or key.rpartition(".")[0] in keys) and isinstance(value, str) and value:
         p = Path(value).expanduser()
         return str(p if p.is_absolute() else cwd / p)
     return value
@@ -585,6 +613,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             out[f.name] = str(v)
         elif isinstance(v, tuple):
             out[f.name] = list(v)
+        elif isinstance(v, dict):
+            out[f.name] = {k: str(x) for k, x in v.items()}
         else:
             out[f.name] = v
     return out

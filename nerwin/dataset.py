@@ -58,6 +58,11 @@ class Lexicon:
         """Each feature's vocabulary by feature name (what a checkpoint stores)."""
         return {f.name: list(f.vocab.itos) for f in self.features}
 
+    def gazetteers(self) -> dict[str, dict[str, Any]]:
+        """Each gazetteer feature's list by feature name (what a checkpoint stores, so a
+        model folder tags without the list files)."""
+        return {f.name: g for f in self.features if (g := f.stored_list()) is not None}
+
 
 def _normalised_counts(c: Corpus, norm: Any) -> Counter:
     """How often each normalised word occurs in ``c`` (counted per distinct token)."""
@@ -88,7 +93,8 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     if f.vectors is None:
         words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size)
         return Lexicon(words, tags, n_tokens=n_tokens,
-                       features=build_features(f, words, train.types, type_counts))
+                       features=build_features(f, words, train.types, type_counts,
+                                               scheme=cfg.model.scheme))
     every = set(counts)
     for c in others:
         every.update(norm(t) for t in c.types)
@@ -104,7 +110,8 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     pretrained[n_special:][found] = vecs.vectors[rows[found]]
     mask[n_special:] = found
     return Lexicon(words, tags, pretrained, mask, coverage, n_tokens,
-                   build_features(f, words, train.types, type_counts))
+                   build_features(f, words, train.types, type_counts,
+                                  scheme=cfg.model.scheme))
 
 
 def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
