@@ -148,3 +148,20 @@ def load_gazetteer(name: str, path: str | Path, lowercase: bool = True) -> Gazet
                           f"entry a line (# starts a comment)")
     return Gazetteer(name, frozenset(entries), lowercase, str(path),
                      hashlib.sha256(data).hexdigest())
+
+
+def check_unchanged(files: dict[str, Path] | None, stored: dict[str, Any] | None,
+                    where: str) -> None:
+    """On resume: each list file must still hash to what the run's checkpoint stored (a
+    resumed run keeps matching the entries it started with; a silently different list file
+    would make the run mean something else)."""
+    for name, path in (files or {}).items():
+        saved = (stored or {}).get(f"gaz_{name}", {}).get("sha256")
+        try:
+            now = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            continue  # the config check names a missing file; the checkpoint has the entries
+        if saved and now != saved:
+            raise NerwinError(f"features.gazetteers.{name}: {path} has changed since the run "
+                              f"in {where} started (sha256 {now[:12]}…, the run's {saved[:12]}…); "
+                              f"restore the list or start over with --force")

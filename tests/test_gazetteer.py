@@ -234,3 +234,17 @@ def test_builder_writes_a_list_nerwin_reads(tmp_path, monkeypatch):
     assert {("the",), ("of",)}.isdisjoint(g.entries)
     # never replaces the user's file unless told to
     assert mod["main"](["--out", str(tmp_path)]) == 2
+
+
+def test_resume_refuses_a_changed_list(tmp_path):
+    lst = tmp_path / "loc.txt"
+    lst.write_text("Tessfield\n")
+    out = tmp_path / "run"
+    args = ("--out", out, "--quiet", "--set", f"features.gazetteers={{LOC: {lst}}}",
+            "--set", "data.test=null")
+    r = run("train", SAMPLE, *args, "--set", "training.epochs=1")
+    assert r.exit_code == 0, r.output
+    lst.write_text("Tessfield\nPort Hallen\n")
+    r = run("train", SAMPLE, *args, "--set", "training.epochs=2", "--resume")
+    assert r.exit_code == 2
+    assert f"features.gazetteers.LOC: {lst} has changed" in r.output
