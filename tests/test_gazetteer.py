@@ -119,7 +119,7 @@ def test_reading_a_list(tmp_path):
         ("New", "York"), ("São", "Paulo"), ("new", "york")}
 
 
-def test_config_keys(tmp_path):
+def test_config_keys(tmp_path, monkeypatch):
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "loc.txt").write_text("Tessfield\n")
     cfg_path = tmp_path / "c.yaml"
@@ -127,6 +127,11 @@ def test_config_keys(tmp_path):
                         f"  gazetteers: {{LOC: lists/loc.txt}}\n")
     cfg = load_config(cfg_path)
     assert cfg.features.gazetteers == {"LOC": tmp_path / "lists" / "loc.txt"}
+    # on the command line a path is relative to the current folder, dotted or as a map
+    monkeypatch.chdir(tmp_path / "lists")
+    for override in ("features.gazetteers.LOC=loc.txt", "features.gazetteers={LOC: loc.txt}"):
+        cfg = load_config(SAMPLE, [override])
+        assert cfg.features.gazetteers == {"LOC": tmp_path / "lists" / "loc.txt"}
     with pytest.raises(ConfigError, match="features.gazetteers.PER.*no such file"):
         load_config(cfg_path, ["features.gazetteers={PER: nowhere.txt}"])
     with pytest.raises(ConfigError, match="features.gazetteers.*letters, digits"):
