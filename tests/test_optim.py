@@ -338,7 +338,7 @@ def test_step_rejects_unknown_and_misshapen_gradients():
 
 
 def test_make_optimizer_names_and_hyperparameters():
-    assert OPTIMIZERS == ("sgd", "adagrad", "rmsprop", "adam")
+    assert tuple(OPTIMIZERS) == ("sgd", "adagrad", "rmsprop", "adam")
     params = {"W": np.zeros(2)}
     for name in OPTIMIZERS:
         opt = make_optimizer(name, params)

@@ -85,7 +85,7 @@ def test_describe_is_readable():
 
 
 def test_names_and_validation():
-    assert SCHEDULES == ("constant", "step", "exponential")
+    assert tuple(SCHEDULES) == ("constant", "step", "exponential")
     with pytest.raises(ValueError) as info:
         make_schedule("cosine", 0.1)
     for name in SCHEDULES:
