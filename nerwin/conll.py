@@ -171,9 +171,18 @@ class _Sentences(Sequence):
 
 
 def split_tag(tag: str) -> tuple[str, str | None]:
-    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``."""
+    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``: the one convention,
+    shared by the readers, the scheme conversions and the scorer (nerwin.metrics).
+
+    Raises:
+        ValueError: if ``tag`` is not ``"O"`` or ``"B-X"``/``"I-X"``/``"E-X"``/``"S-X"``.
+    """
     if tag == "O":
         return "O", None
+    if not isinstance(tag, str) or len(tag) < 3 or tag[1] != "-" or tag[0] not in "BIES":
+        raise ValueError(
+            f"tag {tag!r} is not 'O' or '<B|I|E|S>-<TYPE>' (for example 'B-PER')"
+        )
     return tag[0], tag[2:]
 
 

@@ -30,27 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from nerwin.conll import split_tag
+
 __all__ = ["get_entities", "score", "format_table", "format_conlleval"]
 
 _PREFIXES = ("B", "I", "E", "S")
 
 
-def _split_tag(tag: str) -> tuple[str, str]:
-    """Split a tag into ``(prefix, type)``; ``"O"`` gives ``("O", "")``.
-
-    Raises:
-        ValueError: if ``tag`` is not ``"O"`` or ``"B-X"``/``"I-X"``/``"E-X"``/``"S-X"``.
-    """
-    if tag == "O":
-        return "O", ""
-    if not isinstance(tag, str) or len(tag) < 3 or tag[1] != "-" or tag[0] not in _PREFIXES:
-        raise ValueError(
-            f"tag {tag!r} is not 'O' or '<B|I|E|S>-<TYPE>' (for example 'B-PER')"
-        )
-    return tag[0], tag[2:]
-
-
-def _chunk_ends(prev_prefix: str, prefix: str, prev_type: str, type_: str) -> bool:
+def _chunk_ends(prev_prefix: str, prefix: str, prev_type: str | None, type_: str | None
+                ) -> bool:
     """True when a chunk that includes the previous token ends before the current one.
 
     These are conlleval's ``endOfChunk`` rules as extended for IOBES by seqeval.
@@ -65,7 +53,8 @@ def _chunk_ends(prev_prefix: str, prefix: str, prev_type: str, type_: str) -> bo
     return prev_type != type_
 
 
-def _chunk_starts(prev_prefix: str, prefix: str, prev_type: str, type_: str) -> bool:
+def _chunk_starts(prev_prefix: str, prefix: str, prev_type: str | None, type_: str | None
+                  ) -> bool:
     """True when a new chunk starts at the current token (conlleval's ``startOfChunk``)."""
     if prefix == "O":
         return False
@@ -96,11 +85,11 @@ def get_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
         # A str is a Sequence[str] too; iterating it would score its characters.
         raise ValueError(f"expected a sequence of tags, got the string {tags!r}")
     chunks: list[tuple[str, int, int]] = []
-    prev_prefix, prev_type = "O", ""
+    prev_prefix, prev_type = "O", None
     start = 0
     # A trailing "O" closes any chunk still open at the end of the sentence.
     for i, tag in enumerate([*tags, "O"]):
-        prefix, type_ = _split_tag(tag)
+        prefix, type_ = split_tag(tag)
         if _chunk_ends(prev_prefix, prefix, prev_type, type_):
             chunks.append((prev_type, start, i))
         if _chunk_starts(prev_prefix, prefix, prev_type, type_):
@@ -119,7 +108,7 @@ def _prf(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:
 
 def _label_order(label: str) -> tuple[int, str, int]:
     """Sort key for confusion labels: ``O`` first, then by type, then B, I, E, S."""
-    prefix, type_ = _split_tag(label)
+    prefix, type_ = split_tag(label)
     if prefix == "O":
         return (0, "", 0)
     return (1, type_, _PREFIXES.index(prefix))
