@@ -34,13 +34,33 @@ sparse Adagrad). The other rows are bit-for-bit untouched. Consequences per rule
 
 Lazy updates cost O(R·d) per step instead of O(V·d), which is why they exist.
 
+Flat buffers for the dense parameters
+-------------------------------------
+The dense parameters (every one whose gradient is a plain array) live in one flat buffer,
+with one flat buffer per state slot and one for their gradients: a step copies the
+gradients in (one call) and runs the rule once over the whole buffer, a dozen numpy calls
+in all instead of a dozen per parameter. Every element gets the same operations in the same
+order as when each array is updated on its own, and numpy's element-wise +, ×, ÷ and √ are
+correctly rounded whatever the array, so the weights are the same bit for bit
+(tests/test_optim.py checks it against a per-parameter reference, with a resume). The
+``params`` dict passed to :meth:`Optimizer.step` then holds views of the buffer: code that
+reads parameters by name sees the updates; an array taken from the dict before the first
+step does not.
+
+Registries
+----------
+:data:`OPTIMIZERS` maps each config name to its class; a class declares its
+``hyperparameters`` (what :meth:`Optimizer.from_config` reads from ``training.optimizer``)
+and its ``slots`` (state arrays per parameter, what nerwin.memory's estimate counts). A new
+optimiser is one class here, added to the registry, and its config keys.
+
 Numerics
 --------
 Arithmetic stays in the parameter's dtype: scalars (lr, β, ...) are cast to it first, because
 a float64 scalar such as ``np.float64`` (what numpy arithmetic on an lr returns) upcasts
 float32 arrays under numpy >= 2 promotion rules, and ``p -= lr * g`` would then build a
-float64 temporary and round it back. Updates are in place with one scratch array per
-parameter, kept between steps (never saved), and the same sequence of steps always gives
+float64 temporary and round it back. Updates are in place with scratch arrays kept between
+steps (never saved), and the same sequence of steps always gives
 bit-identical results, including across :meth:`Optimizer.state_dict` /
 :meth:`Optimizer.load_state_dict`.
 """
