@@ -11,7 +11,8 @@ bench/speed.py), one updated by Adam from ``--before`` (a file holding an older
 turn, ``--rounds`` rounds of ``--steps`` steps each, so that a busy machine slows both alike.
 Reports each one's tokens/s, the ratio of their time per token (before / after, > 1 = after
 is faster), each one's fraction of the GEMM bound (bench/speed.py's, measured in the same
-run), and whether the two copies' weights are bit-identical at the end (they run the same
+run), the optimiser step alone on one batch's gradients (fastest of several loops, µs, the
+part that differs), and whether the two copies' weights are bit-identical at the end (they run the same
 batches from the same seed, so they must be when the optimisers do the same arithmetic).
 """
 
@@ -49,6 +50,26 @@ def load_module(path: str) -> object:
     return module
 
 
+def optimiser_step_us(before: Trainer, after: Trainer) -> dict[str, float]:
+    """The optimiser step alone, on the gradients of one real batch, µs: each optimiser
+    timed as bench/speed.py times the GEMM bound (fastest of 5 loops), in turn, three times,
+    the fastest kept. The weights it moves are copies: the runs above are not disturbed."""
+    idx, lens = after._next()
+    _, grads = after.net.loss_and_grads(after.data.rows(idx), after.y[idx], lens, train=True,
+                                        rng=np.random.default_rng(1))
+    arms = {}
+    for name, t in (("before", before), ("after", after)):
+        params = {k: v.copy() for k, v in t.net.params.items()}
+        opt = type(t.opt)(dict(params))  # same class and defaults as the run's (Adam)
+        arms[name] = (opt, params)
+    best = {name: float("inf") for name in arms}
+    for _ in range(3):
+        for name, (opt, params) in arms.items():
+            seconds = speed.time_op(lambda opt=opt, params=params: opt.step(params, grads, 1e-3))
+            best[name] = min(best[name], seconds)
+    return {name: round(s * 1e6, 1) for name, s in best.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("config", nargs="?", default=str(ROOT / "configs" / "conll2003.yaml"))
@@ -80,6 +101,7 @@ def main() -> None:
             t.tokens += tokens
             per_token.append(seconds / tokens)
         per_round.append(per_token[0] / per_token[1])
+    step_us = optimiser_step_us(before, after)
     spec = after.net.spec
     sizes = [spec.input_dim, *spec.hidden, spec.make_head().n_scores]
     bound = after.batch_size / speed.gemm_seconds(after.batch_size, sizes, train=True)
@@ -95,6 +117,7 @@ def main() -> None:
         "speedup": round(tps["after"] / tps["before"], 3),
         "speedup_per_round": [round(r, 3) for r in per_round],
         "speedup_median": round(statistics.median(per_round), 3),
+        "optimiser_step_us": step_us,
         "gemm_bound_tokens_per_s": round(bound),
         "before_fraction_of_gemm_bound": round(tps["before"] / bound, 3),
         "after_fraction_of_gemm_bound": round(tps["after"] / bound, 3),
