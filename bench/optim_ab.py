@@ -12,8 +12,9 @@ turn, ``--rounds`` rounds of ``--steps`` steps each, so that a busy machine slow
 Reports each one's tokens/s, the ratio of their time per token (before / after, > 1 = after
 is faster), each one's fraction of the GEMM bound (bench/speed.py's, measured in the same
 run), the optimiser step alone on one batch's gradients (fastest of several loops, µs, the
-part that differs), and whether the two copies' weights are bit-identical at the end (they run the same
-batches from the same seed, so they must be when the optimisers do the same arithmetic).
+part that differs), and whether the two copies' weights are bit-identical at the end (they
+run the same batches from the same seed, so they must be when the optimisers do the same
+arithmetic).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def load_module(path: str) -> object:
 
 def optimiser_step_us(before: Trainer, after: Trainer) -> dict[str, float]:
     """The optimiser step alone, on the gradients of one real batch, µs: each optimiser
-    timed as bench/speed.py times the GEMM bound (fastest of 5 loops), in turn, three times,
-    the fastest kept. The weights it moves are copies: the runs above are not disturbed."""
+    timed in loops of about 3 ms, 10 loops, in turn, 10 times; the fastest loop kept. The
+    weights it moves are copies: the runs above are not disturbed."""
     idx, lens = after._next()
     _, grads = after.net.loss_and_grads(after.data.rows(idx), after.y[idx], lens, train=True,
                                         rng=np.random.default_rng(1))
@@ -63,9 +64,11 @@ def optimiser_step_us(before: Trainer, after: Trainer) -> dict[str, float]:
         opt = type(t.opt)(dict(params))  # same class and defaults as the run's (Adam)
         arms[name] = (opt, params)
     best = {name: float("inf") for name in arms}
-    for _ in range(3):
+    # Short loops, many of them, in turn: on a shared machine some run undisturbed.
+    for _ in range(10):
         for name, (opt, params) in arms.items():
-            seconds = speed.time_op(lambda opt=opt, params=params: opt.step(params, grads, 1e-3))
+            seconds = speed.time_op(lambda opt=opt, params=params: opt.step(params, grads, 1e-3),
+                                    repeats=10, loop_s=0.003)
             best[name] = min(best[name], seconds)
     return {name: round(s * 1e6, 1) for name, s in best.items()}
 
