@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import conll_sets
+from conftest import run_cli as run
 
 from nerwin.checkpoint import load_checkpoint
-from nerwin.cli import cli
 from nerwin.conll import read_conll
 from nerwin.optim import Optimizer
 
@@ -21,9 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "configs" / "sample.yaml")
 DEV = str(ROOT / "data" / "sample" / "dev.txt")
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def metrics(out: Path) -> list[dict]:
