@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.config import load_config
 from nerwin.errors import NerwinError
 from nerwin.space import parse_space
@@ -34,9 +33,6 @@ training.optimizer.lr: {log_uniform: [1.0e-3, 3.0e-2]}
 model.nonlinearity: {choice: [tanh, relu]}
 """
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def sweep_args(space: Path, out: Path, *more) -> list[str]:
