@@ -183,32 +183,33 @@ def fail_stale_trials(study: Any, storage: Any) -> list[int]:
 
 
 def _secrets(url: str) -> list[str]:
-    """The secrets of a storage URL (its password, in the user part or the query)."""
+    """The secrets of a storage URL: its password as written (percent-encoded or not) and
+    as decoded, in the user part or the query."""
+    import re
+    from urllib.parse import unquote
+
     from sqlalchemy.engine import make_url
 
+    found = []
+    userinfo = url.split("://", 1)[-1].rsplit("@", 1)[0] if "@" in url else ""
+    if ":" in userinfo:  # user:password@host, as written (also when it is no valid URL)
+        found.append(userinfo.split(":", 1)[1])
+    found += re.findall(r"[?&]password=([^&]*)", url)
     try:
         u = make_url(url)
-    except Exception:  # noqa: BLE001 - not a URL: mask what looks like user:password@
-        import re
-
-        return [m for m in re.findall(r"://[^:/@]*:([^@]*)@", url) if m]
-    found = [u.password] if u.password else []
-    pw = u.query.get("password")
-    found += [pw] if isinstance(pw, str) else list(pw or ())
-    return [str(s) for s in found if s]
+    except Exception:  # noqa: BLE001 - not a URL: what looks like user:password@ only
+        u = None
+    if u is not None and u.password:
+        found.append(str(u.password))
+    if u is not None and "password" in u.query:
+        pw = u.query["password"]
+        found += [pw] if isinstance(pw, str) else list(pw)
+    return [s for s in {*found, *map(unquote, found)} if s]
 
 
 def mask_url(url: str) -> str:
-    """The storage URL as it may be shown: passwords replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        u = make_url(url)
-    except Exception:  # noqa: BLE001
-        return mask(url, url)
-    if "password" in u.query:
-        u = u.update_query_dict({"password": "***"})
-    return mask(u.render_as_string(hide_password=True), url)
+    """The storage URL as the user wrote it, with its passwords replaced by ``***``."""
+    return mask(url, url)
 
 
 def mask(text: str, url: str) -> str:
@@ -222,15 +223,17 @@ def mask(text: str, url: str) -> str:
 class Storage:
     """A checked --storage: the URL to connect to, its connect arguments, how to show it."""
 
-    url: str  # as given, with a relative SQLite path made absolute
-    shown: str  # password masked
+    url: str  # to connect to: a relative SQLite path made absolute, the driver chosen
+    shown: str  # as the user wrote it, password masked: for messages
+    key: str  # the URL without its driver, password masked: what DIR/sweep.json records
     connect_args: dict[str, Any]
     sqlite_path: Path | None = None  # the database file of an SQLite URL
 
 
 def _first_line(e: BaseException) -> str:
+    """A driver's message in one line (libpq's take several, and "FATAL:  " two spaces)."""
     text = str(getattr(e, "orig", None) or e).strip()
-    return text.splitlines()[0].strip() if text else type(e).__name__
+    return " ".join(text.splitlines()[0].split()) if text else type(e).__name__
 
 
 def check_storage(url: str, new_out: Path | None = None) -> Storage:
@@ -288,7 +291,8 @@ def check_storage(url: str, new_out: Path | None = None) -> Storage:
         # unresponsive server otherwise blocks the sweep for ever.
         connect_args["connect_timeout"] = seconds
     full = u.render_as_string(hide_password=False)
-    return Storage(full, mask_url(full), connect_args, sqlite_path)
+    key = mask(u.set(drivername=backend).render_as_string(hide_password=True), url)
+    return Storage(full, shown, key, connect_args, sqlite_path)
 
 
 def _installed_alternative(u: Any) -> Any:
@@ -534,7 +538,7 @@ def check_out_dir(spec: SweepSpec, storage: Storage) -> dict[str, Any] | None:
                               f"folder, or one of its own: choose another --out")
         return None
     saved = read_sweep_json(marker)
-    if (_storage_key(saved["storage"]), saved["study"]) != (_storage_key(storage.shown),
+    if (_storage_key(saved["storage"]), saved["study"]) != (_storage_key(storage.key),
                                                              spec.study):
         raise NerwinError(f"{spec.out}: holds the trials of study {saved['study']!r} in "
                           f"{mask_url(saved['storage'])}; use another --out for study "
@@ -550,7 +554,7 @@ def write_sweep_json(spec: SweepSpec, storage: Storage, best_sha256: str | None)
     from nerwin.checkpoint import atomic_write_text
 
     path = Path(spec.out) / SWEEP_FILE
-    mine = {"format": SWEEP_FORMAT, "study": spec.study, "storage": storage.shown,
+    mine = {"format": SWEEP_FORMAT, "study": spec.study, "storage": storage.key,
             "best_config_sha256": best_sha256,
             "note": "written by nerwin sweep: this folder holds the trials of this study"}
     try:
@@ -569,7 +573,13 @@ def claim_out_dir(spec: SweepSpec, storage: Storage) -> tuple[bool, dict[str, An
     except OSError as e:
         raise _out_error(out, e, "the sweep folder (--out)") from None
     if saved is None:
-        write_sweep_json(spec, storage, None)
+        try:
+            write_sweep_json(spec, storage, None)
+        except NerwinError:
+            if created:  # leave nothing behind: the folder was made just now, and is empty
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
         saved = read_sweep_json(out / SWEEP_FILE)
     return created, saved
 
