@@ -801,3 +801,186 @@ def test_an_older_sweep_json_is_still_the_sweeps(tmp_path, write):
     r = run(*sweep_args(space, out, "--trials", 2, *one))
     assert r.exit_code == 0, r.output
     assert json.loads((out / "sweep.json").read_text())["format"] == "nerwin-sweep"
+
+
+# ---------------------------------------------------------------------------------------
+# A real PostgreSQL server: $NERWIN_TEST_POSTGRES_URL (CI starts one, see .ci/run), else a
+# throwaway one started here when PostgreSQL's binaries are installed, else skipped; in CI
+# (CI=true or NERWIN_REQUIRE_POSTGRES=1) a missing server fails.
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a PostgreSQL server whose role may create databases."""
+    import tempfile
+
+    import pg_server
+
+    url = os.environ.get("NERWIN_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    required = (os.environ.get("CI") == "true"
+                or os.environ.get("NERWIN_REQUIRE_POSTGRES") == "1")
+    bindir = pg_server.find_bindir()
+    if bindir is None:
+        reason = ("no PostgreSQL server binaries (initdb, pg_ctl) found and "
+                  "NERWIN_TEST_POSTGRES_URL unset: apt-get install postgresql, or set "
+                  "NERWIN_PG_BINDIR")
+        if required:
+            pytest.fail(f"CI needs the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="nerwin-pg-"))
+    try:
+        yield pg_server.start(root, bindir)
+    finally:
+        pg_server.stop(root)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A fresh, empty database on the server for one test: its URL."""
+    import secrets
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    u = make_url(postgres_server)
+    name = f"t_{secrets.token_hex(6)}"
+    conn = psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                            dbname=u.database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return u.set(database=name).render_as_string(hide_password=False)
+
+
+def pg_trials(url: str, name: str) -> list:
+    study = optuna.load_study(study_name=name, storage=url)
+    return [t for t in study.get_trials() if not t.user_attrs.get(SURPLUS)]
+
+
+def test_postgres_two_sweeps_one_killed_mid_trial_then_resumed(tmp_path, write, postgres_db):
+    """Two `nerwin sweep` processes (two machines' worth: each its own --out) on one study in
+    PostgreSQL; one is SIGKILLed mid-trial; the other marks its trial failed and runs the
+    slot; the killed one, run again, adds its trials; counts and the best config agree."""
+    from sqlalchemy.engine import make_url
+
+    password = make_url(postgres_db).password
+    space = write("space.yaml", SPACE)
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    common = ["--storage", postgres_db, "--study", "two", "--workers", "1"]
+    # B's trial trains until killed, however slow the machine (no epoch limit worth the name).
+    endless = ["--set", "training.epochs=100000", "--set", "training.patience=null"]
+    b = subprocess.Popen([sys.executable, "-m", "nerwin.cli",
+                          *sweep_args(space, out_b, "--trials", 3, *common, *endless)],
+                         start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    a = None
+    try:
+        deadline = time.time() + 120
+        while not (out_b / "trial-0000" / "config.yaml").exists():  # B's trial 0 has started
+            assert time.time() < deadline and b.poll() is None, b.communicate()
+            time.sleep(0.05)
+        # The storage URL (and its password) is on no worker's command line (B's own holds
+        # what its user typed).
+        workers = [c for c in _cmdlines() if "nerwin.sweep" in c and str(out_b) in c]
+        assert workers and not any(password in c for c in workers)
+        a = subprocess.Popen([sys.executable, "-m", "nerwin.cli",
+                              *sweep_args(space, out_a, "--trials", 3, *common)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not list(out_a.glob("trial-*/config.yaml")):  # A is training too
+            assert time.time() < deadline and a.poll() is None, a.communicate()
+            time.sleep(0.05)
+    finally:
+        os.killpg(b.pid, signal.SIGKILL)  # B and its worker, mid-trial
+        b_out = b.communicate()
+    assert b.returncode == -signal.SIGKILL
+    a_out = a.communicate(timeout=600)
+    assert a.returncode == 0, a_out
+    # A waited for B's trial, found its worker gone, marked it failed and ran the slot.
+    trials = {t.number: t for t in pg_trials(postgres_db, "two")}
+    assert trials[0].state.name == "FAIL" and "stale" in trials[0].user_attrs["error"]
+    finished = [t for t in trials.values() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3 and len(trials) == 4
+
+    # B again, normally, asking for 2 more: it runs exactly those.
+    r = subprocess.run([sys.executable, "-m", "nerwin.cli",
+                        *sweep_args(space, out_b, "--trials", 5, *common, "--json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    trials = {t.number: t for t in pg_trials(postgres_db, "two")}
+    states = sorted(t.state.name for t in trials.values())
+    assert states.count("FAIL") == 1 and len(trials) == 6
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 5
+    assert sorted(row["trial"] for row in j["results"]) == sorted(trials)
+    # Each trial trained in one run directory, under the --out of the sweep that ran it.
+    assert trial_dirs(out_b)[0] == "trial-0000" and len(trial_dirs(out_b)) == 3
+    assert sorted(trial_dirs(out_a) + trial_dirs(out_b)) == [f"trial-{n:04d}"
+                                                             for n in sorted(trials)]
+    # best_config.yaml is the best complete trial of the whole study, whoever ran it.
+    best = max((t for t in trials.values() if t.state.name == "COMPLETE"),
+               key=lambda t: t.value)
+    cfg = load_config(out_b / "best_config.yaml")
+    assert cfg.training.optimizer.lr == best.params["training.optimizer.lr"]
+    assert cfg.model.nonlinearity == best.params["model.nonlinearity"]
+    assert j["best_config"] == str(out_b / "best_config.yaml")
+    # No password anywhere: outputs, sweep.json, the table.
+    for text in (*a_out, *b_out, r.stdout, r.stderr,
+                 (out_a / "sweep.json").read_text(), (out_b / "sweep.json").read_text()):
+        assert password not in text
+    assert json.loads((out_b / "sweep.json").read_text())["storage"] == \
+        make_url(postgres_db).set(drivername="postgresql").render_as_string()
+
+
+PG_ERRORS = {
+    # name: (change to the server's URL, words)
+    "wrong password": (lambda u: u.set(password=SECRET), "password authentication failed"),
+    "wrong user": (lambda u: u.set(username="nobody", password=SECRET),
+                   "password authentication failed for user \"nobody\""),
+    "wrong database": (lambda u: u.set(database="no_such_db"),
+                       "database \"no_such_db\" does not exist"),
+}
+
+
+@pytest.mark.parametrize("name", PG_ERRORS)
+def test_postgres_errors_are_one_line_without_the_password(tmp_path, write, postgres_server,
+                                                           name):
+    from sqlalchemy.engine import make_url
+
+    change, expected = PG_ERRORS[name]
+    real = make_url(postgres_server).password
+    url = change(make_url(postgres_server)).render_as_string(hide_password=False)
+    space, out = write("space.yaml", SPACE), tmp_path / "out"
+    r = run(*sweep_args(space, out, "--storage", url))
+    assert r.exit_code == 2, r.output
+    line = one_error_line(r.output)
+    assert expected in line and "***" in line and real not in line, line
+    assert SECRET not in line
+    assert not out.exists()
+
+
+def test_postgres_readme_recipe_runs_as_written(tmp_path, postgres_db):
+    """The README's command for sweeps on several machines, run against the server (its URL
+    and --out swapped in, --trials made small)."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```sh\n(pip install 'nerwin\[sweep\]'[^\n]*\n)(nerwin sweep .*?)```",
+                      readme, re.S)
+    assert block, "the README's PostgreSQL recipe is gone"
+    assert "psycopg2-binary" not in block.group(1) or "'nerwin[sweep]'" in block.group(1)
+    args = shlex.split(block.group(2).replace("\\\n", " "))
+    storage = args[args.index("--storage") + 1]
+    assert storage.startswith("postgresql+psycopg2://")  # the sweep extra's driver
+    args[args.index("--storage") + 1] = postgres_db
+    args[args.index("--out") + 1] = str(tmp_path / "sweep")
+    args[args.index("--trials") + 1] = "2"
+    args += ["--set", "training.epochs=2"]
+    r = subprocess.run([sys.executable, "-m", "nerwin.cli", *args[1:]], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "best config:" in r.stdout
