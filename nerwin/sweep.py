@@ -563,25 +563,41 @@ def write_sweep_json(spec: SweepSpec, storage: Storage, best_sha256: str | None)
         raise _out_error(path, e, "the sweep's sweep.json") from None
 
 
-def claim_out_dir(spec: SweepSpec, storage: Storage) -> tuple[bool, dict[str, Any] | None]:
-    """Check DIR, create it and write DIR/sweep.json if missing; (created DIR?, sweep.json)."""
+def claim_out_dir(spec: SweepSpec, storage: Storage) -> tuple[list[Path], dict[str, Any]]:
+    """Check DIR, create it and write DIR/sweep.json if missing.
+
+    Returns the folders it created (deepest first: what to remove again if the sweep is
+    refused later) and DIR/sweep.json's content.
+    """
     saved = check_out_dir(spec, storage)
     out = Path(spec.out)
-    created = not out.exists()
+    created = []
+    p = out
+    while not os.path.lexists(p):
+        created.append(p)
+        p = p.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _out_error(out, e, "the sweep folder (--out)") from None
-    if saved is None:
-        try:
+        if saved is None:
             write_sweep_json(spec, storage, None)
-        except NerwinError:
-            if created:  # leave nothing behind: the folder was made just now, and is empty
-                with contextlib.suppress(OSError):
-                    out.rmdir()
-            raise
-        saved = read_sweep_json(out / SWEEP_FILE)
-    return created, saved
+    except (OSError, NerwinError) as e:
+        _remove_created(created)  # leave nothing behind
+        if isinstance(e, OSError):
+            raise _out_error(out, e, "the sweep folder (--out)") from None
+        raise
+    return created, read_sweep_json(out / SWEEP_FILE)
+
+
+def _remove_created(folders: list[Path], files: tuple[str, ...] = ()) -> None:
+    """Remove what a refused sweep made: ``files`` in the first folder, then the folders
+    (only if empty: never anything else)."""
+    for name in files:
+        if folders:
+            with contextlib.suppress(OSError):
+                (folders[0] / name).unlink()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 # ---------------------------------------------------------------------------------------
@@ -894,12 +910,8 @@ def open_out_and_storage(spec: SweepSpec) -> tuple[Storage, Any]:
         try:
             rdb = _storage(storage)
         except NerwinError:
-            if created:  # only what this call wrote: sweep.json and an empty study.db
-                for name in (SWEEP_FILE, "study.db"):
-                    with contextlib.suppress(OSError):
-                        (out / name).unlink()
-                with contextlib.suppress(OSError):
-                    out.rmdir()
+            # only what this call wrote, in the folders it made: sweep.json and study.db
+            _remove_created(created, (SWEEP_FILE, "study.db"))
             raise
     return storage, rdb
 

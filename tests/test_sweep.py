@@ -537,6 +537,8 @@ OUT_CASES = {
     "read-only parent": (lambda c, m: _readonly(c, m) / "out", 2, "cannot write the sweep folder"),
     "read-only folder": (_readonly, 2, "cannot write the sweep's sweep.json"),
     "disk full": (lambda c, m: _full(c, m) / "out", 1, "No space left on device"),
+    "disk full, three new folders": (lambda c, m: _full(c, m) / "a" / "b" / "out", 1,
+                                     "No space left on device"),
 }
 
 
@@ -984,3 +986,30 @@ def test_postgres_readme_recipe_runs_as_written(tmp_path, postgres_db):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "best config:" in r.stdout
+
+
+def test_a_full_disk_at_the_end_keeps_the_table_and_says_so(tmp_path, write, monkeypatch):
+    import errno
+
+    from nerwin import checkpoint
+
+    space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+    real = checkpoint.atomic_write_text
+
+    def full_for_best_config(path, text):
+        if Path(path).name == "best_config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, text)
+
+    monkeypatch.setattr(checkpoint, "atomic_write_text", full_for_best_config)
+    r = run(*sweep_args(space, out, "--trials", 1, "--set", "training.epochs=1"))
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output and r.output.startswith("rank  trial  state")
+    assert (f"error: {out / 'best_config.yaml'}: cannot write best_config.yaml (No space left "
+            f"on device)") in r.output
+    assert not (out / "best_config.yaml").exists()
+    assert not list(out.glob(".best_config.yaml.*"))  # no temporary file left either
+    monkeypatch.setattr(checkpoint, "atomic_write_text", real)
+    r = run(*sweep_args(space, out, "--trials", 1))  # once there is room: written
+    assert r.exit_code == 0, r.output
+    assert (out / "best_config.yaml").is_file()
