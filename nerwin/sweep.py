@@ -543,6 +543,12 @@ def check_out_dir(spec: SweepSpec, storage: Storage) -> dict[str, Any] | None:
         raise NerwinError(f"{spec.out}: holds the trials of study {saved['study']!r} in "
                           f"{mask_url(saved['storage'])}; use another --out for study "
                           f"{spec.study!r} in {storage.shown}")
+    db = storage.sqlite_path
+    trials = [e for e in entries if e.startswith("trial-")]
+    if db is not None and db.parent == out and not os.path.lexists(db) and trials:
+        # A new study here would number its trials from 0 again, onto these folders.
+        raise NerwinError(f"{db}: missing, but {out} holds the trials of its study "
+                          f"({trials[0]}, ...); put study.db back, or choose another --out")
     best = out / BEST_CONFIG
     if not _best_config_is_ours(best, saved):
         raise NerwinError(f"{best}: not the {BEST_CONFIG} this sweep wrote (changed since, or "

@@ -521,6 +521,21 @@ def _sweep_json_symlink(case: Path) -> Path:
     return case / "out"
 
 
+def _best_config_symlink(case: Path) -> Path:
+    out = case / "out"
+    _sweep_json(out)
+    (case / "mine.yaml").write_text("model: {hidden: [7]}\n")
+    (out / "best_config.yaml").symlink_to(case / "mine.yaml")
+    return out
+
+
+def _study_db_gone(case: Path) -> Path:
+    out = case / "out"
+    _sweep_json(out)
+    (out / "trial-0000").mkdir()
+    return out
+
+
 OUT_CASES = {
     # name: (make the --out path in the case folder, exit code, expected words)
     "below a file": (_below_file, 2, "lies below"),
@@ -534,6 +549,8 @@ OUT_CASES = {
     "old sweep.json, user's best_config": (_old_sweep_json_users_best_config, 2,
                                            "best_config.yaml: not the"),
     "sweep.json a symlink": (_sweep_json_symlink, 2, "sweep.json: is not a regular file"),
+    "best_config.yaml a symlink": (_best_config_symlink, 2, "best_config.yaml: not the"),
+    "study.db gone, trials left": (_study_db_gone, 2, "study.db: missing, but"),
     "read-only parent": (lambda c, m: _readonly(c, m) / "out", 2, "cannot write the sweep folder"),
     "read-only folder": (_readonly, 2, "cannot write the sweep's sweep.json"),
     "disk full": (lambda c, m: _full(c, m) / "out", 1, "No space left on device"),
