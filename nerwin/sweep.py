@@ -266,7 +266,9 @@ def check_storage(url: str, new_out: Path | None = None) -> Storage:
     except ImportError:
         alt = _installed_alternative(u)
         if alt is None:
-            package = DRIVER_PACKAGES.get(dialect.driver, dialect.driver)
+            # plain postgresql://: psycopg2 (the sweep extra's) would do, see above
+            package = ("psycopg2-binary" if u.drivername == "postgresql" else
+                       DRIVER_PACKAGES.get(dialect.driver, dialect.driver))
             raise NerwinError(f"--storage {shown}: the database driver {dialect.driver!r} "
                               f"is not installed: pip install {package}") from None
         u = alt
@@ -361,7 +363,7 @@ def check_sqlite_file(path: Path) -> None:
             head = f.read(len(SQLITE_HEADER))
     except OSError as e:
         raise os_error(path, e, "an SQLite database") from None
-    if head and head != SQLITE_HEADER[:len(head)] or 0 < len(head) < len(SQLITE_HEADER):
+    if head and head != SQLITE_HEADER:  # an empty file is a new database to SQLite
         raise NerwinError(f"{path}: not an SQLite database (it does not start with SQLite's "
                           f"header); a sweep keeps its study there: move the file away, or "
                           f"give another --out or --storage")

@@ -705,6 +705,9 @@ STORAGE_CASES = {
     "psycopg missing": (f"postgresql+psycopg://u:{SECRET}@h/db",
                         "the database driver 'psycopg' is not installed: pip install "
                         "'psycopg[binary]'"),
+    "plain postgresql://, no driver": (f"postgresql://u:{SECRET}@h/db",
+                                       "the database driver 'psycopg' is not installed: pip "
+                                       "install psycopg2-binary"),
     "pymysql missing": (f"mysql+pymysql://u:{SECRET}@h/db",
                         "the database driver 'pymysql' is not installed: pip install pymysql"),
 }
@@ -717,8 +720,9 @@ def test_bad_storage_is_one_line_and_writes_nothing(tmp_path, write, monkeypatch
     port = _closed_port()
     url = url.format(tmp=tmp_path, port=port)
     expected = expected.format(tmp=tmp_path)
-    if name == "psycopg2 missing":
+    if name in ("psycopg2 missing", "plain postgresql://, no driver"):
         monkeypatch.setitem(sys.modules, "psycopg2", None)  # import psycopg2 -> ImportError
+        monkeypatch.setitem(sys.modules, "psycopg", None)
     elif name.endswith(" missing"):
         module = name.split()[0]
         if _installed(module):
