@@ -84,7 +84,9 @@ def require_optuna() -> Any:
         import optuna
     except ImportError:
         raise NerwinError(INSTALL_HINT) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Errors only: its warnings on a lost database are many lines of SQL; nerwin says it
+    # in one line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -229,9 +231,29 @@ class Storage:
     connect_args: dict[str, Any]
     sqlite_path: Path | None = None  # the database file of an SQLite URL
 
+    def engine_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"connect_args": self.connect_args}
+        if self.sqlite_path is None:
+            # A pooled connection the server dropped (a restart, an idle timeout) is
+            # replaced before use, not a failed trial.
+            kwargs["pool_pre_ping"] = True
+        return kwargs
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What a lost database raises: SQLAlchemy's errors, and Optuna's wrapper of them."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError, StorageInternalError
+
 
 def _first_line(e: BaseException) -> str:
     """A driver's message in one line (libpq's take several, and "FATAL:  " two spaces)."""
+    from optuna.exceptions import StorageInternalError
+
+    if isinstance(e, StorageInternalError) and e.__cause__ is not None:
+        e = e.__cause__  # Optuna's "An exception is raised during the commit" says little
     text = str(getattr(e, "orig", None) or e).strip()
     return " ".join(text.splitlines()[0].split()) if text else type(e).__name__
 
@@ -394,7 +416,7 @@ def _storage(storage: Storage | str) -> Any:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
                 return optuna.storages.RDBStorage(
-                    storage.url, engine_kwargs={"connect_args": storage.connect_args},
+                    storage.url, engine_kwargs=storage.engine_kwargs(),
                     heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
         except DBAPIError as e:
             if attempt < 7 and _retryable(e):
@@ -931,8 +953,6 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
     returns the results so far, with ``interrupted`` set. A database error after the study
     was opened (the server gone) stops the workers and is a one-line error, exit code 1.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     dims = load_space(spec.space, spec.config, spec.overrides)
     require_optuna()
     storage, rdb = open_out_and_storage(spec)
@@ -943,7 +963,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
         stale = fail_stale_trials(study, rdb)
         result = _run_workers(spec, workers, study, procs, progress)
         rows = results(study, dims)
-    except SQLAlchemyError as e:
+    except _db_errors() as e:
         _stop_workers(procs)
         err = NerwinError(f"--storage {storage.shown}: the study's database failed: "
                           f"{mask(_first_line(e), storage.url)}")
@@ -1032,8 +1052,6 @@ def main(argv: list[str] | None = None) -> int:
     """Worker entry point: ``python -m nerwin.sweep --out DIR`` with the spec's JSON on
     standard input (started by run_sweep; --out only shows in process lists whose worker
     it is). A database or input error is one line on stderr, password masked, exit 1."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     spec = SweepSpec(**json.loads(sys.stdin.read()))
     try:
         worker(spec)
@@ -1042,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     except NerwinError as e:
         print(f"nerwin sweep worker: {e}", file=sys.stderr)
         return 1
-    except SQLAlchemyError as e:
+    except _db_errors() as e:
         print(f"nerwin sweep worker: --storage {mask_url(spec.storage)}: the study's database "
               f"failed: {mask(_first_line(e), spec.storage)}", file=sys.stderr)
         return 1

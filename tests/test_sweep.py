@@ -1034,3 +1034,42 @@ def test_a_full_disk_at_the_end_keeps_the_table_and_says_so(tmp_path, write, mon
     r = run(*sweep_args(space, out, "--trials", 1))  # once there is room: written
     assert r.exit_code == 0, r.output
     assert (out / "best_config.yaml").is_file()
+
+
+def test_postgres_server_gone_mid_sweep_is_one_line_per_process(tmp_path, write,
+                                                               postgres_server):
+    """A server of its own, stopped while a trial trains: the sweep and its worker end with
+    one line each (exit 1), no traceback, no password, no hang."""
+    import tempfile
+
+    import pg_server
+    from sqlalchemy.engine import make_url
+
+    bindir = pg_server.find_bindir()
+    if bindir is None:
+        pytest.skip("needs PostgreSQL's binaries to start a server of its own")
+    root = Path(tempfile.mkdtemp(prefix="nerwin-pg-"))
+    try:
+        url = pg_server.start(root, bindir)
+        password = make_url(url).password
+        space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+        endless = ["--set", "training.epochs=100000", "--set", "training.patience=null"]
+        p = subprocess.Popen([sys.executable, "-m", "nerwin.cli",
+                              *sweep_args(space, out, "--trials", 2, "--storage", url,
+                                          *endless)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while not (out / "trial-0000" / "metrics.jsonl").exists():  # an epoch was reported
+            assert time.time() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.05)
+    finally:
+        pg_server.stop(root)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 1, stderr
+    text = stdout + stderr
+    assert "Traceback" not in text and password not in text, text
+    lines = [x for x in stderr.splitlines() if x.strip() and not x.startswith("trials:")]
+    assert any(x.startswith("Error: --storage postgresql+psycopg2://nerwin:***@127.0.0.1:")
+               and "the study's database failed" in x for x in lines), stderr
+    assert all(x.startswith(("Error: ", "nerwin sweep worker: ", "error: ")) for x in lines), \
+        stderr
