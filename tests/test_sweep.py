@@ -2,7 +2,10 @@
 shared by concurrent sweeps, resumable after a kill, and a diverging trial is not fatal.
 
 Every sweep here trains the sample corpus for 2 epochs with 20 hidden units (under a second a
-trial); the workers are real processes on a real SQLite file.
+trial); the workers are real processes on a real SQLite file, or on a real PostgreSQL server
+(tests/pg_server.py; see the fixture below). Bad --out folders, damaged sweep.json and
+study.db files and bad storage URLs are tables: one line each, no traceback, no password,
+nothing changed on disk.
 """
 
 from __future__ import annotations
