@@ -717,6 +717,10 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
         state = TrialState.PRUNED
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C)"
+        # A second SIGINT (the sweep's, when this one is slow to stop) must not cut short
+        # the recording below, or the trial would stay "running".
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise
     except NerwinError as e:  # a diverged loss (TrainingError), a sampled config refused
         error = str(e)
