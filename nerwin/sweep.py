@@ -553,6 +553,9 @@ def check_out_dir(spec: SweepSpec, storage: Storage) -> dict[str, Any] | None:
         entries = sorted(os.listdir(out))
     except OSError as e:
         raise os_error(out, e, "a sweep folder (--out)") from None
+    if not os.access(out, os.W_OK | os.X_OK):  # a read-only mount says so for root too
+        raise NerwinError(f"{out}: cannot write there (read-only or not yours); a sweep "
+                          f"writes its trials in --out: choose another --out")
     marker = out / SWEEP_FILE
     if not os.path.lexists(marker):
         if entries:

@@ -451,6 +451,24 @@ def _readonly(case: Path, mount) -> Path:
     return ro
 
 
+def _readonly_sweep(case: Path, mount) -> Path:
+    """A sweep's folder (sweep.json, a finished trial's folder) made read-only."""
+    ro = case / "ro"
+    if os.geteuid() == 0:
+        mount(ro, "size=1m")
+    else:
+        ro.mkdir()
+    out = ro / "out"
+    _sweep_json(out)
+    (out / "trial-0000").mkdir()
+    (out / "study.db").write_bytes(b"")
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+    else:
+        out.chmod(0o555)
+    return out
+
+
 def _full(case: Path, mount) -> Path:
     full = case / "full"
     mount(full, "size=64k")
@@ -555,7 +573,8 @@ OUT_CASES = {
     "best_config.yaml a symlink": (_best_config_symlink, 2, "best_config.yaml: not the"),
     "study.db gone, trials left": (_study_db_gone, 2, "study.db: missing, but"),
     "read-only parent": (lambda c, m: _readonly(c, m) / "out", 2, "cannot write the sweep folder"),
-    "read-only folder": (_readonly, 2, "cannot write the sweep's sweep.json"),
+    "read-only folder": (_readonly, 2, "cannot write there (read-only or not yours)"),
+    "read-only sweep folder": (_readonly_sweep, 2, "cannot write there (read-only"),
     "disk full": (lambda c, m: _full(c, m) / "out", 1, "No space left on device"),
     "disk full, three new folders": (lambda c, m: _full(c, m) / "a" / "b" / "out", 1,
                                      "No space left on device"),
