@@ -253,3 +253,12 @@ def test_resume_refuses_a_changed_list(tmp_path):
     r = run("train", SAMPLE, *args, "--set", "training.epochs=2", "--resume")
     assert r.exit_code == 2
     assert f"features.gazetteers.LOC: {lst} has changed" in r.output
+
+
+def test_gradcheck_passes_with_a_gazetteer_and_an_iobes_crf(tmp_path):
+    lst = tmp_path / "loc.txt"
+    lst.write_text("Tessfield\nPort Hallen\n")
+    r = run("gradcheck", SAMPLE, "--set", f"features.gazetteers={{LOC: {lst}}}",
+            "--set", "model.head=crf", "--set", "model.scheme=iobes")
+    assert r.exit_code == 0, r.output
+    assert "E_gaz_LOC" in r.output and "all ok" in r.output
