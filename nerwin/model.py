@@ -257,9 +257,9 @@ def gradcheck_batch(cfg: Config, samples: int, seed: int = 0
     start at 0; they get small random values here, so that their gradient is checked at a
     generic point rather than at the symmetric start.
     """
-    from nerwin.dataset import build_lexicon, read_split
+    from nerwin.dataset import build_lexicon, read_train
 
-    train = read_split(cfg, cfg.data.train)
+    train = read_train(cfg)
     lex = build_lexicon(cfg, train)
     rng = np.random.default_rng(seed)
     model = new_model(cfg, lex, rng, dtype=np.float64)
