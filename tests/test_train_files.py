@@ -120,3 +120,19 @@ def test_train_on_train_and_dev_without_dev_scoring(tmp_path):
             "training.epochs=3")
     assert r.exit_code == 0, r.output
     assert json.loads((out / "best" / "meta.json").read_text())["epoch"] == 3
+
+
+def test_the_final_config_is_the_best_one_on_train_and_dev():
+    from nerwin.config import to_dict
+    from nerwin.train import _flatten
+
+    best = _flatten(to_dict(load_config(ROOT / "configs" / "conll2003_best.yaml",
+                                        check_files=False)))
+    final = _flatten(to_dict(load_config(ROOT / "configs" / "conll2003_final.yaml",
+                                         check_files=False)))
+    differ = {k for k in best if best[k] != final[k]}
+    assert differ == {"data.train", "data.dev", "training.epochs", "training.patience",
+                      "output.dir"}
+    assert final["data.train"] == [best["data.train"], best["data.dev"]]
+    assert final["data.dev"] is None and final["training.patience"] is None
+    assert final["training.epochs"] <= best["training.epochs"]
