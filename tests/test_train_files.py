@@ -136,3 +136,17 @@ def test_the_final_config_is_the_best_one_on_train_and_dev():
     assert final["data.train"] == [best["data.train"], best["data.dev"]]
     assert final["data.dev"] is None and final["training.patience"] is None
     assert final["training.epochs"] <= best["training.epochs"]
+
+
+def test_the_api_and_nerwin_data_take_a_list():
+    from nerwin.api import resolve_config
+
+    cfg = resolve_config(SAMPLE, {"data.train": [str(TRAIN), str(DEV)]})
+    assert train_files(cfg) == (TRAIN, DEV)
+
+    def words(*sets: str) -> int:
+        r = run("data", DEV, "--config", SAMPLE, "--json", *sets)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.output)["vocabulary"]["words"]
+
+    assert words("--set", f"data.train=[{TRAIN}, {DEV}]") > words()
