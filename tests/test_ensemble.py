@@ -154,7 +154,9 @@ def test_a_damaged_manifest_or_member_is_refused_in_one_line(models, tmp_path):
     out = write_ensemble([models["s0"], models["s1"]], tmp_path / "e")
     manifest = out / "ensemble.json"
     good = manifest.read_text()
-    manifest.write_text(good.replace('"marginals"', '"potentials"'))
+    edited = json.loads(good)
+    edited["combine"] = "marginals" if edited["combine"] == "potentials" else "potentials"
+    manifest.write_text(json.dumps(edited))
     one_line_error(run("eval", out, DEV), "manifest_sha256 does not match")
     manifest.write_text(good[:-20])
     one_line_error(run("tag", out, "-", input="a b\n"), "not a nerwin ensemble manifest")
