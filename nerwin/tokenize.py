@@ -12,11 +12,25 @@ model trained on it has seen, so raw text is cut the same way:
   ``S&P``; the clitics ``'s 'S 'm 're 've 'll 'd n't`` are split off (``don't`` -> ``do n't``);
 * URLs and e-mail addresses are one token (trailing sentence punctuation is not part of them).
 
+Characters are never split from what Unicode attaches to them (extended grapheme clusters,
+as the regex ``\\X`` would find them, which the stdlib ``re`` lacks): a combining mark (Mn,
+Mc, Me: decomposed ``Zoë``, Devanagari vowel signs and virama, Arabic and Hebrew points),
+a zero-width joiner and the character it joins (emoji sequences), a variation selector, an
+emoji skin-tone modifier, the second of a pair of regional indicators (a flag) stay in the
+token of the character before them, and a word goes on through them (``हिन्दी`` is one
+token). Invisible format characters (category Cf: zero-width space and non-joiner, soft
+hyphen, word joiner, direction marks, a byte-order mark) are kept inside a word and
+otherwise join the token before them, or the one after them when nothing comes before;
+only standing alone between spaces are they a token of their own.
+
 Guarantees, for any string (a property test checks them on arbitrary Unicode):
 every token is the exact substring ``text[start:end]`` of the input, holds no whitespace,
-and the tokens together cover every non-whitespace character, in order. Nothing is
-normalised or dropped; an unknown symbol (an emoji, a stray combining mark) becomes a token
-of its own.
+and the tokens together cover every non-whitespace character, in order, with one
+exception: a byte-order mark (U+FEFF) that would begin a token is left out like a space
+(a CoNLL reader drops a mark at the start of a line, so such a token could not be read
+back; it is an artefact of joined files, not text). Nothing is normalised; an unknown
+symbol (an emoji, a stray combining mark) becomes a token of its own, and no token is
+split inside a grapheme cluster.
 
 Sentences are cut between tokens, never inside one, so splitting a line into sentences
 never changes its tokens: see :func:`split_sentences`.
@@ -25,6 +39,8 @@ never changes its tokens: see :func:`split_sentences`.
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -45,6 +61,42 @@ ABBREVIATIONS = (
     # other
     "vs vol No Nos approx dept est fig"
 ).split()
+
+def _ranges(cats: tuple[str, ...], skip: str = "") -> str:
+    """A regex character-class body of every code point of the given general categories.
+
+    Computed from this Python's own Unicode database (the one ``\\w`` uses), over the
+    planes that hold combining marks and format characters.
+    """
+    out: list[str] = []
+    start = prev = -2
+    cat = unicodedata.category
+    for cp in [*range(0x20000), *range(0xE0000, min(0xE1000, sys.maxunicode + 1))]:
+        if cat(chr(cp)) in cats and chr(cp) not in skip:
+            if cp != prev + 1:
+                if start >= 0:
+                    out.append(_span(start, prev))
+                start = cp
+            prev = cp
+    if start >= 0:
+        out.append(_span(start, prev))
+    return "".join(out)
+
+
+def _span(a: int, b: int) -> str:
+    return re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+
+
+ZWSP, ZWJ, BOM = "\u200b", "\u200d", "\ufeff"
+# What a word goes on through: combining marks, format characters except the zero-width
+# space (which marks a word break, as in Thai text), emoji skin-tone modifiers.
+_EXTEND = _ranges(("Mn", "Mc", "Me", "Cf"), skip=ZWSP) + "\U0001F3FB-\U0001F3FF"
+_RI = "\U0001F1E6-\U0001F1FF"  # regional indicators: two make a flag
+# A token that starts with one of these may have to join its neighbour (see _glue).
+_SPECIAL = re.compile(f"[{_EXTEND}{ZWSP}{_RI}]")
+_GLUE = re.compile(f"[{_EXTEND}{ZWSP}]")           # joins the token before it
+_GLUE_ONLY = re.compile(f"[{_EXTEND}{ZWSP}]+")     # an invisible or stray-mark token
+_IS_RI = re.compile(f"[{_RI}]")
 
 _ABBREV = "|".join(sorted({*ABBREVIATIONS, *(a.upper() for a in ABBREVIATIONS)},
                           key=len, reverse=True))
@@ -76,7 +128,9 @@ _TOKEN = re.compile(
   | (?P<clitic>"""
     + _CLITIC
     + r""")
-  | (?P<word>\w(?:\w|[-&.](?=\w)|'(?!"""
+  | (?P<word>\w(?:[\w"""
+    + _EXTEND
+    + r"""]|[-&.](?=\w)|'(?!"""
     + _CLITIC_TAIL
     + r""")(?=\w))*(?:-(?=[\s,]))?)                       # suspended hyphen: "three-, five-"
   | (?P<run>(?P<ch>[-.*=_~#+])(?P=ch)+)                                  # -- ... ** as one token
@@ -95,12 +149,61 @@ class Token:
     end: int
 
 
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """The [start, end) of every token of ``text`` (see :func:`tokenize`)."""
+    spans = [m.span() for m in _TOKEN.finditer(text)]
+    if _SPECIAL.search(text) is not None:  # rare: most text needs no second look
+        spans = _glue(text, spans)
+    return spans
+
+
+def _glue(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Join the tokens the regex cut inside a grapheme cluster, and invisible ones.
+
+    The regex leaves a mark, joiner or format character that no word took as a token of
+    one character (its ``\\S``); here it joins the token it touches on the left, and a
+    run of them with nothing on its left joins the token it touches on the right.
+    """
+    joined: list[list[int]] = []
+    for a, b in spans:
+        if joined and joined[-1][1] == a and _joins(text, a, joined[-1][0]):
+            joined[-1][1] = b
+        else:
+            joined.append([a, b])
+    out: list[tuple[int, int]] = []
+    carry = -1  # start of an invisible run waiting for the token after it
+    for i, (a, b) in enumerate(joined):
+        if carry >= 0:
+            a, carry = carry, -1
+        if (_GLUE_ONLY.fullmatch(text, a, b) and i + 1 < len(joined)
+                and joined[i + 1][0] == b):
+            carry = a
+            continue
+        while a < b and text[a] == BOM:  # never the first character of a token
+            a += 1
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+def _joins(text: str, a: int, prev_start: int) -> bool:
+    """Whether the token at ``a`` continues the grapheme cluster (or word) ending at ``a``."""
+    if _GLUE.match(text, a) or text[a - 1] == ZWJ:
+        return True
+    if _IS_RI.match(text, a):  # the second of a pair of regional indicators
+        run = 0
+        while a - run - 1 >= prev_start and _IS_RI.match(text, a - run - 1):
+            run += 1
+        return run % 2 == 1
+    return False
+
+
 def tokenize(text: str) -> list[Token]:
     """Tokens of ``text`` (one line or one sentence) with their character offsets.
 
     Offsets are Python string indices (code points) into ``text`` itself.
     """
-    return [Token(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    return [Token(text[a:b], a, b) for a, b in token_spans(text)]
 
 
 _ENDERS = {".", "!", "?", "...", "?!", "!?"}
