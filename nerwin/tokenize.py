@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # Abbreviations that keep their period (seen with a period in CoNLL-2003, or common in
@@ -108,36 +108,51 @@ _CLITIC = rf"(?:'{_CLITIC_TAIL}|n't|N'T)"
 # An alternative that can fail after scanning far ahead is bounded ({0,63}, {0,8}): a
 # failed attempt is retried from every following position, so an unbounded one makes
 # tokenizing quadratic in the length of a line such as "1,1,1,…,1x".
-_TOKEN = re.compile(
-    r"""
-    (?P<url>(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}])
-  | (?P<email>\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+)
-  | (?P<initialism>(?:[^\W\d_]\.){2,}(?:-\w+)+)                # U.S.-led
-  | (?P<initialism_>(?:[^\W\d_]\.)+[^\W\d_](?=\.\s*$))         # "the U.S." ending a line
-  | (?P<initialism__>(?:[^\W\d_]\.){2,})                        # U.S. a.m. F.C.
-  | (?P<abbrev>(?:"""
-    + _ABBREV
-    + r""")\.(?:-\w+)*)(?![\w])(?!\s*$)     # Wash.-based; a period ending the line is split
-  | (?P<initial>[^\W\d_]\.)(?=\s|$|[,;:)\]])                   # J. Smith; "(D. Cox)"
-  | (?P<listnum>^\d{1,3}\.)(?=\s)                              # "1. Pivotal": a list item
-  | (?P<number>[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?(?:[-/][^\W\d_]\w*)*)
-      (?![\w'])(?![.,:/-]\w)                                  # never stop inside a token
-  | (?P<currency>[A-Z]{1,3}\$)                                 # C$ A$ US$ HK$
-  | (?P<rating>[A-Z]{1,3}\+{1,2})(?![\w+])                     # BBB+ AA+
-  | (?P<negword>[^\W\d_]+(?=n't\b|N'T\b))                      # do|n't, ca|n't
-  | (?P<clitic>"""
-    + _CLITIC
-    + r""")
-  | (?P<word>\w(?:[\w"""
-    + _EXTEND
-    + r"""]|[-&.](?=\w)|'(?!"""
-    + _CLITIC_TAIL
-    + r""")(?=\w))*(?:-(?=[\s,]))?)                       # suspended hyphen: "three-, five-"
-  | (?P<run>(?P<ch>[-.*=_~#+])(?P=ch)+)                                  # -- ... ** as one token
-  | (?P<other>\S)
-    """,
-    re.VERBOSE,
-)
+# Each comes with what a line must hold for it to match anywhere (None: always tried):
+# a line without an "@" is cut by the pattern without the e-mail alternative, which
+# finds the same tokens with less work (see _pattern_for).
+_ALTERNATIVES: list[tuple[str, tuple[str, ...] | None]] = [
+    (r"""(?P<url>(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}])""", ("://", "www.")),
+    (r"(?P<email>\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+)", ("@",)),
+    (r"(?P<initialism>(?:[^\W\d_]\.){2,}(?:-\w+)+)", None),  # U.S.-led
+    (r"(?P<initialism_>(?:[^\W\d_]\.)+[^\W\d_](?=\.\s*$))", None),  # "the U.S." ending a line
+    (r"(?P<initialism__>(?:[^\W\d_]\.){2,})", None),  # U.S. a.m. F.C.
+    # Wash.-based; a period ending the line is split. The lookahead skips the long list of
+    # names at once where no short word and a period follow.
+    (r"(?P<abbrev>(?=[A-Za-z']{2,6}\.)(?:" + _ABBREV + r")\.(?:-\w+)*)(?![\w])(?!\s*$)",
+     None),
+    (r"(?P<initial>[^\W\d_]\.)(?=\s|$|[,;:)\]])", None),  # J. Smith; "(D. Cox)"
+    (r"(?P<listnum>^\d{1,3}\.)(?=\s)", None),  # "1. Pivotal": a list item
+    (r"(?P<number>[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?"
+     r"(?:[-/][^\W\d_]\w*)*)(?![\w'])(?![.,:/-]\w)", None),  # never stop inside a token
+    (r"(?P<currency>[A-Z]{1,3}\$)", ("$",)),  # C$ A$ US$ HK$
+    (r"(?P<rating>[A-Z]{1,3}\+{1,2})(?![\w+])", ("+",)),  # BBB+ AA+
+    (r"(?P<negword>[^\W\d_]+(?=n't\b|N'T\b))", ("n't", "N'T")),  # do|n't, ca|n't
+    (r"(?P<clitic>" + _CLITIC + ")", ("'",)),
+    (r"(?P<word>\w(?:[\w" + _EXTEND + r"]|[-&.](?=\w)|'(?!" + _CLITIC_TAIL
+     + r")(?=\w))*(?:-(?=[\s,]))?)", None),  # suspended hyphen: "three-, five-"
+    (r"(?P<run>(?P<ch>[-.*=_~#+])(?P=ch)+)", None),  # -- ... ** as one token
+    (r"(?P<other>\S)", None),
+]
+_TOKEN = re.compile("|".join(p for p, _ in _ALTERNATIVES))
+_OPTIONAL = [(k, needs) for k, (_, needs) in enumerate(_ALTERNATIVES) if needs is not None]
+_PATTERNS: dict[int, re.Pattern[str]] = {}
+_PIECE = re.compile(r"(?:[A-Za-z]+|[0-9]+)(?P<comma>,)?(?=\s|$)|(?P<other>\S+)")
+
+
+def _pattern_for(text: str) -> re.Pattern[str]:
+    """The token pattern without the alternatives that cannot match anywhere in ``text``
+    (an alternative that fails everywhere changes nothing: it finds the same tokens)."""
+    key = 0
+    for bit, (_, needs) in enumerate(_OPTIONAL):
+        if any(n in text for n in needs):  # type: ignore[union-attr]
+            key |= 1 << bit
+    pat = _PATTERNS.get(key)
+    if pat is None:
+        dropped = {k for bit, (k, _) in enumerate(_OPTIONAL) if not key >> bit & 1}
+        pat = _PATTERNS[key] = re.compile(
+            "|".join(p for k, (p, _) in enumerate(_ALTERNATIVES) if k not in dropped))
+    return pat
 
 
 @dataclass(frozen=True)
@@ -151,8 +166,29 @@ class Token:
 
 def token_spans(text: str) -> list[tuple[int, int]]:
     """The [start, end) of every token of ``text`` (see :func:`tokenize`)."""
-    spans = [m.span() for m in _TOKEN.finditer(text)]
-    if _SPECIAL.search(text) is not None:  # rare: most text needs no second look
+    # Whitespace-separated pieces first: a piece of ASCII letters only, or digits only,
+    # is one token, and with a comma after it two (no alternative before `word` / `number`
+    # can match it, and they take it whole), so only the other pieces go through the
+    # pattern, token by token from the piece's start. `match` at a position sees the whole
+    # line (^, lookbehind, \s*$), so it finds what finditer over the line finds there.
+    spans: list[tuple[int, int]] = []
+    append = spans.append
+    match = _pattern_for(text).match
+    for m in _PIECE.finditer(text):
+        if m.lastindex is None:
+            append(m.span())
+            continue
+        if m.lastindex == 1:  # a word or number and a comma: two tokens, the same way
+            pos, end = m.span()
+            append((pos, end - 1))
+            append((end - 1, end))
+            continue
+        pos, end = m.span()
+        while pos < end:
+            t = match(text, pos)
+            append(t.span())  # type: ignore[union-attr]  # \S always matches here
+            pos = t.end()  # type: ignore[union-attr]
+    if not text.isascii() and _SPECIAL.search(text) is not None:  # rare: a second look
         spans = _glue(text, spans)
     return spans
 
@@ -219,24 +255,23 @@ def split_sentences(tokens: list[Token]) -> list[list[Token]]:
     abbreviation (``Corp.``) never ends a sentence: it is part of that token, and a
     following capital is too often a name.
     """
-    out: list[list[Token]] = []
-    cur: list[Token] = []
-    i, n = 0, len(tokens)
-    while i < n:
-        cur.append(tokens[i])
-        if tokens[i].text in _ENDERS:
-            # a quote or bracket right after the end mark (no space between) closes it
-            while (i + 1 < n and tokens[i + 1].text in _CLOSERS
-                   and tokens[i + 1].start == tokens[i].end):
-                i += 1
-                cur.append(tokens[i])
-            if i + 1 < n and _starts_sentence(tokens[i + 1].text):
-                out.append(cur)
-                cur = []
-        i += 1
-    if cur:
-        out.append(cur)
-    return out
+    cuts = sentence_cuts([t.text for t in tokens], [(t.start, t.end) for t in tokens])
+    return [tokens[a:b] for a, b in zip([0, *cuts], [*cuts, len(tokens)]) if b > a]
+
+
+def sentence_cuts(texts: list[str], spans: Sequence[tuple[int, int]]) -> list[int]:
+    """Where :func:`split_sentences` cuts tokens ``texts`` (at ``spans`` of their line):
+    the index of the first token of every sentence but the first."""
+    cuts: list[int] = []
+    n = len(texts)
+    # Only an end mark can end a sentence: look at those alone (most tokens are not).
+    for i in [i for i, t in enumerate(texts) if t in _ENDERS]:
+        # a quote or bracket right after the end mark (no space between) closes it
+        while i + 1 < n and texts[i + 1] in _CLOSERS and spans[i + 1][0] == spans[i][1]:
+            i += 1
+        if i + 1 < n and _starts_sentence(texts[i + 1]):
+            cuts.append(i + 1)
+    return cuts
 
 
 def _starts_sentence(tok: str) -> bool:
