@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
@@ -207,6 +208,10 @@ def text_line(lineno: int, line: str) -> TextLine:
     if spans:
         texts = [line[a:b] for a, b in spans]
         cuts = sentence_cuts(texts, spans)
+        if not cuts and spans[0][0] == 0:  # one sentence from the line's start: most lines
+            starts, ends = map(list, zip(*spans))
+            items.append(Item(texts, starts, ends, line[:ends[-1]], lineno))
+            return TextLine(lineno, line, items)
         for i, j in zip([0, *cuts], [*cuts, len(spans)]):
             a0, b0 = spans[i][0], spans[j - 1][1]
             sp = spans[i:j]
@@ -341,6 +346,8 @@ class Tagger:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.fast = isinstance(model, Model)
+        # Seconds per stage, when a profiler (bench/tag_breakdown.py) sets this to a dict.
+        self.timings: dict[str, float] | None = None
         self._cache: list[dict[str, int]] = []
         self._dtypes: list[Any] = []
         if self.fast:
@@ -401,7 +408,9 @@ class Tagger:
             return self._predict_generic(tokens, lengths, scores)
         model = self.model
         net, head = model.net, model.net.head
+        clock = _Clock(self.timings)
         data = self.encode(tokens, lengths)[0] if encoded is None else encoded[0]
+        clock("encode")
         n = len(data)
         ids = np.empty(n, dtype=np.int64)
         probs = np.empty((n, len(self.labels)), dtype=np.float64) if scores else None
@@ -414,22 +423,34 @@ class Tagger:
         proj = net.projections(n)
         for rows, lens in eval_batches(data, head.per_sentence):
             x = data.rows(rows)
-            if chunk_viterbi:
+            if chunk_viterbi or self.timings is not None:
+                # (With timings, the same calls as predict_and_proba, one at a time.)
                 out, _ = net.forward(x, train=False, proj=proj)
-                if out_all is None:
-                    out_all = np.empty((n, out.shape[1]), dtype=out.dtype)
-                out_all[rows] = out
+                clock("network")
+                if chunk_viterbi:
+                    if out_all is None:
+                        out_all = np.empty((n, out.shape[1]), dtype=out.dtype)
+                    out_all[rows] = out
+                else:
+                    ids[rows] = head.decode(out, lens, net.params)
+                    clock("decode")
                 if scores:
-                    probs[rows] = head.proba(out, lens, net.params)
+                    p = head.proba(out, lens, net.params)
+                    probs[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
+                    clock("probabilities")
                 continue
             if scores:
                 ids[rows], p = net.predict_and_proba(x, lens, proj)
                 probs[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
             else:
                 ids[rows] = net.predict(x, lens, proj)
+        clock("network")
         if chunk_viterbi and n:
             ids[:] = head.decode(out_all, data.lengths, net.params)
-        return self._entities(self.names, ids, data.offsets, self.labels, probs)
+        clock("decode")
+        res = self._entities(self.names, ids, data.offsets, self.labels, probs)
+        clock("entities")
+        return res
 
     def _predict_generic(self, tokens: list[str], lengths: Sequence[int], scores: bool
                          ) -> Tagged:
@@ -504,6 +525,20 @@ class Tagger:
         return Tagged(names, ids, types, starts, ends, etype, score)
 
 
+class _Clock:
+    """Adds the seconds since its last call to ``timings[stage]`` (nothing if None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.t = time.perf_counter() if timings is not None else 0.0
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
+
+
 def fill_items(items: list[Item], res: Tagged) -> None:
     """Put the tags and entities of ``res`` (flat over ``items``' tokens) into ``items``."""
     names = res.names
@@ -534,7 +569,10 @@ def tag_items(model: Model | Tagger, items: list[Item], scores: bool = True) -> 
         return
     tagger = model if isinstance(model, Tagger) else Tagger(model)
     tokens = [t for it in items for t in it.tokens]
-    fill_items(items, tagger.predict(tokens, [len(it.tokens) for it in items], scores))
+    res = tagger.predict(tokens, [len(it.tokens) for it in items], scores)
+    clock = _Clock(tagger.timings)
+    fill_items(items, res)
+    clock("entities")
 
 
 def tag_tokens(model: Model | Tagger, sentences: Iterable[Sequence[str]], scores: bool = True,
@@ -624,32 +662,35 @@ def _json_float(x: float) -> str:
     return repr(r) if math.isfinite(r) else json.dumps(r)
 
 
+_PLAIN_TAG = re.compile(r"[A-Za-z0-9_\-]+")
+
+
 def jsonl_lines(items: list[Item]) -> str:
     """The jsonl output of ``items``: what ``json.dumps`` of each one's object gives
     (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), built from the JSON of each
-    distinct token and tag, made once."""
+    distinct token, made once, and the C repr of int and tag lists (the same text as their
+    JSON: ``[[0, 5], [6, 10]]``, and ``["O"]`` for tags of plain characters)."""
     tok_json: dict[str, str] = {}
     for it in items:
         for t in it.tokens:
             if t not in tok_json:
                 tok_json[t] = encode_basestring(t)
     tj = tok_json.__getitem__
-    tag_json: dict[str, str] = {}
+    plain = all(_PLAIN_TAG.fullmatch(t) for t in {t for it in items for t in it.tags})
     out = []
     for it in items:
-        for t in it.tags:
-            if t not in tag_json:
-                tag_json[t] = encode_basestring(t)
         ents = ", ".join(
             f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
             f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
             for e in it.entities)
+        # repr of a list of (int, int) pairs, the parentheses made brackets
+        offsets = repr(list(zip(it.starts, it.ends))).replace("(", "[").replace(")", "]")
+        tags = (repr(it.tags).replace("'", '"') if plain
+                else "[" + ", ".join(map(encode_basestring, it.tags)) + "]")
         out.append(
             f'{{"text": {encode_basestring(it.text)}, "tokens": ['
-            f'{", ".join(map(tj, it.tokens))}], "offsets": ['
-            f'{", ".join(map("[{}, {}]".format, it.starts, it.ends))}], "tags": ['
-            f'{", ".join(map(tag_json.__getitem__, it.tags))}], "entities": [{ents}], '
-            f'"line": {it.line}}}\n')
+            f'{", ".join(map(tj, it.tokens))}], "offsets": {offsets}, "tags": {tags}, '
+            f'"entities": [{ents}], "line": {it.line}}}\n')
     return "".join(out).translate(_JSON_LINE_SAFE)
 
 
