@@ -201,10 +201,13 @@ def _spaced(tokens: list[str]) -> tuple[str, list[int], list[int]]:
     return " ".join(tokens), starts, ends
 
 
-def text_line(lineno: int, line: str) -> TextLine:
-    """One line of text input with its sentences (offsets relative to each sentence)."""
+def text_line(lineno: int, line: str, spans: list[tuple[int, int]] | None = None
+              ) -> TextLine:
+    """One line of text input with its sentences (offsets relative to each sentence);
+    ``spans``: its token spans, if already found."""
     items = []
-    spans = token_spans(line)
+    if spans is None:
+        spans = token_spans(line)
     if spans:
         texts = [line[a:b] for a, b in spans]
         cuts = sentence_cuts(texts, spans)
@@ -624,13 +627,24 @@ def _items_of(rec: Record) -> list[Item]:
     return [rec] if isinstance(rec, Item) else []
 
 
-def chunks(records: Iterable[Record], chunk_tokens: int) -> Iterator[list[Record]]:
+# A line of text input as the reading process sends it to a worker: (line number, line,
+# token spans); the worker builds its TextLine (text_line).
+LineSpans = tuple[int, str, list[tuple[int, int]]]
+
+
+def _n_tokens(rec: Record | LineSpans) -> int:
+    if isinstance(rec, tuple):
+        return len(rec[2])
+    return sum(len(it.tokens) for it in _items_of(rec))
+
+
+def chunks(records: Iterable[Any], chunk_tokens: int) -> Iterator[list[Any]]:
     """Consecutive records holding about ``chunk_tokens`` tokens (whole sentences)."""
-    chunk: list[Record] = []
+    chunk: list[Any] = []
     n = 0
     for rec in records:
         chunk.append(rec)
-        n += sum(len(it.tokens) for it in _items_of(rec))
+        n += _n_tokens(rec)
         if n >= chunk_tokens:
             yield chunk
             chunk, n = [], 0
@@ -747,8 +761,11 @@ class TagStats:
         self.entities += other.entities
 
 
-def tag_chunk(tagger: Tagger, chunk: list[Record], output_format: str) -> tuple[str, TagStats]:
-    """Tag one chunk of records and format it: (output text, what it held)."""
+def tag_chunk(tagger: Tagger, chunk: list[Record] | list[LineSpans], output_format: str
+              ) -> tuple[str, TagStats]:
+    """Tag one chunk of records (or LineSpans) and format it: (output text, what it held)."""
+    if chunk and isinstance(chunk[0], tuple):
+        chunk = [text_line(*rec) for rec in chunk]  # type: ignore[misc]
     items = [it for rec in chunk for it in _items_of(rec)]
     tag_items(tagger, items, scores=output_format == "jsonl")
     stats = TagStats(sentences=len(items), tokens=sum(len(it.tokens) for it in items),
@@ -759,9 +776,11 @@ def tag_chunk(tagger: Tagger, chunk: list[Record], output_format: str) -> tuple[
 def record_chunks(src: BinaryIO, name: str, *, input_format: str = "text",
                   chunk_tokens: int = CHUNK_TOKENS,
                   on_bytes: Callable[[int], None] | None = None,
-                  stats: TagStats | None = None) -> Iterator[list[Record]]:
+                  stats: TagStats | None = None, spans_only: bool = False
+                  ) -> Iterator[list[Any]]:
     """Read ``src`` into chunks of records of about ``chunk_tokens`` tokens (whole lines
-    for text, whole sentences for CoNLL); counts the lines into ``stats``."""
+    for text, whole sentences for CoNLL); counts the lines into ``stats``. With
+    ``spans_only``, text lines come as LineSpans (for a worker to finish)."""
     if input_format not in INPUT_FORMATS:
         raise NerwinError(f"input format {input_format!r}: expected one of "
                           f"{', '.join(INPUT_FORMATS)}")
@@ -784,7 +803,9 @@ def record_chunks(src: BinaryIO, name: str, *, input_format: str = "text",
             if nonblank >= PROBE_LINES:
                 break
         check_not_conll(name, head)
-        records: Iterable[Record] = text_records(_chain(head, lines))
+        records: Iterable[Any] = (
+            ((n, ln, token_spans(ln)) for n, ln in _chain(head, lines)) if spans_only
+            else text_records(_chain(head, lines)))
     else:
         records = conll_records(lines, name)
     return chunks(records, chunk_tokens)
@@ -813,7 +834,7 @@ def tag_stream(model: Model | Tagger, src: BinaryIO, name: str, out: IO[str], *,
                           f"{', '.join(OUTPUT_FORMATS)}")
     stats = TagStats()
     parts = record_chunks(src, name, input_format=input_format, chunk_tokens=chunk_tokens,
-                          on_bytes=on_bytes, stats=stats)
+                          on_bytes=on_bytes, stats=stats, spans_only=workers > 1)
     if workers > 1:
         from nerwin.parallel import tag_parallel
 
