@@ -158,3 +158,25 @@ def test_long_adversarial_lines(text):
     # Each of these made an unbounded pattern rescan the rest of the line from every
     # position (about 10^10 steps here); with the bounds each takes well under a second.
     check_cover(text, tokenize(text))
+
+
+@given(TEXT)
+def test_fast_paths_find_what_the_full_pattern_finds(text):
+    """token_spans takes plain words and numbers without the pattern and drops the
+    alternatives a line cannot match; the tokens are those of the whole pattern."""
+    from nerwin.tokenize import _TOKEN, _glue, token_spans
+
+    for line in text.splitlines() or [text]:
+        want = [m.span() for m in _TOKEN.finditer(line)]
+        assert token_spans(line) == _glue(line, want)
+
+
+@pytest.mark.parametrize("line", [
+    "Mail jo@x.com or see www.x.org, http://a.b/c; US$ 5 and BBB+ ratings; don't 'em",
+    "abc, 123, 1,000, abc,def Corp. Corp, U.S. 1. 2. x",
+    "no specials here at all 42",
+])
+def test_fast_paths_on_lines_with_each_special(line):
+    from nerwin.tokenize import _TOKEN, token_spans
+
+    assert token_spans(line) == [m.span() for m in _TOKEN.finditer(line)]
