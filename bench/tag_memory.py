@@ -2,11 +2,14 @@
 
     python bench/tag_memory.py                          # model runs/sample/best (make demo)
     python bench/tag_memory.py --lines 10000 100000 1000000 --format jsonl
+    python bench/tag_memory.py --lines 100000 1000000 --workers 2
 
 Method: write a UTF-8 text file of N lines (the sentences of data/sample/test.txt, rebuilt as
 raw text by nerwin.tokenize.detokenize, repeated), run `python -m nerwin tag MODEL FILE
 --output OUT --quiet` as a child process for each N, and read the child's peak resident
-memory from os.wait4. Flat memory means the peak does not grow with N.
+memory from os.wait4. Flat memory means the peak does not grow with N. With ``--workers``
+the peak is that of the largest process (the reading parent or one worker: os.wait4 reports
+the maximum over the child and the descendants it waited for).
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ def main() -> None:
     ap.add_argument("--model", default=str(ROOT / "runs" / "sample" / "best"))
     ap.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--format", default="jsonl", choices=["conll", "jsonl", "inline"])
+    ap.add_argument("--workers", type=int, default=1, help="nerwin tag --workers")
     args = ap.parse_args()
     sents = [detokenize(s.tokens) for s in read_tokens(ROOT / "data" / "sample" / "test.txt")]
     out = {"command": " ".join(["python", *sys.argv]), "model": args.model,
-           "output_format": args.format, "runs": []}
+           "output_format": args.format, "workers": args.workers, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.lines:
             src = Path(tmp) / f"in-{n}.txt"
@@ -45,7 +49,7 @@ def main() -> None:
             t0 = time.perf_counter()
             p = subprocess.Popen([sys.executable, "-m", "nerwin", "tag", args.model, str(src),
                                   "--output", str(dst), "--output-format", args.format,
-                                  "--quiet"], cwd=ROOT)
+                                  "--quiet", "--workers", str(args.workers)], cwd=ROOT)
             _, status, usage = os.wait4(p.pid, 0)
             seconds = time.perf_counter() - t0
             if status != 0:

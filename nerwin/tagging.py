@@ -676,34 +676,38 @@ def _json_float(x: float) -> str:
     return repr(r) if math.isfinite(r) else json.dumps(r)
 
 
-_PLAIN_TAG = re.compile(r"[A-Za-z0-9_\-]+")
+_INT_STR: list[str] = []  # str(i), made once for every offset seen
 
 
 def jsonl_lines(items: list[Item]) -> str:
     """The jsonl output of ``items``: what ``json.dumps`` of each one's object gives
-    (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), built from the JSON of each
-    distinct token, made once, and the C repr of int and tag lists (the same text as their
-    JSON: ``[[0, 5], [6, 10]]``, and ``["O"]`` for tags of plain characters)."""
+    (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), put together from the JSON of
+    each distinct token (made once per chunk) and of each offset (made once per run) with
+    C-level joins."""
     tok_json: dict[str, str] = {}
     for it in items:
         for t in it.tokens:
             if t not in tok_json:
                 tok_json[t] = encode_basestring(t)
     tj = tok_json.__getitem__
-    plain = all(_PLAIN_TAG.fullmatch(t) for t in {t for it in items for t in it.tags})
+    top = max((it.ends[-1] for it in items if it.ends), default=0)
+    if top >= len(_INT_STR):
+        _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
+    num = _INT_STR.__getitem__
+    # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
+    plain = all(encode_basestring(t) == f'"{t}"' for t in {t for it in items for t in it.tags})
     out = []
     for it in items:
         ents = ", ".join(
             f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
             f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
             for e in it.entities)
-        # repr of a list of (int, int) pairs, the parentheses made brackets
-        offsets = repr(list(zip(it.starts, it.ends))).replace("(", "[").replace(")", "]")
-        tags = (repr(it.tags).replace("'", '"') if plain
-                else "[" + ", ".join(map(encode_basestring, it.tags)) + "]")
+        offsets = "], [".join(map(", ".join, zip(map(num, it.starts), map(num, it.ends))))
+        tags = ('"' + '", "'.join(it.tags) + '"' if plain
+                else ", ".join(map(encode_basestring, it.tags)))
         out.append(
             f'{{"text": {encode_basestring(it.text)}, "tokens": ['
-            f'{", ".join(map(tj, it.tokens))}], "offsets": {offsets}, "tags": {tags}, '
+            f'{", ".join(map(tj, it.tokens))}], "offsets": [[{offsets}]], "tags": [{tags}], '
             f'"entities": [{ents}], "line": {it.line}}}\n')
     return "".join(out).translate(_JSON_LINE_SAFE)
 
