@@ -17,7 +17,9 @@ environment is shadowed by PYTHONPATH). Wall-clock seconds and the child's CPU s
 of ``--rounds`` rounds counts, so that a busy machine, which slows both alike, is less in
 the way. The ratio is new/base tokens/s. The outputs of every format asked for are
 compared byte for byte (first round). Process start and model loading are included: it is
-what a user waits for.
+what a user waits for. With ``--workers`` the CPU seconds are the reading parent's only
+(the workers are children of multiprocessing's fork server, which nobody waits for): compare
+worker counts by wall-clock time, on idle cores.
 """
 
 from __future__ import annotations

@@ -31,8 +31,12 @@ POLL_S = 0.2  # how often a waiting parent checks that its workers are alive
 
 
 def _context() -> Any:
-    methods = mp.get_all_start_methods()
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        # The fork server imports these once; each worker starts from it with them loaded.
+        ctx.set_forkserver_preload(["nerwin.tagging", "nerwin.model"])
+        return ctx
+    return mp.get_context("spawn")
 
 
 def _worker(model_dir: str, output_format: str, tasks: Any, results: Any) -> None:
