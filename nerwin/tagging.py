@@ -50,6 +50,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from json.encoder import encode_basestring
 from typing import IO, Any, BinaryIO
 
@@ -373,10 +374,9 @@ class Tagger:
         token's index among them): the ids nerwin.dataset.encode gives for these
         sentences, each distinct token computed once."""
         model = self.model
-        index: dict[str, int] = {}
-        setdefault = index.setdefault
-        tid = np.array([setdefault(t, len(index)) for t in tokens], dtype=np.int32)
-        types = list(index)
+        types = list(dict.fromkeys(tokens))  # in order of first appearance, as Corpus
+        index = dict(zip(types, range(len(types))))
+        tid = np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
         inputs: list[Any] = []
         for k, feat in enumerate(model.lex.features):
             if isinstance(feat, CharFeature):
@@ -545,7 +545,7 @@ class _Clock:
 def fill_items(items: list[Item], res: Tagged) -> None:
     """Put the tags and entities of ``res`` (flat over ``items``' tokens) into ``items``."""
     names = res.names
-    tags = [names[i] for i in res.ids.tolist()]
+    tags = list(map(names.__getitem__, res.ids.tolist()))
     types = res.types
     ents = list(zip(res.ent_start.tolist(), res.ent_end.tolist(), res.ent_type.tolist(),
                     res.ent_score.tolist()))
@@ -571,7 +571,7 @@ def tag_items(model: Model | Tagger, items: list[Item], scores: bool = True) -> 
     if not items:
         return
     tagger = model if isinstance(model, Tagger) else Tagger(model)
-    tokens = [t for it in items for t in it.tokens]
+    tokens = list(chain.from_iterable(it.tokens for it in items))
     res = tagger.predict(tokens, [len(it.tokens) for it in items], scores)
     clock = _Clock(tagger.timings)
     fill_items(items, res)
@@ -684,18 +684,16 @@ def jsonl_lines(items: list[Item]) -> str:
     (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), put together from the JSON of
     each distinct token (made once per chunk) and of each offset (made once per run) with
     C-level joins."""
-    tok_json: dict[str, str] = {}
-    for it in items:
-        for t in it.tokens:
-            if t not in tok_json:
-                tok_json[t] = encode_basestring(t)
+    distinct = dict.fromkeys(chain.from_iterable(it.tokens for it in items))
+    tok_json = dict(zip(distinct, map(encode_basestring, distinct)))
     tj = tok_json.__getitem__
     top = max((it.ends[-1] for it in items if it.ends), default=0)
     if top >= len(_INT_STR):
         _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
     num = _INT_STR.__getitem__
     # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
-    plain = all(encode_basestring(t) == f'"{t}"' for t in {t for it in items for t in it.tags})
+    plain = all(encode_basestring(t) == f'"{t}"'
+                for t in set(chain.from_iterable(it.tags for it in items)))
     out = []
     for it in items:
         ents = ", ".join(

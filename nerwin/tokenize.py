@@ -137,7 +137,10 @@ _ALTERNATIVES: list[tuple[str, tuple[str, ...] | None]] = [
 _TOKEN = re.compile("|".join(p for p, _ in _ALTERNATIVES))
 _OPTIONAL = [(k, needs) for k, (_, needs) in enumerate(_ALTERNATIVES) if needs is not None]
 _PATTERNS: dict[int, re.Pattern[str]] = {}
-_PIECE = re.compile(r"(?:[A-Za-z]+|[0-9]+)(?P<comma>,)?(?=\s|$)|(?P<other>\S+)")
+# A plain piece (group None), one with a comma (1) or a line-ending period (2) after a word of
+# 2+ letters or a number (a single letter and a period is an initial), or any other (3).
+_PIECE = re.compile(r"(?:[A-Za-z]+|[0-9]+)(?=\s|$)|(?P<comma>(?:[A-Za-z]+|[0-9]+),)(?=\s|$)"
+                    r"|(?P<period>(?:[A-Za-z]{2,}|[0-9]+)\.)(?=\s*$)|(?P<other>\S+)")
 
 
 def _pattern_for(text: str) -> re.Pattern[str]:
@@ -166,23 +169,24 @@ class Token:
 def token_spans(text: str) -> list[tuple[int, int]]:
     """The [start, end) of every token of ``text`` (see :func:`tokenize`)."""
     # Whitespace-separated pieces first: a piece of ASCII letters only, or digits only,
-    # is one token, and with a comma after it two (no alternative before `word` / `number`
-    # can match it, and they take it whole), so only the other pieces go through the
+    # is one token, and with a comma after it (or a period ending the line: no abbreviation
+    # keeps that one) two (no alternative before `word` / `number` can match it, and they
+    # take it whole), so only the other pieces go through the
     # pattern, token by token from the piece's start. `match` at a position sees the whole
     # line (^, lookbehind, \s*$), so it finds what finditer over the line finds there.
     spans: list[tuple[int, int]] = []
     append = spans.append
     match = _pattern_for(text).match
     for m in _PIECE.finditer(text):
-        if m.lastindex is None:
+        k = m.lastindex
+        if k is None:
             append(m.span())
             continue
-        if m.lastindex == 1:  # a word or number and a comma: two tokens, the same way
-            pos, end = m.span()
+        pos, end = m.span()
+        if k < 3:  # a word or number, then its comma or the line's final period
             append((pos, end - 1))
             append((end - 1, end))
             continue
-        pos, end = m.span()
         while pos < end:
             t = match(text, pos)
             append(t.span())  # type: ignore[union-attr]  # \S always matches here

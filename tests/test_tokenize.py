@@ -173,6 +173,8 @@ def test_fast_paths_find_what_the_full_pattern_finds(text):
     "Mail jo@x.com or see www.x.org, http://a.b/c; US$ 5 and BBB+ ratings; don't 'em",
     "abc, 123, 1,000, abc,def Corp. Corp, U.S. 1. 2. x",
     "no specials here at all 42",
+    "He left the U.S.", "It ends with Corp.", "Plan a.", "at 12.", "x ab.  ", "1.", "ab.\u00a0",
+    "vs.", "Wash.", "mid. sentence", "3 p.m.",
 ])
 def test_fast_paths_on_lines_with_each_special(line):
     from nerwin.tokenize import _TOKEN, token_spans
