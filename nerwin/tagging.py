@@ -334,7 +334,7 @@ class Tagged:
     ent_score: np.ndarray
 
 
-CACHE_MAX = 1_000_000  # distinct token strings whose feature ids are kept
+CACHE_MAX = 200_000  # distinct token strings whose feature ids are kept (then it starts over)
 
 
 class Tagger:
