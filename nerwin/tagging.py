@@ -60,7 +60,7 @@ from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Sentence, split_line
 from nerwin.errors import NerwinError, utf8_error
 from nerwin.features import CharFeature, CharWindows
 from nerwin.model import Model, eval_batches
-from nerwin.tokenize import sentence_cuts, token_spans
+from nerwin.tokenize import _ENDERS, sentence_cuts, token_spans
 from nerwin.windows import TokenIds, WindowData
 
 INPUT_FORMATS = ("text", "conll")
@@ -211,7 +211,11 @@ def text_line(lineno: int, line: str, spans: list[tuple[int, int]] | None = None
         spans = token_spans(line)
     if spans:
         texts = [line[a:b] for a, b in spans]
-        cuts = sentence_cuts(texts, spans)
+        # Only a token holding . ! or ? can end a sentence, and not the last one: a line
+        # with one such character, in its last token, is one sentence (most lines are).
+        one = (line.count(".") + line.count("!") + line.count("?") == 1
+               and texts[-1] in _ENDERS)
+        cuts = [] if one else sentence_cuts(texts, spans)
         if not cuts and spans[0][0] == 0:  # one sentence from the line's start: most lines
             starts, ends = map(list, zip(*spans))
             items.append(Item(texts, starts, ends, line[:ends[-1]], lineno))

@@ -662,3 +662,18 @@ def test_ctrl_c_stops_the_workers_and_writes_nothing(trained, tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
     _check_clean(p, tmp_path, target)
+
+
+@given(UNICODE_TEXT)
+def test_text_lines_split_as_the_tokenizer_does(text):
+    """text_line's shortcuts (one sentence, spans given) give tokenize.sentences' split."""
+    from nerwin.tagging import text_line
+    from nerwin.tokenize import sentences, token_spans
+
+    for line in input_lines(text) + [text.replace("\n", " ") + " Ok. Yes! No?"]:
+        want = [[(t.text, t.start) for t in s] for s in sentences(line)]
+        for got in (text_line(3, line), text_line(3, line, token_spans(line))):
+            assert [list(zip(it.tokens, [a + it.offset for a in it.starts]))
+                    for it in got.items] == want
+            for it in got.items:
+                assert [it.text[a:b] for a, b in zip(it.starts, it.ends)] == it.tokens
