@@ -357,6 +357,7 @@ class Tagger:
         # Seconds per stage, when a profiler (bench/tag_breakdown.py) sets this to a dict.
         self.timings: dict[str, float] | None = None
         self._cache: list[dict[str, int]] = []
+        self._proj: dict[tuple[bool, ...], Any] = {}
         self._dtypes: list[Any] = []
         if self.fast:
             feats = model.lex.features
@@ -427,7 +428,8 @@ class Tagger:
         # Model.tag_and_probabilities does, so the scores are the same to the bit.
         chunk_viterbi = model.cfg.model.head == "crf"
         out_all = None
-        proj = net.projections(n)
+        proj = self._projections(n)
+        clock("network")
         for rows, lens in eval_batches(data, head.per_sentence):
             x = data.rows(rows)
             if chunk_viterbi or self.timings is not None:
@@ -458,6 +460,20 @@ class Tagger:
         res = self._entities(self.names, ids, data.offsets, self.labels, probs)
         clock("entities")
         return res
+
+    def _projections(self, n: int) -> Any:
+        """``net.projections(n)``, built once per plan: which tables it precomputes depends
+        only on whether each table has at most ``n`` rows, and for the same tables it holds
+        the same products (the same matrices multiplied), so a chunk of another size with
+        the same plan reads the very same numbers; only building it is saved."""
+        from nerwin.nn.network import TableSpec
+
+        net = self.model.net
+        key = tuple(isinstance(t, TableSpec) and t.n_rows <= max(n, 1) for t in net.spec.tables)
+        if key not in self._proj:
+            self._proj.clear()  # one kept: a run's chunks nearly all share one plan
+            self._proj[key] = net.projections(n)
+        return self._proj[key]
 
     def _predict_generic(self, tokens: list[str], lengths: Sequence[int], scores: bool
                          ) -> Tagged:

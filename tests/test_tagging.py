@@ -677,3 +677,19 @@ def test_text_lines_split_as_the_tokenizer_does(text):
                     for it in got.items] == want
             for it in got.items:
                 assert [it.text[a:b] for a, b in zip(it.starts, it.ends)] == it.tokens
+
+
+def test_projections_are_built_once_per_plan(fresh_model):
+    """The Tagger keeps one Projections per plan: for every chunk size it precomputes the
+    same tables as net.projections would, with the same numbers."""
+    from nerwin.tagging import Tagger
+
+    net = fresh_model.net
+    tagger = Tagger(fresh_model)
+    n_rows = sorted(t.n_rows for t in net.spec.tables)
+    for n in sorted({1, 50, *n_rows, *(r - 1 for r in n_rows), *(r + 1 for r in n_rows),
+                     20_000, 20_017}):
+        got, want = tagger._projections(n), net.projections(n)
+        assert got.precomputed == want.precomputed, n
+        np.testing.assert_array_equal(got.P, want.P)
+    assert tagger._projections(20_000) is tagger._projections(20_017)
