@@ -693,3 +693,14 @@ def test_projections_are_built_once_per_plan(fresh_model):
         assert got.precomputed == want.precomputed, n
         np.testing.assert_array_equal(got.P, want.P)
     assert tagger._projections(20_000) is tagger._projections(20_017)
+
+
+def test_bad_input_with_workers_is_the_same_error(trained):
+    from nerwin.model import load_model
+
+    model = load_model(trained)
+    bad = ("Karel Vosk visited Prague.\n" * 3000).encode() + b"bad \xff byte\n"
+    for workers in (1, 2):
+        with pytest.raises(NerwinError, match=r"<t>:3001: invalid UTF-8"):
+            tag_stream(model, io.BytesIO(bad), "<t>", io.StringIO(), chunk_tokens=500,
+                       workers=workers, model_dir=str(trained))
