@@ -34,7 +34,7 @@ def _context() -> Any:
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
         # The fork server imports these once; each worker starts from it with them loaded.
-        ctx.set_forkserver_preload(["nerwin.tagging", "nerwin.model"])
+        ctx.set_forkserver_preload(["nerwin.tagging", "nerwin.model", "nerwin.api"])
         return ctx
     return mp.get_context("spawn")
 
@@ -42,7 +42,7 @@ def _context() -> Any:
 def _worker(model_dir: str, output_format: str, tasks: Any, results: Any) -> None:
     """Load the model, then tag chunks from ``tasks`` until a None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    from nerwin.model import load_model
+    from nerwin.api import load_model  # a checkpoint folder or an .onnx file, as nerwin tag
     from nerwin.tagging import Tagger, tag_chunk
 
     try:
