@@ -36,11 +36,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
-
 from nerwin.config import Config, ConfigError
 from nerwin.nn import project
-from nerwin.nn.network import NetSpec, TableSpec
+from nerwin.nn.network import NetSpec
 from nerwin.optim import OPTIMIZERS
 
 #: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
@@ -71,15 +69,15 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
                    n_windows: int, itemsize: int = 4) -> dict[str, int]:
     """The parts of the estimate in the module docstring, in bytes (plain Python ints, so a
     window of 10¹² words does not overflow)."""
-    shapes = spec.param_shapes()
-    sizes = {k: int(np.prod(v, dtype=object)) for k, v in shapes.items()}
+    params = spec.params()
+    sizes = {p.name: p.size for p in params}
     total = sum(sizes.values())
-    emb = {k: v for k, v in sizes.items() if k.startswith("E_")}
-    dense = total - sum(emb.values())
-    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)
+    sparse = [p for p in params if p.row_sparse]  # gradients only on the batch's rows
+    dense = total - sum(p.size for p in sparse)
+    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)  # moment arrays per parameter
     k = spec.n_positions
     b = max(1, min(batch_size, max(1, n_windows)), min(EVAL_BATCH, n_windows))
-    sparse_rows = sum(min(shapes[n][0], b * k) * shapes[n][1] for n in emb)
+    sparse_rows = sum(min(p.shape[0], b * k) * p.shape[1] for p in sparse)
     return {
         "parameters": itemsize * total,
         "gradients": itemsize * (dense + sparse_rows),
@@ -97,15 +95,16 @@ def _projection_bytes(spec: NetSpec, itemsize: int) -> int:
     lookup table's rows (as nerwin.nn.project lays them out), within project.MAX_BYTES. (A
     table is left out when it has more rows than the evaluation has tokens; not knowing
     those, count it.)"""
-    if not spec.hidden:
+    blocks = spec.blocks()
+    if not blocks or not blocks[0].projectable:
         return 0
     k = spec.n_positions
     rows = 0
     for t in spec.tables:
-        if isinstance(t, TableSpec):
+        if t.precomputable:
             combined = project.combined_rows(t.n_rows, k)
             rows += combined if combined is not None else t.n_rows * k
-    return min(rows * spec.hidden[0] * itemsize, project.MAX_BYTES)
+    return min(rows * blocks[0].n_out * itemsize, project.MAX_BYTES)
 
 
 def _fmt(n: int) -> str:
@@ -131,15 +130,16 @@ def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
     if total <= limit:
         return parts
     # The culprit: the key whose default value would shrink the estimate the most.
-    def table_dim(param: str, dim: int) -> NetSpec:
-        tables = tuple(dataclasses.replace(t, dim=dim) if t.param == param else t
+    def table_dim(key: str, dim: int) -> NetSpec:
+        # The tables whose dim that config key sets (each table knows its key).
+        tables = tuple(dataclasses.replace(t, dim=dim) if t.dim_key == key else t
                        for t in spec.tables)
         return dataclasses.replace(spec, tables=tables)
 
     defaults = {"features.window": dataclasses.replace(spec, window=2),
-                "features.dim": table_dim("E_word", 50),
+                "features.dim": table_dim("features.dim", 50),
                 "model.hidden": dataclasses.replace(spec, hidden=(100,)),
-                "features.casing_dim": table_dim("E_case", 5)}
+                "features.casing_dim": table_dim("features.casing_dim", 5)}
     saved = {}
     for key, smaller in defaults.items():
         saved[key] = total - sum(estimate(smaller, cfg.training.batch_size).values())
