@@ -466,10 +466,10 @@ class Tagger:
         only on whether each table has at most ``n`` rows, and for the same tables it holds
         the same products (the same matrices multiplied), so a chunk of another size with
         the same plan reads the very same numbers; only building it is saved."""
-        from nerwin.nn.network import TableSpec
-
         net = self.model.net
-        key = tuple(isinstance(t, TableSpec) and t.n_rows <= max(n, 1) for t in net.spec.tables)
+        # Whether each table is precomputed depends on n only through n_rows <= n (the rest
+        # is fixed per table), so this tuple tells plans apart.
+        key = tuple(getattr(t, "n_rows", 0) <= max(n, 1) for t in net.spec.tables)
         if key not in self._proj:
             self._proj.clear()  # one kept: a run's chunks nearly all share one plan
             self._proj[key] = net.projections(n)
