@@ -426,9 +426,13 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
             out = stack.enter_context(atomic_writer(output))
         else:
             out = sys.stdout
+        runner = None
+        if workers > 1:
+            from nerwin.parallel import Workers
+
+            runner = Workers(model_dir or "", workers)
         tag_stream(model, src, name, out, input_format=input_format,
-                   output_format=output_format, on_bytes=on_bytes, workers=workers,
-                   model_dir=model_dir)
+                   output_format=output_format, on_bytes=on_bytes, runner=runner)
 
 
 @cli.command()

@@ -74,6 +74,20 @@ def _describe(p: Any) -> str:
     return f"exit code {code}"
 
 
+class Workers:
+    """A runner for nerwin.tagging.tag_stream: its chunks tagged by ``n`` processes that
+    each load the model in ``model_dir`` (text input comes to them as token spans)."""
+
+    spans_only = True
+
+    def __init__(self, model_dir: str, n: int) -> None:
+        self.model_dir, self.n = model_dir, n
+
+    def __call__(self, parts: Iterable[list[Any]], output_format: str
+                 ) -> Iterator[tuple[str, Any]]:
+        return tag_parallel(self.model_dir, parts, output_format, self.n)
+
+
 def tag_parallel(model_dir: str, parts: Iterable[list[Any]], output_format: str,
                  workers: int) -> Iterator[tuple[str, Any]]:
     """(output text, TagStats) of each chunk of ``parts``, in order, tagged by ``workers``

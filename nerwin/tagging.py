@@ -32,11 +32,13 @@ ends: \n, \r\n or a lone \r) and tagged in chunks of about ``chunk_tokens`` toke
 lines), each chunk written before the next is read. ``workers`` > 1 tags chunks in that many
 processes (see :func:`tag_stream`); the chunks are the same, so the output is too.
 
-Speed (see bench/tag_breakdown.py): each distinct token string is encoded once per run
-(:class:`Tagger` keeps the ids), the crf's Viterbi runs once per chunk, tags are repaired and
-entities found and scored with array operations over the whole chunk, and the JSON of each
-distinct token is made once per chunk. Every one of these computes the same numbers as the
-per-sentence code it replaced (bench/tag_speed.py checks the output byte for byte).
+Speed (see bench/tag_breakdown.py): text is cut into tokens with few Python steps a token
+(nerwin.tokenize.token_spans), a chunk is encoded straight from its flat tokens, the
+network's first-layer projections are kept from chunk to chunk (:class:`Tagger`), tags are
+repaired and entities found and scored with array operations over the whole chunk, and the
+JSON of each distinct token is made once per chunk. Every one of these computes the same
+numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
+for byte).
 
 For a program: :func:`tag_texts` (strings) and :func:`tag_tokens` (token lists) return
 :class:`Item` objects with tags and scored entities.
@@ -52,16 +54,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from json.encoder import encode_basestring
+from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 import numpy as np
 
-from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Sentence, split_line
+from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Corpus, Sentence, split_line
 from nerwin.errors import NerwinError, utf8_error
-from nerwin.features import CharFeature, CharWindows
 from nerwin.model import Model, eval_batches
 from nerwin.tokenize import _ENDERS, sentence_cuts, token_spans
-from nerwin.windows import TokenIds, WindowData
+from nerwin.windows import WindowData
 
 INPUT_FORMATS = ("text", "conll")
 OUTPUT_FORMATS = ("conll", "jsonl", "inline")
@@ -338,17 +340,15 @@ class Tagged:
     ent_score: np.ndarray
 
 
-CACHE_MAX = 200_000  # distinct token strings whose feature ids are kept (then it starts over)
-
-
 class Tagger:
-    """A model ready to tag: it keeps the feature ids of every distinct token string it has
-    seen (up to CACHE_MAX), so a word is normalised and looked up once per run, not at
-    every occurrence. :meth:`predict` gives the same tags and scores as
+    """A model ready to tag many chunks: it keeps the network's first-layer projections
+    from chunk to chunk (:meth:`_projections`), and finds entities and their scores with
+    array operations over a whole chunk. :meth:`predict` gives the same tags and scores as
     :meth:`Model.tag_and_probabilities` on the same sentences (tests check it).
 
-    ``model`` may also be any object with ``tag_and_probabilities`` (and ``tag``): then
-    those are called (the entity scores read only the probabilities they return).
+    ``model`` may also be any object with ``tag_and_probabilities`` (and ``tag``), such
+    as an ONNX-backed model: then those are called (the entity scores read only the
+    probabilities they return).
     """
 
     def __init__(self, model: Any) -> None:
@@ -356,52 +356,24 @@ class Tagger:
         self.fast = isinstance(model, Model)
         # Seconds per stage, when a profiler (bench/tag_breakdown.py) sets this to a dict.
         self.timings: dict[str, float] | None = None
-        self._cache: list[dict[str, int]] = []
         self._proj: dict[tuple[bool, ...], Any] = {}
-        self._dtypes: list[Any] = []
-        if self.fast:
-            feats = model.lex.features
-            self._cache = [{} for _ in feats]
-            self._dtypes = [None if isinstance(f, CharFeature) else f.ids([]).dtype
-                            for f in feats]
-            logistic = model.cfg.model.head == "logistic"
-            p = model.cfg.model.positive
-            # The logistic head predicts 1/0; as tags: 0 O, 1 I-p, 2 B-p (the repair's).
-            self.names = ["O", f"I-{p}", f"B-{p}"] if logistic else list(model.lex.tags.itos)
-            self.labels = (["O", f"I-{p}"] if logistic else list(model.lex.tags.itos))
-            self.o_label = model.lex.tags.stoi.get("O", 0)
 
     # ---------------------------------------------------------------- encoding
 
     def encode(self, tokens: list[str], lengths: Sequence[int]
                ) -> tuple[WindowData, list[str], np.ndarray]:
         """(the encoded windows, the distinct tokens in order of first appearance, each
-        token's index among them): the ids nerwin.dataset.encode gives for these
-        sentences, each distinct token computed once."""
-        model = self.model
+        token's index among them): Model.encode of these sentences (each feature encodes
+        each distinct token once), from a Corpus built straight from the flat tokens."""
         types = list(dict.fromkeys(tokens))  # in order of first appearance, as Corpus
         index = dict(zip(types, range(len(types))))
         tid = np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
-        inputs: list[Any] = []
-        for k, feat in enumerate(model.lex.features):
-            if isinstance(feat, CharFeature):
-                inputs.append(CharWindows(tid + np.int32(2), feat.encode_types(types)))
-                continue
-            cache = self._cache[k]
-            new = [t for t in types if t not in cache]
-            if new:
-                if len(cache) + len(new) > CACHE_MAX:
-                    cache.clear()
-                    new = types
-                cache.update(zip(new, feat.ids(new).tolist()))
-            get = cache.__getitem__
-            per_type = np.fromiter(map(get, types), dtype=self._dtypes[k], count=len(types))
-            inputs.append(TokenIds(per_type[tid], feat.left_pad, feat.right_pad))
-        labels = np.full(len(tokens), self.o_label, dtype=np.int32)
-        data = WindowData(inputs=tuple(inputs), labels=labels,
-                          lengths=np.asarray(lengths, dtype=np.int64),
-                          window=model.cfg.features.window)
-        return data, types, tid
+        lens = np.asarray(lengths, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        corpus = Corpus.from_arrays(Path("<input>"), types, tid, ("O",),
+                                    np.zeros(len(tokens), dtype=np.int32), offsets,
+                                    np.ones(len(lens), dtype=np.int64))
+        return self.model.encode(corpus), types, tid
 
     # ---------------------------------------------------------------- predicting
 
@@ -420,44 +392,38 @@ class Tagger:
         data = self.encode(tokens, lengths)[0] if encoded is None else encoded[0]
         clock("encode")
         n = len(data)
+        labels = head.labels
         ids = np.empty(n, dtype=np.int64)
-        probs = np.empty((n, len(self.labels)), dtype=np.float64) if scores else None
-        logistic = model.cfg.model.head == "logistic"
-        # The crf's Viterbi is exact (sums and maxima of the same numbers whatever the
-        # batch), so it runs once over the chunk; everything else runs per batch, as
-        # Model.tag_and_probabilities does, so the scores are the same to the bit.
-        chunk_viterbi = model.cfg.model.head == "crf"
-        out_all = None
+        probs = np.empty((n, len(labels)), dtype=np.float64) if scores else None
         proj = self._projections(n)
         clock("network")
-        for rows, lens in eval_batches(data, head.per_sentence):
+        # Batch by batch, the calls Model.tag_and_probabilities makes: the same scores.
+        for rows, lens in eval_batches(data, net.needs_whole_sentences(training=False)):
             x = data.rows(rows)
-            if chunk_viterbi or self.timings is not None:
-                # (With timings, the same calls as predict_and_proba, one at a time.)
-                out, _ = net.forward(x, train=False, proj=proj)
+            if self.timings is not None:  # predict_and_proba's calls, one at a time
+                out, _ = net.forward(x, train=False, proj=proj, lengths=lens)
                 clock("network")
-                if chunk_viterbi:
-                    if out_all is None:
-                        out_all = np.empty((n, out.shape[1]), dtype=out.dtype)
-                    out_all[rows] = out
-                else:
-                    ids[rows] = head.decode(out, lens, net.params)
-                    clock("decode")
+                ids[rows] = head.decode(out, lens, net.params)
+                clock("decode")
                 if scores:
-                    p = head.proba(out, lens, net.params)
-                    probs[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
+                    probs[rows] = head.columns(head.proba(out, lens, net.params))
                     clock("probabilities")
-                continue
-            if scores:
+            elif scores:
                 ids[rows], p = net.predict_and_proba(x, lens, proj)
-                probs[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
+                probs[rows] = head.columns(p)
             else:
                 ids[rows] = net.predict(x, lens, proj)
         clock("network")
-        if chunk_viterbi and n:
-            ids[:] = head.decode(out_all, data.lengths, net.params)
+        if head.scheme not in ("iob2", "io"):  # repaired sentence by sentence, as Model does
+            tags = [t for s in model.decode(data, ids) for t in s]
+            names = sorted(set(tags) | {"O"})
+            at = {t: i for i, t in enumerate(names)}
+            ids = np.array([at[t] for t in tags], dtype=np.int64)
+            labels_ = labels
+        else:
+            names, labels_ = list(labels), labels
         clock("decode")
-        res = self._entities(self.names, ids, data.offsets, self.labels, probs)
+        res = self._entities(names, ids, data.offsets, labels_, probs)
         clock("entities")
         return res
 
@@ -842,12 +808,12 @@ def _chain(head: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
 def tag_stream(model: Model | Tagger, src: BinaryIO, name: str, out: IO[str], *,
                input_format: str = "text", output_format: str = "conll",
                chunk_tokens: int = CHUNK_TOKENS,
-               on_bytes: Callable[[int], None] | None = None, workers: int = 1,
-               model_dir: str | None = None) -> TagStats:
+               on_bytes: Callable[[int], None] | None = None,
+               runner: Any = None) -> TagStats:
     """Read ``src``, tag it chunk by chunk, write each chunk to ``out``.
 
-    ``workers`` > 1 tags the chunks in that many processes (each loads the model from
-    ``model_dir``; nerwin.parallel); the output is the same, in input order.
+    ``runner`` tags the chunks elsewhere: nerwin.parallel.Workers(model_dir, n) in n
+    processes (``nerwin tag --workers``); the output is the same, in input order.
     Raises NerwinError (naming ``name`` and the line) for invalid UTF-8, ragged CoNLL
     columns, text that looks like CoNLL columns, or an input without a single token.
     """
@@ -856,14 +822,10 @@ def tag_stream(model: Model | Tagger, src: BinaryIO, name: str, out: IO[str], *,
                           f"{', '.join(OUTPUT_FORMATS)}")
     stats = TagStats()
     parts = record_chunks(src, name, input_format=input_format, chunk_tokens=chunk_tokens,
-                          on_bytes=on_bytes, stats=stats, spans_only=workers > 1)
-    if workers > 1:
-        from nerwin.parallel import tag_parallel
-
-        if model_dir is None:
-            raise ValueError("workers > 1 needs model_dir: each worker loads the model")
-        results: Iterable[tuple[str, TagStats]] = tag_parallel(
-            model_dir, parts, output_format, workers)
+                          on_bytes=on_bytes, stats=stats,
+                          spans_only=getattr(runner, "spans_only", False))
+    if runner is not None:
+        results: Iterable[tuple[str, TagStats]] = runner(parts, output_format)
     else:
         tagger = model if isinstance(model, Tagger) else Tagger(model)
         results = (tag_chunk(tagger, chunk, output_format) for chunk in parts)

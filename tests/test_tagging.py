@@ -20,6 +20,7 @@ from nerwin.config import load_config
 from nerwin.dataset import build_lexicon, read_split
 from nerwin.errors import NerwinError
 from nerwin.model import new_model
+from nerwin.parallel import Workers
 from nerwin.tagging import entity_score, tag_stream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -572,8 +573,8 @@ def test_two_workers_write_what_one_writes(trained, fmt, input_format):
     for workers in (1, 2):
         out = io.StringIO()
         stats = tag_stream(model, io.BytesIO(data), "<t>", out, input_format=input_format,
-                           output_format=fmt, chunk_tokens=300, workers=workers,
-                           model_dir=str(trained))
+                           output_format=fmt, chunk_tokens=300,
+                           runner=Workers(str(trained), 2) if workers == 2 else None)
         outs.append((out.getvalue(), stats))
     assert outs[0][0] == outs[1][0] and outs[0][0]
     assert outs[0][1] == outs[1][1]
@@ -699,4 +700,4 @@ def test_bad_input_with_workers_is_the_same_error(trained):
     for workers in (1, 2):
         with pytest.raises(NerwinError, match=r"<t>:3001: invalid UTF-8"):
             tag_stream(model, io.BytesIO(bad), "<t>", io.StringIO(), chunk_tokens=500,
-                       workers=workers, model_dir=str(trained))
+                       runner=Workers(str(trained), 2) if workers == 2 else None)
