@@ -6,6 +6,9 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import os
 import sys
@@ -16,6 +19,7 @@ from typing import Any
 import click
 
 from nerwin import __version__
+from nerwin.atomic import atomic_write_text, check_destination
 from nerwin.errors import NerwinError, os_error
 from nerwin.threads import default_to_one_blas_thread
 
@@ -43,31 +47,6 @@ class NerwinGroup(click.Group):
             err = InputError(str(e))
             err.exit_code = e.exit_code
             raise err from None
-
-
-def check_output_file(path: str, option: str) -> None:
-    """Refuse an output file nerwin cannot create, before any work is done."""
-    parent = Path(os.path.abspath(path)).parent
-    if not parent.is_dir():
-        problem = "does not exist" if not parent.exists() else "is not a folder"
-        raise NerwinError(f"{path}: cannot write {option}: the folder {parent} {problem}")
-    if Path(path).is_dir():
-        raise NerwinError(f"{path}: cannot write {option}: it is a folder")
-    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
-        # The write replaces the file by a rename: a symlink or a device there would be
-        # replaced, not written through; say so instead of surprising anyone.
-        raise NerwinError(f"{path}: cannot write {option}: it is a symlink or special file; "
-                          f"give the path of a regular file (it is replaced atomically)")
-
-
-def write_output_file(path: str, text: str, option: str) -> None:
-    """Write an output file atomically; an OS error becomes a one-line error."""
-    from nerwin.checkpoint import atomic_write_text
-
-    try:
-        atomic_write_text(path, text)
-    except OSError as e:
-        raise NerwinError(f"{path}: cannot write {option} ({e.strerror or e})") from None
 
 
 def set_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,15 +110,11 @@ def config_init(path: str, force: bool) -> None:
     The same facts as `nerwin config keys`; the file loads back to the default config.
     Set data.train (and the rest) before training with it.
     """
-    from nerwin.checkpoint import atomic_write_text
     from nerwin.config import starter_yaml
 
-    target = Path(path)
-    if target.exists() and not force:
-        raise NerwinError(f"{path}: exists; pass --force to overwrite it")
-    if not target.resolve().parent.is_dir():
-        raise NerwinError(f"{path}: the folder {target.resolve().parent} does not exist")
-    atomic_write_text(target, starter_yaml())
+    # Without --force nothing is replaced, not even a dangling symlink; with it, a regular
+    # file only (nerwin.atomic).
+    atomic_write_text(path, starter_yaml(), "the config", replace=force)
     click.echo(f"wrote {path}: set data.train, then `nerwin train {path}`")
 
 
@@ -245,25 +220,26 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     if as_json and conlleval:
         raise click.UsageError("--json and --conlleval exclude each other")
     if predictions:
-        check_output_file(predictions, "--predictions")
-    if confusion:  # fail before the work: bad suffix, or no matplotlib
+        check_destination(predictions, "--predictions")
+    if confusion:  # fail before the work: bad suffix or path, or no matplotlib
         from nerwin.plot import _figure_class, check_suffix
 
         check_suffix(confusion)
+        check_destination(confusion, "--confusion")
         _figure_class()
     model = load_model(model_dir)
     corpus = read_split(model.cfg, data_file)
     scores, pred = model.evaluate(corpus)
     scores["file"] = str(corpus.path)
     if predictions:
-        write_output_file(predictions, format_predictions(corpus.sentences, pred),
+        atomic_write_text(predictions, format_predictions(corpus.sentences, pred),
                           "--predictions")
     if confusion:
         from nerwin.plot import confusion_figure, save_figure
 
         m = Path(model_dir).resolve()
         title = f"Tag confusion: {m.parent.name}/{m.name} on {Path(data_file).name}"
-        save_figure(confusion_figure(scores["confusion"], title), confusion)
+        save_figure(confusion_figure(scores["confusion"], title), confusion, "--confusion")
     if as_json:
         click.echo(json.dumps(scores, indent=2))
     elif conlleval:
@@ -286,10 +262,12 @@ def plot(run_dir: str, output: str | None) -> None:
     from nerwin.plot import check_suffix, learning_curves, read_metrics, save_figure
 
     target = Path(output) if output else Path(run_dir) / "learning_curves.png"
+    what = "--output" if output else "the picture"
     check_suffix(target)
     records = read_metrics(run_dir)
+    check_destination(target, what)
     fig = learning_curves(records, title=f"{Path(run_dir).resolve().name}: learning curves")
-    save_figure(fig, target)
+    save_figure(fig, target, what)
     click.echo(f"wrote {target}")
 
 
@@ -329,18 +307,10 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
     from nerwin.model import load_model
 
     if output:
-        check_output_file(output, "--output")
+        check_destination(output, "--output")
     model = load_model(model_dir)
-    try:
-        _tag_to(model, input_file, output, input_format, output_format, quiet)
-    except BrokenPipeError:  # `nerwin tag ... | head`: the reader has had enough
-        # Point stdout at /dev/null so the interpreter's final flush does not fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except OSError as e:  # the output could not be created or written (disk full, denied)
-        if not output:
-            raise
-        raise NerwinError(f"{output}: cannot write --output ({e.strerror or e})") from None
+    # A full or closed standard output is main()'s to report, as for every command.
+    _tag_to(model, input_file, output, input_format, output_format, quiet)
 
 
 def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
@@ -348,7 +318,7 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
     """Stream INPUT (a file or stdin) through the model into OUTPUT (atomic) or stdout."""
     import contextlib
 
-    from nerwin.checkpoint import atomic_writer
+    from nerwin.atomic import atomic_writer
     from nerwin.tagging import tag_stream
 
     name = "<stdin>" if input_file == "-" else input_file
@@ -369,7 +339,7 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
                                            leave=False))
             on_bytes = bar.update
         if output:
-            out = stack.enter_context(atomic_writer(output))
+            out = stack.enter_context(atomic_writer(output, "--output"))
         else:
             out = sys.stdout
         tag_stream(model, src, name, out, input_format=input_format,
@@ -467,10 +437,89 @@ def sweep(config_path: str, space_path: str, out: str, trials: int, workers: int
         sys.exit(1)
 
 
+class _StdoutFailed(Exception):
+    """Standard output could not be written (a full disk, a closed pipe).
+
+    Deliberately not an OSError: the commands' own OSError handling (and click's, which
+    exits 1 on a closed pipe) must leave it to :func:`main`, the one place that reports it.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _GuardedStdout(io.RawIOBase):
+    """File descriptor 1 as a raw stream whose failed writes raise :class:`_StdoutFailed`,
+    so a failure of standard output is told apart from any other OSError."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        try:
+            return os.write(self._fd, data)
+        except OSError as e:
+            raise _StdoutFailed(e) from None
+
+
+def _guard_stdout() -> None:
+    """Put :class:`_GuardedStdout` under ``sys.stdout`` (same encoding and buffering)."""
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+        old.flush()
+    except (AttributeError, OSError, ValueError):
+        return  # no real standard output (embedded, or already closed): leave it alone
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_GuardedStdout(fd)),
+                                  encoding=old.encoding, errors=old.errors,
+                                  line_buffering=old.line_buffering)
+
+
+def _stdout_failed(e: OSError) -> int:
+    """Report a failed standard output once; the exit code.
+
+    A closed pipe (``nerwin tag ... | head -1``) is the reader saying it has enough: a
+    quiet exit 0, as Unix tools give. Anything else (a full disk, an I/O error) is one line
+    on stderr and exit 1. Either way file descriptor 1 then points at /dev/null, so the
+    interpreter's last flush of what is still buffered cannot fail again.
+    """
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    if e.errno == errno.EPIPE:
+        return 0
+    why = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or e)
+    with contextlib.suppress(OSError):
+        click.echo(f"Error: cannot write to standard output: {why}", err=True)
+    return 1
+
+
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="nerwin")
+    """Console-script entry point: the CLI, and the one handler of a failed stdout."""
+    _guard_stdout()
+    code: Any = 0
+    try:
+        try:
+            cli(prog_name="nerwin")  # standalone mode: always ends in SystemExit
+        except SystemExit as e:
+            code = e.code
+        sys.stdout.flush()  # what is still buffered must fail here, not at exit
+    except _StdoutFailed as e:
+        code = _stdout_failed(e.error)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -395,7 +395,7 @@ def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> Path | Non
     """
     import dataclasses
 
-    from nerwin.checkpoint import atomic_write_text
+    from nerwin.atomic import atomic_write_text
     from nerwin.config import OutputConfig, dump_yaml, load_config
 
     done = [r for r in rows if r["state"] == "COMPLETE" and r["best_dev_f1"] is not None]
@@ -457,7 +457,7 @@ def _claim_out_dir(spec: SweepSpec) -> None:
     alone, so a second study in the same DIR would collide with the first one's."""
     from sqlalchemy.engine import make_url
 
-    from nerwin.checkpoint import atomic_write_text
+    from nerwin.atomic import atomic_write_text
 
     try:
         url = make_url(spec.storage).render_as_string(hide_password=True)
