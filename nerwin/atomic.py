@@ -145,13 +145,13 @@ def check_destination(path: PathLike, what: str = "the file", *,
             raise WriteError(f"{refuse} the folder {folder} does not exist") from None
         if e.errno == errno.ENOTDIR:
             blocker = _first_non_folder(folder)
-            below = f"{blocker}, which is a file" if blocker else "a file"
-            raise WriteError(f"{refuse} the path lies below {below}, not a folder") from None
+            below = f"{blocker}, which" if blocker else "a part that"
+            raise WriteError(f"{refuse} the path lies below {below} is not a folder") from None
         if e.errno == errno.ELOOP:
             raise WriteError(f"{refuse} the folder {folder} is a symbolic link loop") from None
         raise WriteError(f"{refuse} the folder {folder} cannot be reached: {_why(e)}") from None
     if not stat.S_ISDIR(st.st_mode):
-        raise WriteError(f"{refuse} {folder} is not a folder")
+        raise WriteError(f"{refuse} the path lies below {folder}, which is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         try:
             read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
@@ -235,7 +235,9 @@ class _OwnWriteFailed(OSError):
 class _TempFile(io.FileIO):
     def write(self, data: Any) -> int:
         try:
-            return super().write(data)
+            # os.write rather than FileIO.write: the same system call, and one a test can
+            # make fail (a full disk) without touching any other file.
+            return os.write(self.fileno(), data)
         except OSError as e:
             raise _OwnWriteFailed(e.errno, e.strerror) from None
 

@@ -49,6 +49,10 @@ class NerwinGroup(click.Group):
             raise err from None
 
 
+# Output paths are plain click.Path(): nerwin.atomic checks them and says what is wrong in
+# one line (click's own check of a folder there is a four-line usage message).
+
+
 def set_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """The repeatable ``--set KEY=VALUE`` option of every command that takes a config."""
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -102,7 +106,7 @@ def config_keys() -> None:
 
 
 @config.command("init")
-@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("path", metavar="FILE", type=click.Path())
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def config_init(path: str, force: bool) -> None:
     """Write a starter config to FILE: every key at its default, under a one-line comment.
@@ -199,9 +203,9 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
 @click.option("--conlleval", is_flag=True,
               help="Print the report in conlleval.pl's exact text layout.")
-@click.option("--predictions", type=click.Path(dir_okay=False),
+@click.option("--predictions", type=click.Path(),
               help="Write token, gold and predicted tags in CoNLL columns (conlleval input).")
-@click.option("--confusion", type=click.Path(dir_okay=False),
+@click.option("--confusion", type=click.Path(),
               help="Draw the tag confusion matrix as a heatmap to this .png or .svg file "
                    "(needs matplotlib: pip install 'nerwin[plot]').")
 def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
@@ -250,7 +254,7 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
-@click.option("--output", type=click.Path(dir_okay=False),
+@click.option("--output", type=click.Path(),
               help="Picture file, .png or .svg (default: RUN_DIR/learning_curves.png).")
 def plot(run_dir: str, output: str | None) -> None:
     """Draw the learning curves of the run in RUN_DIR from its metrics.jsonl.
@@ -291,7 +295,7 @@ Examples:
               default="conll", show_default=True,
               help="conll: columns plus the tag; jsonl: one JSON object a sentence with "
                    "offsets and scored entities; inline: [PER Karel Vosk] visited ...")
-@click.option("--output", type=click.Path(dir_okay=False),
+@click.option("--output", type=click.Path(),
               help="Write here (atomically: a temporary file, renamed when complete) "
                    "instead of standard output.")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # The BLAS thread count comes first, before anything below imports numpy: the tests call the
 # CLI in-process and compare its arrays with child processes' (resume after kill -9, sweeps),
@@ -95,3 +96,13 @@ def conll_sets(*, dev: bool) -> list[str]:
     return ["--set", f"data.train={shared_file('conll2003/train.txt')}",
             "--set", f"data.dev={dev_value}", "--set", "data.test=null",
             "--set", f"features.vectors={shared_file('embeddings/glove.6B.50d.txt.gz')}"]
+
+
+def run_cli(*args: object) -> Any:
+    """Invoke the nerwin CLI in-process (click's CliRunner) with ``args`` turned into
+    strings; the click Result (exit_code, output, exception)."""
+    from click.testing import CliRunner
+
+    from nerwin.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
