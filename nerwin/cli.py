@@ -204,7 +204,8 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
 @click.option("--conlleval", is_flag=True,
               help="Print the report in conlleval.pl's exact text layout.")
 @click.option("--predictions", type=click.Path(),
-              help="Write token, gold and predicted tags in CoNLL columns (conlleval input).")
+              help="Write token, gold and predicted tags in CoNLL columns (conlleval input; "
+                   "the gold column is what is scored: for a logistic head, its one type).")
 @click.option("--confusion", type=click.Path(),
               help="Draw the tag confusion matrix as a heatmap to this .png or .svg file "
                    "(needs matplotlib: pip install 'nerwin[plot]').")
@@ -236,7 +237,10 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     scores, pred = model.evaluate(corpus)
     scores["file"] = str(corpus.path)
     if predictions:
-        atomic_write_text(predictions, format_predictions(corpus.sentences, pred),
+        # The gold column is what the scores count (model.gold_tags: for the logistic head
+        # only its positive type), so conlleval.pl on this file agrees with the report.
+        atomic_write_text(predictions, format_predictions(corpus.sentences, pred,
+                                                          model.gold_tags(corpus)),
                           "--predictions")
     if confusion:
         from nerwin.plot import confusion_figure, save_figure
