@@ -498,16 +498,19 @@ def _stdout_failed(e: OSError) -> int:
     """Report a failed standard output once; the exit code.
 
     A closed pipe (``nerwin tag ... | head -1``) is the reader saying it has enough: a
-    quiet exit 0, as Unix tools give. Anything else (a full disk, an I/O error) is one line
-    on stderr and exit 1. Either way file descriptor 1 then points at /dev/null, so the
-    interpreter's last flush of what is still buffered cannot fail again.
+    quiet exit with the status a Unix tool killed by SIGPIPE has in the shell, 141, so
+    ``set -o pipefail`` still sees that the command did not finish (a ``nerwin train ... |
+    head`` stops training) while an interactive ``| head`` shows nothing. Anything else (a
+    full disk, an I/O error) is one line on stderr and exit 1. Either way file descriptor 1
+    then points at /dev/null, so the interpreter's last flush of what is still buffered
+    cannot fail again.
     """
     with contextlib.suppress(OSError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     if e.errno == errno.EPIPE:
-        return 0
+        return 128 + 13  # 13 = SIGPIPE on every POSIX system (signal.SIGPIPE is not on Windows)
     why = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or e)
     with contextlib.suppress(OSError):
         click.echo(f"Error: cannot write to standard output: {why}", err=True)
