@@ -135,6 +135,8 @@ def check_destination(path: PathLike, what: str = "the file", *,
         WriteError: one line naming ``path`` and the problem; exit code 2.
     """
     text = os.fspath(path)
+    if not text or "\0" in text or not Path(text).name or text.endswith(("/", os.sep)):
+        raise WriteError(f"{text!r}: cannot write {what}: expected the path of a file")
     # dirname, not abspath: "a/../b" must be resolved by the kernel, as the write will be.
     folder = os.path.dirname(text) or "."
     refuse = f"{text}: cannot write {what}:"

@@ -224,9 +224,9 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
 
     if as_json and conlleval:
         raise click.UsageError("--json and --conlleval exclude each other")
-    if predictions:
+    if predictions is not None:
         check_destination(predictions, "--predictions")
-    if confusion:  # fail before the work: bad suffix or path, or no matplotlib
+    if confusion is not None:  # fail before the work: bad suffix or path, or no matplotlib
         from nerwin.plot import _figure_class, check_suffix
 
         check_suffix(confusion)
@@ -236,13 +236,13 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     corpus = read_split(model.cfg, data_file)
     scores, pred = model.evaluate(corpus)
     scores["file"] = str(corpus.path)
-    if predictions:
+    if predictions is not None:
         # The gold column is what the scores count (model.gold_tags: for the logistic head
         # only its positive type), so conlleval.pl on this file agrees with the report.
         atomic_write_text(predictions, format_predictions(corpus.sentences, pred,
                                                           model.gold_tags(corpus)),
                           "--predictions")
-    if confusion:
+    if confusion is not None:
         from nerwin.plot import confusion_figure, save_figure
 
         m = Path(model_dir).resolve()
@@ -269,8 +269,9 @@ def plot(run_dir: str, output: str | None) -> None:
     """
     from nerwin.plot import check_suffix, learning_curves, read_metrics, save_figure
 
-    target = Path(output) if output else Path(run_dir) / "learning_curves.png"
-    what = "--output" if output else "the picture"
+    # The string as given: Path() would drop a trailing "/" that says "a folder".
+    target = output if output is not None else str(Path(run_dir) / "learning_curves.png")
+    what = "--output" if output is not None else "the picture"
     check_suffix(target)
     records = read_metrics(run_dir)
     check_destination(target, what)
@@ -314,7 +315,7 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
     """
     from nerwin.model import load_model
 
-    if output:
+    if output is not None:
         check_destination(output, "--output")
     model = load_model(model_dir)
     # A full or closed standard output is main()'s to report, as for every command.
@@ -346,7 +347,7 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
                                            unit_scale=True, desc="tagging", file=sys.stderr,
                                            leave=False))
             on_bytes = bar.update
-        if output:
+        if output is not None:
             out = stack.enter_context(atomic_writer(output, "--output"))
         else:
             out = sys.stdout

@@ -441,3 +441,21 @@ def test_metrics_that_is_not_a_file(kind, tmp_path):
     r = run_cli("plot", tmp_path)
     assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
     assert "metrics.jsonl" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("path", ["", ".", "..", "/", "sub/", "out.png/"])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c[0] != "plot default"],
+                         ids=[c[0] for c in COMMANDS if c[0] != "plot default"])
+def test_a_path_that_names_no_file_is_one_line(command, path, trained, tmp_path, monkeypatch):
+    _, _, build = command
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "sub").mkdir()
+    monkeypatch.chdir(case)
+    args = build(case, Path(path), trained)
+    args[args.index(Path(path))] = path  # the string as typed: Path("") would be "."
+    before = snapshot(case)
+    r = run_cli(*args)
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert r.output.count("\n") == 1 and r.output.startswith("Error: "), r.output
+    assert snapshot(case) == before
