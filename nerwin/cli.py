@@ -73,6 +73,8 @@ def cli(debug: bool) -> None:
     nerwin eval MODEL DATA         entity-level scores (conlleval semantics)
     nerwin plot RUN_DIR            learning curves as a picture
     nerwin tag MODEL INPUT         tag raw text or CoNLL columns
+    nerwin convert IN OUT --to S   CoNLL schemes (iob1, iob2, iobes) and JSON lines
+    nerwin export MODEL OUT.onnx   the network as ONNX, to tag with onnxruntime
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     nerwin sweep CONFIG --space S  hyperparameter search (Optuna), parallel, resumable
     """
@@ -167,34 +169,29 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
     dev F1) and last/ (with optimiser state, for --resume), and test_scores.json when
     data.test is set. Ctrl-C keeps the checkpoints of the last finished epoch.
     """
-    import dataclasses
-
-    from nerwin.config import OutputConfig, load_config
+    from nerwin.api import resolve_config
+    from nerwin.api import train as run_training
     from nerwin.metrics import format_table
-    from nerwin.train import train as run_training
 
     if resume and force:
         raise click.UsageError("--resume and --force exclude each other")
-    cfg = load_config(config_path, list(overrides))
-    if out is not None:
-        # abspath, not resolve: a symlink loop is train's to report, not a traceback here.
-        cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(os.path.abspath(out))))
+    cfg = resolve_config(config_path, list(overrides))
+    dest = Path(os.path.abspath(out)) if out is not None else cfg.output.dir
     try:
-        result = run_training(cfg, cfg.output.dir, resume=resume, force=force, quiet=quiet,
-                              echo=click.echo)
+        run = run_training(cfg, out=out, resume=resume, force=force, quiet=quiet,
+                           echo=click.echo)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; {cfg.output.dir}/last holds the last finished epoch: "
+        click.echo(f"\ninterrupted; {dest}/last holds the last finished epoch: "
                    f"continue with --resume", err=True)
         sys.exit(130)
-    if result.nothing_to_do:
+    if run.nothing_to_do:
         return
-    s = result.state
-    if s.best_f1 is not None:
-        click.echo(f"best dev F1 {s.best_f1:.2f} at epoch {s.best_epoch}: "
-                   f"{result.out_dir / 'best'}")
-    if result.test_scores is not None:
-        click.echo(f"test scores of best/ on {result.test_scores['file']}:")
-        click.echo(format_table(result.test_scores))
+    if run.best_f1 is not None:
+        click.echo(f"best dev F1 {run.best_f1:.2f} at epoch {run.best_epoch}: "
+                   f"{run.out_dir / 'best'}")
+    if run.test_scores is not None:
+        click.echo(f"test scores of best/ on {run.test_scores['file']}:")
+        click.echo(format_table(run.test_scores))
 
 
 @cli.command("eval")
@@ -217,8 +214,8 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     per type and overall, plus token accuracy. The data file is read with the model's own
     scheme and tag column.
     """
+    from nerwin.api import evaluate_corpus
     from nerwin.conll import format_predictions
-    from nerwin.dataset import read_split
     from nerwin.metrics import format_conlleval, format_table
     from nerwin.model import load_model
 
@@ -233,9 +230,7 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
         check_destination(confusion, "--confusion")
         _figure_class()
     model = load_model(model_dir)
-    corpus = read_split(model.cfg, data_file)
-    scores, pred = model.evaluate(corpus)
-    scores["file"] = str(corpus.path)
+    scores, corpus, pred = evaluate_corpus(model, data_file)
     if predictions is not None:
         # The gold column is what the scores count (model.gold_tags: for the logistic head
         # only its positive type), so conlleval.pl on this file agrees with the report.
@@ -280,6 +275,53 @@ def plot(run_dir: str, output: str | None) -> None:
     click.echo(f"wrote {target}")
 
 
+@cli.command()
+@click.argument("input_file", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("output_file", metavar="OUT", type=click.Path())
+@click.option("--to", "target", required=True,
+              type=click.Choice(["iob1", "iob2", "iobes", "jsonl"]),
+              help="Output: CoNLL columns in this tag scheme, or JSON lines of spans.")
+@click.option("--from", "source", type=click.Choice(["auto", "conll", "jsonl"]),
+              default="auto", show_default=True,
+              help="Input format; auto: jsonl for a .jsonl/.json file, else CoNLL.")
+@click.option("--scheme", type=click.Choice(["auto", "iob1", "iob2", "iobes", "io"]),
+              default="auto", show_default=True, help="Tag scheme of a CoNLL IN.")
+@click.option("--tag-column", default=-1, show_default=True, type=int,
+              help="Column of the NER tag in a CoNLL IN (-1: the last).")
+def convert(input_file: str, output_file: str, target: str, source: str, scheme: str,
+            tag_column: int) -> None:
+    """Convert IN to OUT: CoNLL between the IOB1, IOB2 and IOBES schemes, CoNLL to JSON
+    lines {"text", "entities": [[start, end, type], ...]}, and JSON lines back to CoNLL.
+
+    CoNLL to CoNLL keeps every line and column and rewrites the tag; tags the reader
+    repairs are counted as `nerwin data` counts them. OUT is written atomically.
+    """
+    from nerwin.convert import convert as run_convert
+
+    check_destination(output_file, "OUT")
+    stats = run_convert(input_file, output_file, target, source=source, scheme=scheme,
+                        tag_column=tag_column)
+    click.echo(stats.summary(output_file))
+
+
+@cli.command()
+@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("output_file", metavar="OUT.onnx", type=click.Path())
+def export(model_dir: str, output_file: str) -> None:
+    """Write the network of MODEL_DIR (a run's best/ or last/) as ONNX to OUT.onnx.
+
+    Feature ids in, per-token scores out; the vocabularies, feature rules, tags, window
+    and crf scores go into the file's metadata. `nerwin tag OUT.onnx INPUT` tags with it
+    through onnxruntime. Needs pip install 'nerwin[onnx]'.
+    """
+    from nerwin.onnx_export import export as run_export
+
+    check_destination(output_file, "OUT.onnx")
+    info = run_export(model_dir, output_file)
+    click.echo(f"wrote {info['path']}: {info['bytes']:,} bytes, {info['head']} head, "
+               f"{info['tags']} tags, inputs {', '.join(info['inputs'])}")
+
+
 TAG_EXAMPLE = """
 \b
 Examples:
@@ -290,7 +332,7 @@ Examples:
 
 
 @cli.command(epilog=TAG_EXAMPLE)
-@click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
+@click.argument("model_dir", metavar="MODEL", type=click.Path())
 @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--input-format", type=click.Choice(["text", "conll"]), default="text",
               show_default=True,
@@ -306,14 +348,15 @@ Examples:
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")
 def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
         output: str | None, quiet: bool) -> None:
-    """Tag INPUT (a file, or - for standard input) with the model in MODEL_DIR.
+    """Tag INPUT (a file, or - for standard input) with MODEL: a run's best/ or last/
+    folder, or a .onnx file from `nerwin export` (run by onnxruntime).
 
     Text input is split into sentences and tokens the way CoNLL-2003 is (every token keeps
     its character offsets); CoNLL input keeps every line and column and appends the tag.
     The input is read, tagged and written in chunks, so memory stays flat on big files; a
     progress bar goes to stderr when INPUT is a file.
     """
-    from nerwin.model import load_model
+    from nerwin.api import load_model
 
     if output is not None:
         check_destination(output, "--output")

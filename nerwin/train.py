@@ -401,3 +401,17 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
         line += (f"  dev loss {r['dev_loss']:.4f}  P {r['dev_precision']:.2f}  "
                  f"R {r['dev_recall']:.2f}  F1 {r['dev_f1']:.2f}")
     return line + ("  *best*" if r["best"] else "")
+
+
+# ``nerwin.train(config, ...)``, the public API (nerwin.api.train), is this module called:
+# importing it makes the package attribute ``nerwin.train`` this module, so it must be
+# callable (see nerwin.api.callable_train_module).
+def _make_callable() -> None:
+    import sys
+
+    from nerwin.api import callable_train_module
+
+    callable_train_module(sys.modules[__name__])
+
+
+_make_callable()

@@ -78,6 +78,9 @@ COMMANDS: list[Command] = [
     ("config init --force", ".yaml", lambda c, d, m: ["config", "init", d, "--force"]),
     ("tag --output", ".txt",
      lambda c, d, m: ["tag", m / "best", _tag_input(c), "--output", d, "--quiet"]),
+    ("convert OUT", ".txt", lambda c, d, m: ["convert", TEST, d, "--to", "iobes"]),
+    ("convert OUT jsonl", ".jsonl", lambda c, d, m: ["convert", TEST, d, "--to", "jsonl"]),
+    ("export OUT.onnx", ".onnx", lambda c, d, m: ["export", m / "best", d]),
 ]
 
 
