@@ -214,10 +214,9 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     per type and overall, plus token accuracy. The data file is read with the model's own
     scheme and tag column.
     """
-    from nerwin.api import evaluate_corpus
+    from nerwin.api import evaluate_corpus, load_model
     from nerwin.conll import format_predictions
     from nerwin.metrics import format_conlleval, format_table
-    from nerwin.model import load_model
 
     if as_json and conlleval:
         raise click.UsageError("--json and --conlleval exclude each other")
