@@ -459,3 +459,41 @@ def test_a_path_that_names_no_file_is_one_line(command, path, trained, tmp_path,
     assert r.exit_code == 2, (r.output, r.exception)
     assert r.output.count("\n") == 1 and r.output.startswith("Error: "), r.output
     assert snapshot(case) == before
+
+
+# --- every step of the write failing: one error, the old file kept, nothing left behind ---
+
+def _fail(err: int):
+    def boom(*a, **kw):
+        raise OSError(err, os.strerror(err))
+    return boom
+
+
+WRITE_STEPS = [
+    ("create: permission denied", "create_new", errno.EACCES, 2, "permission denied"),
+    ("create: disk full", "create_new", errno.ENOSPC, 1, "no space left on the device"),
+    ("create: read-only file system", "create_new", errno.EROFS, 2, "read-only"),
+    ("create: name too long", "create_new", errno.ENAMETOOLONG, 2, "name is too long"),
+    ("fsync: I/O error", "fsync", errno.EIO, 1, "Input/output error"),
+    ("fsync: quota", "fsync", errno.EDQUOT, 1, "quota"),
+    ("rename: permission denied", "replace", errno.EACCES, 2, "permission denied"),
+]
+
+
+@pytest.mark.parametrize("step,target,err,code,words", WRITE_STEPS,
+                         ids=[s[0] for s in WRITE_STEPS])
+def test_each_step_of_the_write_failing(step, target, err, code, words, tmp_path, monkeypatch):
+    dest = tmp_path / "out.txt"
+    dest.write_text("old")
+    if target == "create_new":
+        monkeypatch.setattr(atomic, "create_new", _fail(err))
+    else:
+        monkeypatch.setattr(os, target, _fail(err))
+    with pytest.raises(NerwinError) as e:
+        atomic.atomic_write_text(dest, "new", "--output")
+    assert e.value.exit_code == code
+    msg = str(e.value)
+    assert msg.startswith(f"{dest}: cannot write --output: ") and words in msg, msg
+    assert "\n" not in msg
+    monkeypatch.undo()
+    assert dest.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
