@@ -41,6 +41,7 @@ import numpy as np
 from nerwin.config import Config, ConfigError
 from nerwin.nn import project
 from nerwin.nn.network import CharSpec, NetSpec, TableSpec
+from nerwin.optim import OPTIMIZERS
 
 #: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
 FALLBACK_LIMIT = 8 * 2**30
@@ -78,7 +79,7 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
     total = sum(sizes.values())
     emb = {k: v for k, v in sizes.items() if k.startswith("E_")}
     dense = total - sum(emb.values())
-    slots = {"adam": 2, "adagrad": 1, "rmsprop": 1}.get(optimizer, 1 if momentum > 0 else 0)
+    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)
     k = spec.n_positions
     b = max(1, min(batch_size, max(1, n_windows)), min(EVAL_BATCH, n_windows))
     sparse_rows = sum(min(shapes[n][0], b * k) * shapes[n][1] for n in emb)
