@@ -69,16 +69,11 @@ class WriteError(NerwinError):
 
 
 def _why(e: OSError) -> str:
-    """An OSError in the words a user acts on."""
+    """An OSError in the words a user acts on: the system's own (No space left on device,
+    Permission denied, Read-only file system, ...), plainer where those are cryptic."""
     return {
-        errno.ENOSPC: "no space left on the device",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "the file system is read-only",
         errno.ELOOP: "a symbolic link loop",
         errno.ENOTDIR: "a part of the path is a file, not a folder",
-        errno.ENAMETOOLONG: "the name is too long",
     }.get(e.errno or 0, e.strerror or str(e))
 
 

@@ -557,9 +557,8 @@ def _stdout_failed(e: OSError) -> int:
         os.close(devnull)
     if e.errno == errno.EPIPE:
         return 128 + 13  # 13 = SIGPIPE on every POSIX system (signal.SIGPIPE is not on Windows)
-    why = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or e)
     with contextlib.suppress(OSError):
-        click.echo(f"Error: cannot write to standard output: {why}", err=True)
+        click.echo(f"Error: cannot write to standard output: {e.strerror or e}", err=True)
     return 1
 
 

@@ -198,7 +198,7 @@ PROBLEMS = [
     ("below a file", _below_a_file, "lies below", 2),
     ("two levels below a file", _deep_below_a_file, "lies below", 2),
     ("symlink loop", _link_loop, "symbolic link", 2),
-    ("disk full", _disk_full, "no space left on the device", 1),
+    ("disk full", _disk_full, "No space left on device", 1),
 ]
 
 
@@ -301,7 +301,7 @@ def test_a_full_disk_while_streaming_is_one_error(tmp_path, monkeypatch):
     dest = tmp_path / "out.txt"
     dest.write_text("old")
     _full_disk(monkeypatch)
-    with pytest.raises(NerwinError, match="no space left") as e, \
+    with pytest.raises(NerwinError, match="No space left on device") as e, \
             atomic.atomic_writer(dest, "--output") as out:
         for _ in range(10_000):  # more than one buffer: the error comes mid-stream
             out.write("some tagged text\n")
@@ -347,8 +347,8 @@ def test_standard_output_on_a_full_disk_is_one_line_and_exit_1(name, trained, tm
     with open("/dev/full", "w") as full:
         r = _nerwin(args, stdout=full, input=stdin)
     assert r.returncode == 1, r.stderr
-    assert r.stderr.strip() == "Error: cannot write to standard output: no space left on " \
-                               "the device", r.stderr
+    assert r.stderr.strip() == "Error: cannot write to standard output: No space left on " \
+                               "device", r.stderr
 
 
 @pytest.mark.parametrize("name", STDOUT_CASES)
@@ -470,13 +470,13 @@ def _fail(err: int):
 
 
 WRITE_STEPS = [
-    ("create: permission denied", "create_new", errno.EACCES, 2, "permission denied"),
-    ("create: disk full", "create_new", errno.ENOSPC, 1, "no space left on the device"),
-    ("create: read-only file system", "create_new", errno.EROFS, 2, "read-only"),
-    ("create: name too long", "create_new", errno.ENAMETOOLONG, 2, "name is too long"),
+    ("create: permission denied", "create_new", errno.EACCES, 2, "Permission denied"),
+    ("create: disk full", "create_new", errno.ENOSPC, 1, "No space left on device"),
+    ("create: read-only file system", "create_new", errno.EROFS, 2, "Read-only file system"),
+    ("create: name too long", "create_new", errno.ENAMETOOLONG, 2, "File name too long"),
     ("fsync: I/O error", "fsync", errno.EIO, 1, "Input/output error"),
-    ("fsync: quota", "fsync", errno.EDQUOT, 1, "quota"),
-    ("rename: permission denied", "replace", errno.EACCES, 2, "permission denied"),
+    ("fsync: quota", "fsync", errno.EDQUOT, 1, "Disk quota exceeded"),
+    ("rename: permission denied", "replace", errno.EACCES, 2, "Permission denied"),
 ]
 
 
