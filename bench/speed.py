@@ -123,6 +123,19 @@ def time_op(fn: Any, repeats: int = 5, loop_s: float = 0.03) -> float:
     return best
 
 
+def gemm_sizes(net: Any) -> list[int]:
+    """[D, H_1, …, H_k, C]: the widths of the network's chain of products (x, each block,
+    the scores)."""
+    return [net.spec.input_dim, *(b.n_out for b in net.blocks), net.head.n_scores]
+
+
+def gemm_madds(B: int, sizes: list[int], train: bool = False) -> int:
+    """Multiply-adds of the products :func:`gemm_seconds` times: B·n_in·n_out per layer
+    forward, three times that with ``train`` (Z = X Wᵀ, dW = δᵀX, dX = δW)."""
+    fwd = sum(B * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return 3 * fwd if train else fwd
+
+
 def gemm_seconds(B: int, sizes: list[int], train: bool, dtype: type = np.float32) -> float:
     """Seconds of the matrix products alone of one batch of B windows through layers of
     ``sizes`` = [D, H_1, …, H_k, C] (weights (fan_out, fan_in), as nerwin stores them):
@@ -218,8 +231,7 @@ def main() -> None:
         tag_tps.append(len(data) / (time.perf_counter() - t0))
 
     # The GEMM bound of the same shapes, in the same process and BLAS set-up.
-    spec = net.spec
-    sizes = [spec.input_dim, *spec.hidden, spec.make_head().n_scores]
+    sizes = gemm_sizes(net)
     train_bound = args.batch_size / gemm_seconds(args.batch_size, sizes, train=True)
     tag_batch = min(PREDICT_BATCH, len(data))
     tag_bound = tag_batch / gemm_seconds(tag_batch, sizes, train=False)

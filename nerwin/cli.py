@@ -440,6 +440,46 @@ def gradcheck(config_path: str, overrides: tuple[str, ...], samples: int, eps: f
 
 @cli.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--batch", type=click.IntRange(1), default=None,
+              help="Tokens in the batch the shapes are for (default: training.batch_size).")
+@click.option("--gradients", is_flag=True,
+              help="Run one forward and backward pass on the first training batch and add "
+                   "the norms of each node's output and δ and of each parameter's gradient.")
+@click.option("--format", "fmt", type=click.Choice(["text", "dot"]), default="text",
+              show_default=True, help="A table, or Graphviz DOT (dot -Tpng) for a picture.")
+def graph(config_path: str, overrides: tuple[str, ...], batch: int | None, gradients: bool,
+          fmt: str) -> None:
+    """Print the computation graph of CONFIG's network.
+
+    One line per node in topological order (input windows, each table lookup, the
+    concatenation, each block's affine map and nonlinearity, the scores and the loss) with
+    its output shape for a batch of --batch tokens, the parameters it reads and its forward
+    multiply-adds; then every parameter (shape, count, kind, regularised) and the totals.
+    The graph is read from the parts the network runs, so it is the network trained.
+    """
+    from nerwin.config import load_config
+    from nerwin.graph import format_dot, format_text, gradient_pass, graph_of, training_batch
+
+    cfg = load_config(config_path, list(overrides))
+    n = batch if batch is not None else cfg.training.batch_size
+    model, inputs, y, lens = training_batch(cfg, n)
+    B = len(y) if gradients else n
+    g = graph_of(model.net, B)
+    if gradients:
+        gradient_pass(g, inputs, y, lens)
+        g.batch_text = (f"the first training batch ({len(y)} tokens"
+                        + (f" in {len(lens)} sentences" if lens is not None else "")
+                        + ") at the initial parameters")
+    m = cfg.model
+    title = (f"{config_path}: window {cfg.features.window} ({model.net.spec.n_positions} "
+             f"positions), hidden {list(m.hidden)} {m.nonlinearity}, head {m.head}; "
+             f"batch B = {B} tokens")
+    click.echo(format_dot(g, title) if fmt == "dot" else format_text(g, title), nl=False)
+
+
+@cli.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
               help="YAML mapping config keys to {choice: [...]}, {uniform: [a, b]}, "
                    "{log_uniform: [a, b]} or {int: [a, b]}.")

@@ -29,13 +29,13 @@ import yaml
 
 from nerwin import conll, optim, schedules
 from nerwin.errors import NerwinError, os_error
-from nerwin.nn import init, layers, network, output
+from nerwin.nn import init, layers, output
 
 # The choices come from the modules that implement them: one list each, no copies to drift.
 SCHEMES = ("auto", *conll.SCHEMES)
 NONLINEARITIES = tuple(layers.NONLINEARITIES)
 INITS = tuple(init.INITS)
-HEADS = network.HEADS
+HEADS = output.HEADS
 DECODERS = output.DECODERS
 OPTIMIZERS = tuple(optim.OPTIMIZERS)
 SCHEDULES = tuple(schedules.SCHEDULES)
@@ -404,20 +404,11 @@ def _check_cross_fields(cfg: Config) -> None:
     src = cfg.source
     if cfg.data.train is None:
         raise ConfigError(src, "data.train", "required: the path of a CoNLL training file")
-    if cfg.model.head == "logistic" and not cfg.model.positive:
-        raise ConfigError(src, "model.positive", "the logistic head needs the entity type it "
-                          "scores, e.g. model.positive: LOC")
-    if cfg.model.head != "logistic" and cfg.model.positive is not None:
-        raise ConfigError(src, "model.positive", "only used with model.head: logistic; "
-                          "remove it or set model.head: logistic")
-    if cfg.model.head != "softmax" and cfg.model.decode is not None:
-        raise ConfigError(src, "model.decode", f"only the softmax head has a choice of "
-                          f"decoder (the {cfg.model.head} head decodes "
-                          f"{'by Viterbi' if cfg.model.head == 'crf' else 'per token'}); "
-                          "remove it")
-    if cfg.model.head == "logistic" and not cfg.model.constrained:
-        raise ConfigError(src, "model.constrained", "only used with the softmax and crf "
-                          "heads; remove it")
+    # The head says which model.* keys it reads (nerwin.nn.output.Head.KEYS).
+    defaults = {fl.name: fl.default for fl in dataclasses.fields(ModelConfig)}
+    problem = output.HEAD_CLASSES[cfg.model.head].config_problem(cfg.model, defaults)
+    if problem is not None:
+        raise ConfigError(src, f"model.{problem[0]}", problem[1])
     f = cfg.features
     if f.char_filters > 0:
         if f.char_width % 2 == 0:

@@ -19,7 +19,7 @@ import numpy as np
 from nerwin.config import Config, FeaturesConfig
 from nerwin.conll import Corpus, read_conll
 from nerwin.errors import NerwinError
-from nerwin.features import CharFeature, CharWindows, Feature, build_features
+from nerwin.features import Feature, build_features
 from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
 from nerwin.vocab import (
     SPECIALS,
@@ -28,7 +28,7 @@ from nerwin.vocab import (
     build_word_vocab,
     normalise,
 )
-from nerwin.windows import TokenIds, WindowData
+from nerwin.windows import WindowData
 
 
 def read_split(cfg: Config, path: str | Path) -> Corpus:
@@ -130,15 +130,8 @@ def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
 def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
     """Every feature's id of every token of ``corpus``, plus tag ids (windows are built
     per batch by WindowData.rows). Each feature encodes each distinct token once."""
-    inputs: list[Any] = []
-    for feat in lex.features:
-        if isinstance(feat, CharFeature):
-            inputs.append(CharWindows(corpus.token_ids + np.int32(2),
-                                      feat.encode_types(corpus.types)))
-        else:
-            per_type = feat.ids(corpus.types)
-            inputs.append(TokenIds(per_type[corpus.token_ids], feat.left_pad, feat.right_pad))
-    return WindowData(inputs=tuple(inputs), labels=encode_labels(corpus, lex.tags),
+    inputs = tuple(feat.encode(corpus) for feat in lex.features)
+    return WindowData(inputs=inputs, labels=encode_labels(corpus, lex.tags),
                       lengths=corpus.lengths, window=f.window)
 
 

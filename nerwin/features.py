@@ -4,7 +4,9 @@ A feature is one small object: its name, its vocabulary (built from the training
 ``<unk>`` and the pads, or a fixed class list), the dim of its table, the ids of the pads
 that fill a window outside the sentence, and ``ids(tokens)``. The network looks every
 feature up at each of the 2m+1 window positions and concatenates the vectors in the order
-of the list (see nerwin.nn.network). Adding a feature is one class here plus a config key
+of the list (see nerwin.nn.network). Each feature builds its table (``table()``, nerwin.nn.tables)
+and encodes a corpus into that table's input (``encode()``). Adding a feature is one class
+here (and, for a new kind of table, one in nerwin.nn.tables) plus a config key
 (nerwin.config.FeaturesConfig) and one line in :func:`build_features`.
 
 | feature   | param  | ids of a token                                                       |
@@ -27,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from nerwin.config import FeaturesConfig
+from nerwin.conll import Corpus
 from nerwin.nn.chars import CharBatch
-from nerwin.nn.network import CharSpec, TableSpec
+from nerwin.nn.tables import CharTable, LookupTable, Table, table_param
 from nerwin.vocab import (
     BOS_ID,
     CASE_PAD,
@@ -41,6 +44,7 @@ from nerwin.vocab import (
     encode_words,
     normalise,
 )
+from nerwin.windows import TokenIds
 
 #: Character ids of the char encoder: 0 pads a word's row (and the convolution's borders),
 #: 1 is an unknown character, 2 and 3 are the single "characters" of the left and right
@@ -69,6 +73,12 @@ class Feature:
     right_pad: int = EOS_ID
     dtype: type = np.int32
 
+    #: The config key that sets ``dim`` (named by the memory estimate's advice).
+    DIM_KEY = ""
+    #: Is the vocabulary built from the training data (so a checkpoint restores it)? The
+    #: word feature's comes in separately, the casing classes are fixed.
+    LEARNED_VOCAB = True
+
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         """(n,) ids of the tokens of one sentence."""
         get = self.vocab.stoi.get
@@ -78,9 +88,20 @@ class Feature:
     def key(self, token: str) -> str:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def table(self) -> TableSpec | CharSpec:
-        """The network's view of this feature: its table's name and shape."""
-        return TableSpec(self.param, len(self.vocab), self.dim)
+    def rule(self) -> dict[str, object]:
+        """How its ids are computed from a token, for a runtime outside Python (what
+        ``nerwin export`` writes in an ONNX file's metadata)."""
+        raise NotImplementedError(f"no rule for the feature {self.name!r}")
+
+    def table(self) -> Table:
+        """The network's part for this feature (nerwin.nn.tables): a lookup table."""
+        return LookupTable(self.param, len(self.vocab), self.dim, self.DIM_KEY)
+
+    def encode(self, corpus: Corpus) -> TokenIds:
+        """The table's input for every token of ``corpus`` (each distinct token encoded
+        once); WindowData cuts it into the windows of a batch."""
+        per_type = self.ids(corpus.types)
+        return TokenIds(per_type[corpus.token_ids], self.left_pad, self.right_pad)
 
 
 @dataclass(frozen=True)
@@ -90,8 +111,16 @@ class WordFeature(Feature):
     lowercase: bool = True
     digits: bool = True
 
+    DIM_KEY = "features.dim"
+    LEARNED_VOCAB = False  # build_features gets it (the checkpoint's "word" vocabulary)
+
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_words(tokens, self.vocab, lowercase=self.lowercase, digits=self.digits)
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": "word", "lowercase": self.lowercase, "digits": self.digits,
+                "rule": "the id of nerwin.vocab.normalise(token) in the vocabulary, 0 "
+                        "(<unk>) when absent; pads 1 (<s>) and 2 (</s>)"}
 
 
 @dataclass(frozen=True)
@@ -102,8 +131,14 @@ class CasingFeature(Feature):
     right_pad: int = CASE_PAD
     dtype: type = np.int8
 
+    DIM_KEY = "features.casing_dim"
+    LEARNED_VOCAB = False
+
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         return encode_casing(tokens)
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": "casing", "rule": "nerwin.vocab.casing: one of 5 classes, 0 = pad"}
 
 
 def affix_key(token: str, kind: str, n: int) -> str:
@@ -119,8 +154,14 @@ class AffixFeature(Feature):
     kind: str = "suffix"
     n: int = 3
 
+    DIM_KEY = "features.affix_dim"
+
     def key(self, token: str) -> str:
         return affix_key(token, self.kind, self.n)
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": self.kind, "n": self.n, "rule": f"the {self.kind} of length {self.n} "
+                f"of the lowercased digit-normalised word"}
 
 
 def word_shape(token: str) -> str:
@@ -149,8 +190,13 @@ def word_shape(token: str) -> str:
 class ShapeFeature(Feature):
     """The word's shape (see :func:`word_shape`)."""
 
+    DIM_KEY = "features.shape_dim"
+
     def key(self, token: str) -> str:
         return word_shape(token)
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": "shape", "rule": "nerwin.features.word_shape"}
 
 
 def clip_word(word: str, max_len: int) -> str:
@@ -173,6 +219,8 @@ class CharFeature(Feature):
     max_len: int = 20
     dtype: type = np.int16
 
+    DIM_KEY = "features.char_dim"
+
     def ids(self, tokens: Sequence[str]) -> np.ndarray:
         """(n, max_len) character ids; a word longer than max_len is cut by clip_word."""
         get = self.vocab.stoi.get
@@ -181,6 +229,13 @@ class CharFeature(Feature):
             w = clip_word(t, self.max_len)
             out[i, : len(w)] = [get(ch, CHAR_UNK) for ch in w]
         return out
+
+    def rule(self) -> dict[str, object]:
+        return {"kind": "chars", "filters": self.filters, "width": self.width,
+                "max_len": self.max_len,
+                "rule": "character ids (unknown 1, <pad> 0), clipped by "
+                        "nerwin.features.clip_word; pads are one character 2 (<s>) or "
+                        "3 (</s>)"}
 
     def pad_row(self, pad: int) -> np.ndarray:
         """The (max_len,) row of a window position outside the sentence: one pad character."""
@@ -194,8 +249,13 @@ class CharFeature(Feature):
         return np.concatenate([self.pad_row(self.left_pad)[None], self.pad_row(
             self.right_pad)[None], self.ids(types)]).astype(self.dtype)
 
-    def table(self) -> CharSpec:
-        return CharSpec(len(self.vocab), self.dim, self.filters, self.width, self.max_len)
+    def table(self) -> CharTable:
+        return CharTable(len(self.vocab), self.dim, self.filters, self.width, self.max_len,
+                         self.param, self.DIM_KEY)
+
+    def encode(self, corpus: Corpus) -> CharWindows:  # type: ignore[override]
+        """Each token's row of the corpus's character table (rows 0, 1: the pads)."""
+        return CharWindows(corpus.token_ids + np.int32(2), self.encode_types(corpus.types))
 
 
 def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...],
@@ -221,26 +281,26 @@ def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str],
     or with ``counts`` every distinct training token and how often it occurs."""
     if counts is None:
         counts = [1] * len(tokens)
-    feats: list[Feature] = [WordFeature("word", "E_word", words, f.dim,
+    feats: list[Feature] = [WordFeature("word", table_param("word"), words, f.dim,
                                         lowercase=f.lowercase, digits=f.digits)]
     if f.casing_dim > 0:
-        feats.append(CasingFeature("casing", "E_case", Vocab(CASINGS), f.casing_dim))
+        feats.append(CasingFeature("casing", table_param("casing"), Vocab(CASINGS), f.casing_dim))
     for kind, lengths in (("prefix", f.prefixes), ("suffix", f.suffixes)):
         for n in lengths:
             vocab = counted_vocab((affix_key(t, kind, n) for t in tokens), f.affix_min_count,
                                   SPECIALS, counts)
-            feats.append(AffixFeature(f"{kind}{n}", f"E_{kind}{n}", vocab, f.affix_dim,
+            feats.append(AffixFeature(f"{kind}{n}", table_param(f"{kind}{n}"), vocab, f.affix_dim,
                                       kind=kind, n=n))
     if f.shape_dim > 0:
         vocab = counted_vocab((word_shape(t) for t in tokens), f.affix_min_count, SPECIALS,
                               counts)
-        feats.append(ShapeFeature("shape", "E_shape", vocab, f.shape_dim))
+        feats.append(ShapeFeature("shape", table_param("shape"), vocab, f.shape_dim))
     if f.char_filters > 0:
         clipped = [clip_word(t, f.char_max_len) for t in tokens]
         chars = (ch for w in clipped for ch in w)
         weights = (c for w, c in zip(clipped, counts) for _ in w)
         vocab = counted_vocab(chars, 1, CHAR_SPECIALS, weights)
-        feats.append(CharFeature("chars", "E_char", vocab, f.char_dim,
+        feats.append(CharFeature("chars", table_param("chars"), vocab, f.char_dim,
                                  left_pad=CHAR_BOS, right_pad=CHAR_EOS,
                                  filters=f.char_filters, width=f.char_width,
                                  max_len=f.char_max_len))
@@ -253,10 +313,10 @@ def features_from_vocabs(f: FeaturesConfig, vocabs: dict[str, list[str]]) -> tup
     feats = build_features(f, Vocab(tuple(vocabs["word"])), fake_tokens)
     out = []
     for feat in feats:
-        if feat.name in ("word", "casing"):
-            out.append(feat)
-        else:
+        if feat.LEARNED_VOCAB:
             out.append(_replace_vocab(feat, Vocab(tuple(vocabs[feat.name]))))
+        else:
+            out.append(feat)
     return tuple(out)
 
 

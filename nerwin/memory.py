@@ -36,11 +36,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
-
 from nerwin.config import Config, ConfigError
 from nerwin.nn import project
-from nerwin.nn.network import CharSpec, NetSpec, TableSpec
+from nerwin.nn.network import CharSpec, NetSpec
 from nerwin.optim import OPTIMIZERS
 
 #: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
@@ -74,15 +72,15 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
                    n_windows: int, itemsize: int = 4) -> dict[str, int]:
     """The parts of the estimate in the module docstring, in bytes (plain Python ints, so a
     window of 10¹² words does not overflow)."""
-    shapes = spec.param_shapes()
-    sizes = {k: int(np.prod(v, dtype=object)) for k, v in shapes.items()}
+    params = spec.params()
+    sizes = {p.name: p.size for p in params}
     total = sum(sizes.values())
-    emb = {k: v for k, v in sizes.items() if k.startswith("E_")}
-    dense = total - sum(emb.values())
-    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)
+    sparse = [p for p in params if p.row_sparse]  # gradients only on the batch's rows
+    dense = total - sum(p.size for p in sparse)
+    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)  # moment arrays per parameter
     k = spec.n_positions
     b = max(1, min(batch_size, max(1, n_windows)), min(EVAL_BATCH, n_windows))
-    sparse_rows = sum(min(shapes[n][0], b * k) * shapes[n][1] for n in emb)
+    sparse_rows = sum(min(p.shape[0], b * k) * p.shape[1] for p in sparse)
     return {
         "parameters": itemsize * total,
         "gradients": itemsize * (dense + sparse_rows),
@@ -103,15 +101,16 @@ def _projection_bytes(spec: NetSpec, itemsize: int) -> int:
     lookup table's rows (as nerwin.nn.project lays them out), within project.MAX_BYTES. (A
     table is left out when it has more rows than the evaluation has tokens; not knowing
     those, count it.)"""
-    if not spec.hidden:
+    blocks = spec.blocks()
+    if not blocks or not blocks[0].projectable:
         return 0
     k = spec.n_positions
     rows = 0
     for t in spec.tables:
-        if isinstance(t, TableSpec):
+        if t.precomputable:
             combined = project.combined_rows(t.n_rows, k)
             rows += combined if combined is not None else t.n_rows * k
-    return min(rows * spec.hidden[0] * itemsize, project.MAX_BYTES)
+    return min(rows * blocks[0].n_out * itemsize, project.MAX_BYTES)
 
 
 def _fmt(n: int) -> str:
@@ -138,26 +137,28 @@ def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
         return parts
     # The culprit: the key whose usual value would shrink the estimate the most (a key
     # whose table the model does not have saves nothing).
-    def tables(match: type, change: dict[str, int], *prefixes: str) -> NetSpec:
+    def tables(change: dict[str, int], key: str = "", kind: type | None = None) -> NetSpec:
+        # The tables that config key sets (each table knows its dim's key), or of a kind.
         new = tuple(dataclasses.replace(t, **{k: min(v, getattr(t, k)) for k, v in
                                               change.items()})
-                    if isinstance(t, match) and t.param.startswith(prefixes or ("",)) else t
+                    if (t.dim_key == key if key else isinstance(t, kind)) else t
                     for t in spec.tables)
         return dataclasses.replace(spec, tables=new)
 
+    chars = [t for t in spec.tables if isinstance(t, CharSpec)]
     usual = {"features.window": dataclasses.replace(spec, window=min(spec.window, 2)),
-             "features.dim": tables(TableSpec, {"dim": 50}, "E_word"),
+             "features.dim": tables({"dim": 50}, "features.dim"),
              "model.hidden": dataclasses.replace(spec, hidden=tuple(min(h, 100)
                                                                     for h in spec.hidden)),
-             "features.casing_dim": tables(TableSpec, {"dim": 5}, "E_case"),
-             "features.affix_dim": tables(TableSpec, {"dim": 20}, "E_prefix", "E_suffix"),
-             "features.shape_dim": tables(TableSpec, {"dim": 20}, "E_shape"),
-             "features.char_filters": tables(CharSpec, {"filters": 50}),
-             "features.char_dim": tables(CharSpec, {"dim": 25}),
-             "features.char_width": tables(CharSpec, {"width": 3}),
+             "features.casing_dim": tables({"dim": 5}, "features.casing_dim"),
+             "features.affix_dim": tables({"dim": 20}, "features.affix_dim"),
+             "features.shape_dim": tables({"dim": 20}, "features.shape_dim"),
+             "features.char_filters": tables({"filters": 50}, kind=CharSpec),
+             "features.char_dim": tables({"dim": 25}, "features.char_dim"),
+             "features.char_width": tables({"width": 3}, kind=CharSpec),
              # the width must still fit in max_len
-             "features.char_max_len": tables(CharSpec, {"max_len": max(
-                 [20, *(t.width for t in spec.tables if isinstance(t, CharSpec))])})}
+             "features.char_max_len": tables(
+                 {"max_len": max([20, *(t.width for t in chars)])}, kind=CharSpec)}
     saved = {key: total - sum(estimate(smaller, cfg.training.batch_size).values())
              for key, smaller in usual.items()}
     saved["training.batch_size"] = total - sum(

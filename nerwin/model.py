@@ -22,6 +22,7 @@ from nerwin.features import features_from_vocabs
 from nerwin.memory import check_memory
 from nerwin.metrics import score
 from nerwin.nn.network import NetSpec, WindowNet, init_params
+from nerwin.nn.output import Head
 from nerwin.vocab import Vocab
 from nerwin.windows import WindowData, sentence_batches
 
@@ -33,19 +34,17 @@ def net_spec(cfg: Config, lex: Lexicon) -> NetSpec:
     m, f = cfg.model, cfg.features
     return NetSpec(
         tables=tuple(feat.table() for feat in lex.features),
-        window=f.window, hidden=tuple(m.hidden), nonlinearity=m.nonlinearity, head=m.head,
-        n_out=1 if m.head == "logistic" else len(lex.tags), init=m.init,
+        window=f.window, hidden=tuple(m.hidden), nonlinearity=m.nonlinearity,
+        head=Head.from_config(m, lex.tags.itos), init=m.init,
         init_scale=m.init_scale, dropout=m.dropout, l2=cfg.training.l2, l1=cfg.training.l1,
-        word_dropout=m.word_dropout, tags=tuple(lex.tags.itos),
-        decode=(m.decode or "viterbi") if m.head == "softmax" else "argmax",
-        constrained=m.constrained and m.head != "logistic")
+        word_dropout=m.word_dropout)
 
 
 def eval_batches(data: WindowData, per_sentence: bool
                  ) -> list[tuple[np.ndarray | slice, np.ndarray | None]]:
     """(rows, sentence lengths or None) of the evaluation batches: about PREDICT_BATCH
-    tokens each; whole sentences when the head needs them (crf, Viterbi), else plain row
-    chunks."""
+    tokens each; whole sentences when the head or a block needs them (crf, Viterbi), else
+    plain row chunks."""
     if per_sentence:
         return [(idx, lens) for idx, lens in sentence_batches(data.lengths, PREDICT_BATCH)]
     return [(slice(i, i + PREDICT_BATCH), None) for i in range(0, len(data), PREDICT_BATCH)]
@@ -61,25 +60,13 @@ class Model:
 
     # ------------------------------------------------------------------ targets
 
-    @property
-    def positive_ids(self) -> np.ndarray:
-        """Tag ids that count as positive for the logistic head (B-X and I-X)."""
-        p = self.cfg.model.positive
-        return np.array([self.lex.tags.stoi[t] for t in (f"B-{p}", f"I-{p}")], dtype=np.int32)
-
     def targets(self, labels: np.ndarray) -> np.ndarray:
-        """What the head is trained on: tag ids (softmax) or 1/0 "is a <positive>" (logistic)."""
-        if self.cfg.model.head != "logistic":
-            return labels
-        return np.isin(labels, self.positive_ids).astype(np.int32)
+        """What the head is trained on (nerwin.nn.output: tag ids, or 1/0 for one type)."""
+        return self.net.head.targets(labels)
 
     def gold_tags(self, corpus: Corpus) -> list[list[str]]:
-        """Gold IOB2 tags as the model is scored: for the logistic head, other types -> O."""
-        if self.cfg.model.head != "logistic":
-            return [list(s.tags) for s in corpus.sentences]
-        p = self.cfg.model.positive
-        return [[t if t != "O" and t[2:] == p else "O" for t in s.tags]
-                for s in corpus.sentences]
+        """Gold IOB2 tags as the model is scored (the head's view: one type keeps only it)."""
+        return self.net.head.gold_tags([list(s.tags) for s in corpus.sentences])
 
     # ------------------------------------------------------------------ prediction
 
@@ -91,25 +78,22 @@ class Model:
         head decodes (argmax, Viterbi over whole sentences, or 1[s > 0])."""
         out = np.empty(len(data), dtype=np.int32)
         proj = self.net.projections(len(data))
-        for rows, lens in eval_batches(data, self.net.head.per_sentence):
+        for rows, lens in eval_batches(data, self.net.needs_whole_sentences(training=False)):
             out[rows] = self.net.predict(data.rows(rows), lens, proj)
         return out
 
     def decode(self, data: WindowData, pred: np.ndarray) -> list[list[str]]:
         """Per-sentence IOB2 tags from per-token predictions.
 
-        The argmax decoder can emit an I-X that does not continue an X; the repair rule of
+        Each id is the head's label of that id, read in the head's scheme: the argmax
+        decoder can emit an I-X that does not continue an X; the repair rule of
         nerwin.conll (it becomes B-X, which is how conlleval reads it anyway) makes the
         output valid IOB2 without changing its score. For the logistic head, a run of
         positive tokens is one entity (IO reading).
         """
-        if self.cfg.model.head != "logistic":
-            itos = self.lex.tags.itos
-            raw = [[itos[i] for i in s] for s in data.split(pred)]
-            return [to_iob2(tags, "iob2")[0] for tags in raw]
-        p = self.cfg.model.positive
-        return [to_iob2([f"I-{p}" if v else "O" for v in s], "io")[0]
-                for s in data.split(pred)]
+        head = self.net.head
+        labels = head.labels
+        return [to_iob2([labels[i] for i in s], head.scheme)[0] for s in data.split(pred)]
 
     def evaluate(self, corpus: Corpus, data: WindowData | None = None
                  ) -> tuple[dict[str, Any], list[list[str]]]:
@@ -125,7 +109,7 @@ class Model:
         total = 0.0
         # Built from the parameters of now (during training: this epoch's), never reused.
         proj = self.net.projections(len(data))
-        for rows, lens in eval_batches(data, self.net.head.per_sentence):
+        for rows, lens in eval_batches(data, self.net.needs_whole_sentences(training=False)):
             loss, ids[rows] = self.net.loss_and_predict(data.rows(rows), y[rows], lens, proj)
             total += loss * len(y[rows])
         pred = self.decode(data, ids)
@@ -164,19 +148,18 @@ class Model:
         """(encoded sentences, (N,) predicted ids if ``with_tags``, labels, (N, labels)
         probabilities), from one pass through the network."""
         data = self._encode_untagged(sentences)
-        logistic = self.cfg.model.head == "logistic"
-        labels = (["O", f"I-{self.cfg.model.positive}"] if logistic
-                  else list(self.lex.tags.itos))
+        head = self.net.head
+        labels = head.labels
         ids = np.empty(len(data), dtype=np.int32)
         out = np.empty((len(data), len(labels)), dtype=np.float64)
         proj = self.net.projections(len(data))
-        for rows, lens in eval_batches(data, self.net.head.per_sentence):
+        for rows, lens in eval_batches(data, self.net.needs_whole_sentences(training=False)):
             x = data.rows(rows)
             if with_tags:  # the decoder (Viterbi for crf) only when the tags are wanted
                 ids[rows], p = self.net.predict_and_proba(x, lens, proj)
             else:
                 p = self.net.predict_proba(x, lens, proj)
-            out[rows] = np.stack([1.0 - p, p], axis=1) if logistic else p
+            out[rows] = head.columns(p)
         return data, ids, labels, out
 
     def _encode_untagged(self, sentences: list[Sentence]) -> WindowData:
@@ -193,12 +176,11 @@ class Model:
 
 
 def check_head(cfg: Config, lex: Lexicon) -> None:
-    """The logistic head's positive type must occur in the training tags."""
-    p = cfg.model.positive
-    if cfg.model.head == "logistic" and f"B-{p}" not in lex.tags:
-        types = sorted({t[2:] for t in lex.tags.itos if t != "O"})
-        raise ConfigError(cfg.source, "model.positive", f"{p!r} is not an entity type of the "
-                          f"training data; expected one of {', '.join(types)}")
+    """The head must be able to learn from the training tags (e.g. the logistic head's
+    positive type must occur in them)."""
+    problem = Head.from_config(cfg.model, lex.tags.itos).check_tags()
+    if problem is not None:
+        raise ConfigError(cfg.source, f"model.{problem[0]}", problem[1])
 
 
 def new_model(cfg: Config, lex: Lexicon, rng: np.random.Generator,
@@ -211,7 +193,9 @@ def new_model(cfg: Config, lex: Lexicon, rng: np.random.Generator,
     spec = net_spec(cfg, lex)
     check_memory(cfg, spec, lex.n_tokens, np.dtype(dtype).itemsize)
     params = init_params(spec, rng, dtype, lex.pretrained, lex.pretrained_mask)
-    frozen = frozenset({"E_word"}) if cfg.features.freeze else frozenset()
+    # features.freeze: the word table's rows stay as initialised (pretrained).
+    frozen = (frozenset(t.param for t in spec.tables if t.is_words) if cfg.features.freeze
+              else frozenset())
     return Model(cfg, lex, WindowNet(spec, params, frozen))
 
 
@@ -281,7 +265,7 @@ def gradcheck_batch(cfg: Config, samples: int, seed: int = 0
     model = new_model(cfg, lex, rng, dtype=np.float64)
     data = model.encode(train)
     y_all = model.targets(data.labels)
-    if not model.net.head.per_sentence:
+    if not model.net.needs_whole_sentences(training=False):
         idx = rng.choice(len(data), size=min(samples, len(data)), replace=False)
         return model.net, data.rows(idx), y_all[idx], None, rng
     for name in model.net.head.param_shapes():

@@ -1,9 +1,9 @@
 """``nerwin export``: a checkpoint's network as an ONNX graph, and tagging through onnxruntime.
 
-The graph is built from the checkpoint's saved arrays and its meta.json alone (the
-parameter names E_word, E_case, E_prefixN, E_suffixN, E_shape, E_char/W_char/b_char,
-W1/b1 ..., U/c or u/c), not from nerwin's network classes. Feature ids in, per-token scores
-out:
+The graph is built from the checkpoint's saved arrays and its meta.json: each part of the
+network the config describes (nerwin.nn: feature tables, hidden blocks, the head) writes
+its own operators (``to_onnx``), reading the parameters it declares. Feature ids in,
+per-token scores out:
 
     inputs   one (B, 2m+1) int64 id array per lookup table, named ``ids_<feature>``, in the
              window order of the features (word, casing, prefixes, suffixes, shape); for
@@ -74,38 +74,17 @@ def _config_and_lexicon(meta: dict[str, Any], where: str) -> tuple[Any, Any]:
 
 
 def feature_rules(lex: Any) -> list[dict[str, Any]]:
-    """How each network input is computed from a token (for a runtime outside Python)."""
-    from nerwin.features import (
-        AffixFeature,
-        CasingFeature,
-        CharFeature,
-        ShapeFeature,
-        WordFeature,
-    )
-
+    """How each network input is computed from a token (for a runtime outside Python):
+    each feature states its own rule (nerwin.features.Feature.rule)."""
     rules = []
     for f in lex.features:
         r: dict[str, Any] = {"name": f.name, "param": f.param, "dim": f.dim,
                              "left_pad": f.left_pad, "right_pad": f.right_pad}
-        if isinstance(f, WordFeature):
-            r.update(kind="word", lowercase=f.lowercase, digits=f.digits,
-                     rule="the id of nerwin.vocab.normalise(token) in the vocabulary, 0 "
-                          "(<unk>) when absent; pads 1 (<s>) and 2 (</s>)")
-        elif isinstance(f, CasingFeature):
-            r.update(kind="casing", rule="nerwin.vocab.casing: one of 5 classes, 0 = pad")
-        elif isinstance(f, AffixFeature):
-            r.update(kind=f.kind, n=f.n, rule=f"the {f.kind} of length {f.n} of the "
-                                              f"lowercased digit-normalised word")
-        elif isinstance(f, ShapeFeature):
-            r.update(kind="shape", rule="nerwin.features.word_shape")
-        elif isinstance(f, CharFeature):
-            r.update(kind="chars", filters=f.filters, width=f.width, max_len=f.max_len,
-                     rule="character ids (unknown 1, <pad> 0), clipped by "
-                          "nerwin.features.clip_word; pads are one character 2 (<s>) or "
-                          "3 (</s>)")
-        else:
+        try:
+            r.update(f.rule())
+        except NotImplementedError:
             raise NerwinError(f"cannot export the feature {f.name!r} ({type(f).__name__}): "
-                              f"the ONNX exporter does not know how it is computed")
+                              f"the ONNX exporter does not know how it is computed") from None
         rules.append(r)
     return rules
 
@@ -113,103 +92,88 @@ def feature_rules(lex: Any) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- export
 
 
-def build_graph(arrays: dict[str, np.ndarray], cfg: Any, lex: Any, where: str) -> Any:
-    """The ONNX ModelProto of the network whose parameters are ``arrays``."""
-    onnx = _need("onnx", "nerwin export")
-    from onnx import TensorProto, helper, numpy_helper
+class _Builder:
+    """What a part's ``to_onnx`` builds with: ``node``, ``param`` (an array of the
+    checkpoint, or a given value, as an initializer), ``const``, ``input``, ``use`` (a
+    parameter that goes to the metadata instead), and K, dtype, arrays."""
 
-    from nerwin.features import CharFeature
+    def __init__(self, arrays: dict[str, np.ndarray], K: int, where: str) -> None:
+        from onnx import TensorProto, helper
+
+        self.helper, self.TensorProto = helper, TensorProto
+        self.arrays, self.K, self.where = arrays, K, where
+        self.dtype = arrays["c"].dtype
+        self.used: set[str] = set()
+        self.inits: list[Any] = []
+        self.nodes: list[Any] = []
+        self.inputs: list[Any] = []
+
+    def error(self, what: str) -> NerwinError:
+        return NerwinError(f"{self.where}: {what}")
+
+    def use(self, name: str) -> None:
+        self.used.add(name)
+
+    def param(self, name: str, value: np.ndarray | None = None) -> str:
+        from onnx import numpy_helper
+
+        if value is None:
+            if name not in self.arrays:
+                raise self.error(f"parameter {name} is missing")
+            self.used.add(name)
+            value = self.arrays[name]
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def const(self, name: str, value: Any, dt: Any = np.int64) -> str:
+        return self.param(name, np.asarray(value, dtype=dt))
+
+    def node(self, op: str, ins: list[str], out: str, **attrs: Any) -> str:
+        self.nodes.append(self.helper.make_node(op, ins, [out], name=out, **attrs))
+        return out
+
+    def input(self, name: str, dims: list[Any]) -> str:
+        self.inputs.append(self.helper.make_tensor_value_info(name, self.TensorProto.INT64,
+                                                              dims))
+        return name
+
+
+def build_graph(arrays: dict[str, np.ndarray], cfg: Any, lex: Any, where: str) -> Any:
+    """The ONNX ModelProto of the network whose parameters are ``arrays``: each part of the
+    network (tables, blocks, head: nerwin.nn) writes its own operators (``to_onnx``)."""
+    onnx = _need("onnx", "nerwin export")
+    from onnx import TensorProto, helper
+
+    from nerwin.model import net_spec
 
     dtype = arrays["c"].dtype
     if dtype not in (np.float32, np.float64):
         raise NerwinError(f"{where}: cannot export parameters of dtype {dtype}")
     ftype = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
-    m = cfg.model
-    K = 2 * cfg.features.window + 1
-    used: set[str] = set()
-    inits: list[Any] = []
-    nodes: list[Any] = []
-    inputs: list[Any] = []
+    try:
+        spec = net_spec(cfg, lex)
+    except NerwinError as e:
+        raise NerwinError(f"{where}: {e}") from None
+    g = _Builder(arrays, spec.n_positions, where)
 
-    def param(name: str, value: np.ndarray | None = None) -> str:
-        if value is None:
-            if name not in arrays:
-                raise NerwinError(f"{where}: parameter {name} is missing")
-            used.add(name)
-            value = arrays[name]
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
+    def onnx_of(part: Any) -> Any:
+        if not hasattr(part, "to_onnx"):
+            raise NerwinError(f"{where}: cannot export the part {type(part).__name__}: it "
+                              f"has no ONNX form (to_onnx)")
+        return part.to_onnx
 
-    def const(name: str, value: Any, dt: Any = np.int64) -> str:
-        return param(name, np.asarray(value, dtype=dt))
-
-    def node(op: str, ins: list[str], out: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(op, ins, [out], name=out, **attrs))
-        return out
-
-    parts = []
-    for f in lex.features:
-        if isinstance(f, CharFeature):
-            h = (f.width - 1) // 2
-            inputs.append(helper.make_tensor_value_info("chars", TensorProto.INT64,
-                                                        ["words", "max_chars"]))
-            inputs.append(helper.make_tensor_value_info("char_index", TensorProto.INT64,
-                                                        ["batch", K]))
-            padded = node("Pad", ["chars", const("char_pads", [0, h, 0, h])], "chars_padded")
-            emb = node("Gather", [param("E_char"), padded], "char_emb")  # (U, L+2h, d)
-            shifted = []
-            for j in range(f.width):
-                end = j - 2 * h if j < 2 * h else np.iinfo(np.int64).max
-                shifted.append(node("Slice", [emb, const(f"char_s{j}", [j]),
-                                              const(f"char_e{j}", [end]),
-                                              const(f"char_ax{j}", [1])], f"char_win{j}"))
-            x = node("Concat", shifted, "char_x", axis=2)  # (U, L, width*d)
-            Wt = arrays["W_char"].T.copy()
-            used.add("W_char")
-            z = node("MatMul", [x, param("W_char_T", Wt)], "char_xw")
-            z = node("Add", [z, param("b_char")], "char_z")  # (U, L, F)
-            valid = node("Not", [node("Equal", ["chars", const("zero_id", 0)], "char_pad")],
-                         "char_valid")
-            valid = node("Unsqueeze", [valid, const("axis2", [2])], "char_valid3")
-            ninf = const("neg_inf", -np.inf, dtype)
-            masked = node("Where", [valid, z, ninf], "char_masked")
-            enc = node("ReduceMax", [masked], "char_enc", axes=[1], keepdims=0)  # opset 17
-            parts.append(node("Gather", [enc, "char_index"], "table_chars"))  # (B, K, F)
-        else:
-            name = f"ids_{f.name}"
-            inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64,
-                                                        ["batch", K]))
-            parts.append(node("Gather", [param(f.param), name], f"table_{f.name}"))
-    x = node("Concat", parts, "window_cat", axis=2) if len(parts) > 1 else parts[0]
-    h = node("Reshape", [x, const("flat_shape", [0, -1])], "x")  # (B, K * position dim)
-    act = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "hardtanh": "Clip"}
-    if m.nonlinearity not in act:
-        raise NerwinError(f"{where}: cannot export the nonlinearity {m.nonlinearity!r}")
-    for i in range(1, len(m.hidden) + 1):
-        z = node("Gemm", [h, param(f"W{i}"), param(f"b{i}")], f"z{i}", transB=1)
-        if m.nonlinearity == "hardtanh":
-            h = node("Clip", [z, const("minus1", -1.0, dtype), const("plus1", 1.0, dtype)],
-                     f"h{i}")
-        else:
-            h = node(act[m.nonlinearity], [z], f"h{i}")
-    if m.head == "logistic":
-        u = arrays["u"][None, :]
-        used.add("u")
-        s = node("Gemm", [h, param("u_row", u), param("c")], "s", transB=1)
-        node("Reshape", [s, const("vec_shape", [-1])], "scores")
-        out = helper.make_tensor_value_info("scores", ftype, ["batch"])
-    elif m.head in ("softmax", "crf"):
-        node("Gemm", [h, param("U"), param("c")], "scores", transB=1)
-        out = helper.make_tensor_value_info("scores", ftype, ["batch", len(lex.tags)])
-        if m.head == "crf":
-            used.update({"trans", "start", "end"})  # in the metadata, for the decoder
-    else:
-        raise NerwinError(f"{where}: cannot export the head {m.head!r}")
-    left = sorted(set(arrays) - used)
+    parts = [onnx_of(t)(g, f.name) for f, t in zip(lex.features, spec.tables, strict=True)]
+    x = g.node("Concat", parts, "window_cat", axis=2) if len(parts) > 1 else parts[0]
+    h = g.node("Reshape", [x, g.const("flat_shape", [0, -1])], "x")  # (B, K * position dim)
+    for b in spec.blocks():
+        h = onnx_of(b)(g, h)
+    dims = onnx_of(spec.make_head())(g, h)
+    out = helper.make_tensor_value_info("scores", ftype, dims)
+    left = sorted(set(arrays) - g.used)
     if left:
         raise NerwinError(f"{where}: cannot export {', '.join(left)}: the ONNX exporter "
                           f"does not know where these parameters go")
-    graph = helper.make_graph(nodes, "nerwin", inputs, [out], initializer=inits)
+    graph = helper.make_graph(g.nodes, "nerwin", g.inputs, [out], initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="nerwin", producer_version=__version__)
     model.ir_version = IR_VERSION
@@ -230,8 +194,11 @@ def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     where = str(model_dir)
     cfg, lex = _config_and_lexicon(meta, where)
     model = build_graph(arrays, cfg, lex, where)
-    crf = ({k: arrays[k].tolist() for k in ("trans", "start", "end")}
-           if cfg.model.head == "crf" else {})
+    from nerwin.nn.output import Head
+
+    # The head's own parameters (crf: trans, start, end) go to the decoder, in the metadata.
+    crf = {k: arrays[k].tolist()
+           for k in Head.from_config(cfg.model, lex.tags.itos).param_shapes()}
     keep = {k: meta[k] for k in ("nerwin_version", "config", "vocabs", "tags", "frozen")
             if k in meta}
     props = {
@@ -283,6 +250,11 @@ class OnnxModel:
                               f"(metadata: {e})") from None
         self.cfg, self.lex = _config_and_lexicon(meta, where)
         self.input_names = [i.name for i in session.get_inputs()]
+        from nerwin.nn.output import Head
+
+        # Decoding, probabilities and labels are the checkpoint's head's (nerwin.nn.output).
+        self.head = Head.from_config(self.cfg.model, self.lex.tags.itos)
+        self.tables = [f.table() for f in self.lex.features]
 
     # -- encoding and scores
 
@@ -294,15 +266,9 @@ class OnnxModel:
         return encode(Corpus(Path("<input>"), blank, scheme="iob2"), self.lex, self.cfg.features)
 
     def _feed(self, rows: tuple[Any, ...]) -> dict[str, np.ndarray]:
-        from nerwin.features import CharFeature
-
-        feed = {}
-        for f, a in zip(self.lex.features, rows, strict=True):
-            if isinstance(f, CharFeature):
-                feed["chars"] = np.asarray(a.chars, dtype=np.int64)
-                feed["char_index"] = np.asarray(a.index, dtype=np.int64)
-            else:
-                feed[f"ids_{f.name}"] = np.asarray(a, dtype=np.int64)
+        feed: dict[str, np.ndarray] = {}
+        for f, t, a in zip(self.lex.features, self.tables, rows, strict=True):
+            feed.update(t.onnx_feed(f.name, a))
         return feed
 
     def scores(self, data: Any) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -316,62 +282,27 @@ class OnnxModel:
             outs.append(s)
             lens.append(lengths)
         if not outs:
-            C = len(self.lex.tags)
-            return np.zeros((0, C) if self.cfg.model.head != "logistic" else (0,)), []
+            return self.head.empty_scores(), []
         return np.concatenate(outs), lens
 
     # -- decoding: what the checkpoint's head does, from the scores
 
-    def _constraints(self) -> Any:
-        from nerwin.nn.crf import allowed_transitions
-
-        return allowed_transitions(self.lex.tags.itos) if self.cfg.model.constrained else None
-
     def _decode_ids(self, out: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        from nerwin.nn.crf import viterbi
-        from nerwin.nn.heads import softmax
-
-        m = self.cfg.model
-        if m.head == "logistic":
-            return (out > 0).astype(np.int64)
-        if m.head == "crf":
-            return viterbi(out, lengths, self.crf["trans"], self.crf["start"],
-                           self.crf["end"], self._constraints())
-        if (m.decode or "viterbi") == "argmax":
-            return out.argmax(axis=1).astype(np.int64)
-        logp = np.log(np.maximum(softmax(out), np.finfo(out.dtype).tiny))
-        C = out.shape[1]
-        z = np.zeros((C, C), dtype=out.dtype)
-        return viterbi(logp, lengths, z, z[0], z[0], self._constraints())
+        return self.head.decode(out, lengths, self.crf)
 
     def _proba(self, out: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        from nerwin.nn.crf import crf_marginals
-        from nerwin.nn.heads import sigmoid, softmax
-
-        m = self.cfg.model
-        if m.head == "logistic":
-            p = sigmoid(out)
-            return np.stack([1.0 - p, p], axis=1)
-        if m.head == "crf":
-            return crf_marginals(out, lengths, self.crf["trans"], self.crf["start"],
-                                 self.crf["end"], self._constraints())
-        return softmax(out)
+        return self.head.columns(self.head.proba(out, lengths, self.crf))
 
     def _tags(self, data: Any, ids: np.ndarray) -> list[list[str]]:
-        """IOB2 tags from ids, as nerwin.model.Model.decode (repair rule; logistic: IO)."""
+        """IOB2 tags from ids, as nerwin.model.Model.decode (the head's labels, read in its
+        scheme: the repair rule; logistic: IO)."""
         from nerwin.conll import to_iob2
 
-        if self.cfg.model.head != "logistic":
-            itos = self.lex.tags.itos
-            return [to_iob2([itos[i] for i in s], "iob2")[0] for s in data.split(ids)]
-        p = self.cfg.model.positive
-        return [to_iob2([f"I-{p}" if v else "O" for v in s], "io")[0]
-                for s in data.split(ids)]
+        labels = self.head.labels
+        return [to_iob2([labels[i] for i in s], self.head.scheme)[0] for s in data.split(ids)]
 
     def _labels(self) -> list[str]:
-        if self.cfg.model.head == "logistic":
-            return ["O", f"I-{self.cfg.model.positive}"]
-        return list(self.lex.tags.itos)
+        return self.head.labels
 
     def _run(self, sentences: list[Any], want_ids: bool, want_proba: bool
              ) -> tuple[Any, np.ndarray, np.ndarray]:

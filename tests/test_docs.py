@@ -47,12 +47,13 @@ def test_shipped_configs_load_with_their_files():
 def test_derivations_name_functions_that_exist():
     import re
 
-    from nerwin.nn import crf, heads, layers, network
+    from nerwin.nn import blocks, crf, heads, layers, network, output, parts, tables
 
     text = (ROOT / "docs" / "derivations.md").read_text(encoding="utf-8")
-    modules = {"layers": layers, "heads": heads, "network": network, "crf": crf}
+    modules = {"layers": layers, "heads": heads, "network": network, "crf": crf,
+               "tables": tables, "blocks": blocks, "output": output, "parts": parts}
     named = [(m, a) for m, a in re.findall(
-        r"`(layers|heads|network|crf)\.([A-Za-z_.*]+)`", text)
+        r"`(layers|heads|network|crf|tables|blocks|output|parts)\.([A-Za-z_.*]+)`", text)
              if a != "py"]  # `heads.py` is the file
     assert len(named) >= 5
     assert sum(m == "crf" for m, _ in named) >= 5

@@ -1,7 +1,8 @@
 """Prediction with precomputed first-layer projections (tagging beyond the GEMM bound).
 
-The first hidden layer's pre-activation of a window is a sum over window positions k and
-token-feature tables f of one block of W_1 times one embedding row (``W1`` is (H, D), D
+When the network's first block is Dense (an affine map of the flat window), its
+pre-activation of a window is a sum over window positions k and token-feature tables f of
+one block of W_1 times one embedding row (``W1`` is (H, D), D
 laid out position by position, tables in order within a position):
 
     z_1 = b_1 + Σ_k Σ_f W_1[:, block(k, f)] E_f[id_{f,k}]
@@ -30,6 +31,7 @@ Only valid for the parameters at construction time: build one per evaluation cal
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,19 +54,17 @@ def combined_rows(n_rows: int, K: int) -> int | None:
 
 
 class Projections:
-    """The first layer of ``net`` (a WindowNet with >= 1 hidden layer), precomputed for
-    ``n_tokens`` tokens to predict. Use via ``net.forward(inputs, proj=...)``.
+    """The first Dense block (W (H, D), b (H,)) after ``tables`` (nerwin.nn.tables) over K
+    window positions, precomputed from ``params`` for ``n_tokens`` tokens to predict. Use
+    via ``net.forward(inputs, proj=...)`` (WindowNet.projections builds one).
     """
 
-    def __init__(self, net: Any, n_tokens: int) -> None:
-        from nerwin.nn.network import TableSpec
-
-        spec, p = net.spec, net.params
-        W = p["W1"]
+    def __init__(self, tables: Sequence[Any], K: int, W: np.ndarray, b: np.ndarray,
+                 params: dict[str, np.ndarray], n_tokens: int) -> None:
         H = W.shape[0]
-        K = spec.n_positions
-        W3 = W.reshape(H, K, spec.position_dim)
-        self.K, self.H, self.b = K, H, p["b1"]
+        position_dim = sum(t.out_dim for t in tables)
+        W3 = W.reshape(H, K, position_dim)
+        self.K, self.H, self.b = K, H, b
         self.lookups: list[tuple[int, str, int, int]] = []  # (table, mode, base row, n_rows)
         self.rest: list[int] = []  # tables multiplied per batch
         rest_cols: list[np.ndarray] = []
@@ -72,11 +72,11 @@ class Projections:
         # write every block straight into P (no copies of the large blocks).
         plan: list[tuple[int, Any, slice]] = []
         base, off, budget = 0, 0, MAX_BYTES
-        for ti, t in enumerate(spec.tables):
+        for ti, t in enumerate(tables):
             sl = slice(off, off + t.out_dim)
             off += t.out_dim
             size = t.n_rows * K * H * W.dtype.itemsize
-            if isinstance(t, TableSpec) and t.n_rows <= max(n_tokens, 1) and size <= budget:
+            if t.precomputable and t.n_rows <= max(n_tokens, 1) and size <= budget:
                 budget -= size
                 n_comb = combined_rows(t.n_rows, K)
                 combined = n_comb is not None
@@ -93,7 +93,7 @@ class Projections:
             # P[r, k] = E[r] · W_1[:, block(k, t)]ᵀ: (n_rows, K, H), one product with the
             # table's blocks of W_1 laid out as (d, K·H).
             Wt = np.ascontiguousarray(W3[:, :, sl].transpose(2, 1, 0)).reshape(-1, K * H)
-            E = p[t.param]
+            E = params[t.param]
             if mode == "positions":
                 np.matmul(E, Wt, out=self.P[b0: b0 + n * K].reshape(n, K * H))
                 continue
