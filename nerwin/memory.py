@@ -38,7 +38,7 @@ from pathlib import Path
 
 from nerwin.config import Config, ConfigError
 from nerwin.nn import project
-from nerwin.nn.network import CharSpec, NetSpec
+from nerwin.nn.network import NetSpec
 from nerwin.optim import OPTIMIZERS
 
 #: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
@@ -90,9 +90,8 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
         "projections": _projection_bytes(spec, itemsize),
         "token arrays": (4 * len(spec.tables) + 20) * n_windows
         + (10 + 4 * len(spec.tables)) * b * k
-        # the character feature holds max_len int16 ids a token, not one int32
-        + sum((2 * t.max_len - 4) * (n_windows + b * k) for t in spec.tables
-              if isinstance(t, CharSpec)),
+        # a character table's feature holds max_len int16 ids a token, not one int32
+        + sum((2 * getattr(t, "max_len", 2) - 4) * (n_windows + b * k) for t in spec.tables),
     }
 
 
@@ -137,15 +136,16 @@ def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
         return parts
     # The culprit: the key whose usual value would shrink the estimate the most (a key
     # whose table the model does not have saves nothing).
-    def tables(change: dict[str, int], key: str = "", kind: type | None = None) -> NetSpec:
-        # The tables that config key sets (each table knows its dim's key), or of a kind.
+    def tables(change: dict[str, int], key: str = "") -> NetSpec:
+        # The tables that config key sets (each table knows its dim's key), else those
+        # that have the changed fields (the character encoder's filters, width, max_len).
         new = tuple(dataclasses.replace(t, **{k: min(v, getattr(t, k)) for k, v in
                                               change.items()})
-                    if (t.dim_key == key if key else isinstance(t, kind)) else t
-                    for t in spec.tables)
+                    if (t.dim_key == key if key else all(hasattr(t, k) for k in change))
+                    else t for t in spec.tables)
         return dataclasses.replace(spec, tables=new)
 
-    chars = [t for t in spec.tables if isinstance(t, CharSpec)]
+    widths = [t.width for t in spec.tables if hasattr(t, "width")]
     usual = {"features.window": dataclasses.replace(spec, window=min(spec.window, 2)),
              "features.dim": tables({"dim": 50}, "features.dim"),
              "model.hidden": dataclasses.replace(spec, hidden=tuple(min(h, 100)
@@ -153,12 +153,11 @@ def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
              "features.casing_dim": tables({"dim": 5}, "features.casing_dim"),
              "features.affix_dim": tables({"dim": 20}, "features.affix_dim"),
              "features.shape_dim": tables({"dim": 20}, "features.shape_dim"),
-             "features.char_filters": tables({"filters": 50}, kind=CharSpec),
+             "features.char_filters": tables({"filters": 50}),
              "features.char_dim": tables({"dim": 25}, "features.char_dim"),
-             "features.char_width": tables({"width": 3}, kind=CharSpec),
+             "features.char_width": tables({"width": 3}),
              # the width must still fit in max_len
-             "features.char_max_len": tables(
-                 {"max_len": max([20, *(t.width for t in chars)])}, kind=CharSpec)}
+             "features.char_max_len": tables({"max_len": max([20, *widths])})}
     saved = {key: total - sum(estimate(smaller, cfg.training.batch_size).values())
              for key, smaller in usual.items()}
     saved["training.batch_size"] = total - sum(
