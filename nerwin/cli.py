@@ -379,27 +379,38 @@ Examples:
               help="Write here (atomically: a temporary file, renamed when complete) "
                    "instead of standard output.")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes that tag chunks in parallel (each loads the model once); "
+                   "the output is the same as with one, in input order.")
 def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
-        output: str | None, quiet: bool) -> None:
+        output: str | None, quiet: bool, workers: int) -> None:
     """Tag INPUT (a file, or - for standard input) with MODEL: a run's best/ or last/
     folder, or a .onnx file from `nerwin export` (run by onnxruntime).
 
     Text input is split into sentences and tokens the way CoNLL-2003 is (every token keeps
     its character offsets); CoNLL input keeps every line and column and appends the tag.
     The input is read, tagged and written in chunks, so memory stays flat on big files; a
-    progress bar goes to stderr when INPUT is a file.
+    progress bar goes to stderr when INPUT is a file. With --workers N, N processes tag
+    chunks of whole lines in parallel.
     """
     from nerwin.api import load_model
 
     if output is not None:
         check_destination(output, "--output")
-    model = load_model(model_dir)
-    # A full or closed standard output is main()'s to report, as for every command.
-    _tag_to(model, input_file, output, input_format, output_format, quiet)
+    model = load_model(model_dir)  # also when workers load their own: fail here, early
+    try:
+        # A full or closed standard output is main()'s to report, as for every command.
+        _tag_to(model, input_file, output, input_format, output_format, quiet, workers,
+                model_dir)
+    except KeyboardInterrupt:  # the workers are stopped; an --output file is not written
+        click.echo("\ninterrupted; no output was written" if output else "\ninterrupted",
+                   err=True)
+        sys.exit(130)
 
 
 def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
-            output_format: str, quiet: bool) -> None:
+            output_format: str, quiet: bool, workers: int = 1, model_dir: str | None = None
+            ) -> None:
     """Stream INPUT (a file or stdin) through the model into OUTPUT (atomic) or stdout."""
     import contextlib
 
@@ -427,8 +438,13 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
             out = stack.enter_context(atomic_writer(output, "--output"))
         else:
             out = sys.stdout
+        runner = None
+        if workers > 1:
+            from nerwin.parallel import Workers
+
+            runner = Workers(model_dir or "", workers)
         tag_stream(model, src, name, out, input_format=input_format,
-                   output_format=output_format, on_bytes=on_bytes)
+                   output_format=output_format, on_bytes=on_bytes, runner=runner)
 
 
 @cli.command()
