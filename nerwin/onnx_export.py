@@ -186,7 +186,8 @@ def build_graph(arrays: dict[str, np.ndarray], cfg: Any, lex: Any, where: str) -
 def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the network of the checkpoint ``model_dir`` to ``out`` (atomically) as
     ONNX with the metadata a runtime needs; return a short summary."""
-    from nerwin.checkpoint import atomic_write_bytes, load_checkpoint
+    from nerwin.atomic import atomic_write_bytes
+    from nerwin.checkpoint import load_checkpoint
     from nerwin.model import expected_shapes
 
     helper = _need("onnx.helper", "nerwin export")
@@ -218,10 +219,7 @@ def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     }
     helper.set_model_props(model, props)
     data = model.SerializeToString()
-    try:
-        atomic_write_bytes(out, data)
-    except OSError as e:
-        raise NerwinError(f"{out}: cannot write the ONNX file ({e.strerror or e})") from None
+    atomic_write_bytes(out, data, "the ONNX file")
     return {"path": str(out), "bytes": len(data), "inputs": json.loads(props["inputs"]),
             "head": cfg.model.head, "tags": len(lex.tags)}
 

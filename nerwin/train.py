@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from nerwin.checkpoint import append_jsonl, atomic_write_text, load_checkpoint, save_checkpoint
+from nerwin.atomic import atomic_write_text
+from nerwin.checkpoint import append_jsonl, load_checkpoint, save_checkpoint
 from nerwin.config import Config, dump_yaml, to_dict
 from nerwin.conll import Corpus
 from nerwin.dataset import build_lexicon, read_split, read_train
