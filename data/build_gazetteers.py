@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_gazetteers: {e.name} is not installed; pip install -e '.[gazetteers]'",
               file=sys.stderr)
         return 2
-    from nerwin.checkpoint import atomic_write_text
+    from nerwin.atomic import atomic_write_text
 
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / "loc.txt"
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         ", pycountry (LGPL-2.1)" if a.pycountry else "")
     header = (f"# LOC gazetteer written by nerwin data/build_gazetteers.py from {sources}\n"
               f"# {len(entries)} entries, one a line, tokens split on whitespace\n")
-    atomic_write_text(path, header + "".join(e + "\n" for e in entries))
+    atomic_write_text(path, header + "".join(e + "\n" for e in entries), "the gazetteer")
     print(f"wrote {path}: {len(entries):,} entries")
     return 0
 
