@@ -22,7 +22,8 @@ features with nerwin's own code, runs the network in onnxruntime, and decodes as
 checkpoint does.
 
 Metadata (``metadata_props``, all strings, JSON where structured): ``nerwin_version``,
-``nerwin_meta`` (the checkpoint's meta: config, every feature's vocabulary, tags),
+``nerwin_meta`` (the checkpoint's meta: config, every feature's vocabulary, tags, the
+gazetteers' entries),
 ``feature_rules`` (how each input is computed from a token, for a runtime outside
 Python), ``inputs``, ``tags``, ``window``, ``head``, ``decode``, ``constrained``, ``crf``
 (``trans``, ``start``, ``end`` as lists; empty for other heads), ``positive`` (logistic).
@@ -66,7 +67,8 @@ def _config_and_lexicon(meta: dict[str, Any], where: str) -> tuple[Any, Any]:
 
     try:
         cfg = from_dict(meta["config"], source=f"{where} (nerwin_meta)", check_files=False)
-        feats = features_from_vocabs(cfg.features, meta["vocabs"])
+        feats = features_from_vocabs(cfg.features, meta["vocabs"], scheme=cfg.model.scheme,
+                                     gazetteers=meta.get("gazetteers"))
         lex = Lexicon(feats[0].vocab, Vocab(tuple(meta["tags"])), features=feats)
     except (KeyError, TypeError, ValueError) as e:
         raise NerwinError(f"{where}: not a nerwin model ({e})") from None
@@ -199,8 +201,8 @@ def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     # The head's own parameters (crf: trans, start, end) go to the decoder, in the metadata.
     crf = {k: arrays[k].tolist()
            for k in Head.from_config(cfg.model, lex.tags.itos).param_shapes()}
-    keep = {k: meta[k] for k in ("nerwin_version", "config", "vocabs", "tags", "frozen")
-            if k in meta}
+    keep = {k: meta[k] for k in ("nerwin_version", "config", "vocabs", "tags", "frozen",
+                                 "gazetteers") if k in meta}
     props = {
         "nerwin_version": __version__,
         "nerwin_meta": json.dumps(keep, ensure_ascii=False),

@@ -20,7 +20,8 @@ Output formats
     sentence, tokens joined by spaces.
 
 Entity score: the mean, over the entity's tokens, of the probability the model gives to the
-entity's type at that token (the sum of its ``B-X`` and ``I-X`` probabilities), read from
+entity's type at that token (the sum of its ``B-X`` and ``I-X`` probabilities, and of
+``E-X`` and ``S-X`` for a model trained in IOBES: every label of the type), read from
 :meth:`nerwin.model.Model.token_probabilities` (computed with the tags, from the same
 pass through the network: :meth:`~nerwin.model.Model.tag_and_probabilities`). A token's
 share of the type is what the tag decision rests on whatever the head, so the score works
@@ -312,7 +313,8 @@ def conll_records(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Item 
 
 
 def entity_score(probs: np.ndarray, labels: list[str], type_: str) -> float:
-    """Mean over the entity's tokens of P(B-type) + P(I-type) (see the module docstring).
+    """Mean over the entity's tokens of P(B-type) + P(I-type) (+ P(E-type) + P(S-type) for
+    an IOBES model: every label of the type; see the module docstring).
 
     probs: (n, len(labels)) the probabilities of the entity's own tokens.
     """
