@@ -121,3 +121,41 @@ def test_readme_picture_is_small_and_present():
     pic = ROOT / "docs" / "learning_curves.png"
     assert "](docs/learning_curves.png)" in README
     assert pic.read_bytes()[:4] == b"\x89PNG" and pic.stat().st_size < 150_000
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings (outside code blocks)."""
+    import re
+
+    out, inside = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif not inside and re.match(r"#{1,6} ", line):
+            out.add(re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-"))
+    return out
+
+
+def test_links_between_readme_and_docs_resolve():
+    """The reference moved from README.md to docs/: every relative link of README.md and of
+    docs/*.md names a file that exists and, for a Markdown page, a heading it has."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) >= 8, "README.md links the docs/ pages"
+    readme_links = set(re.findall(r"\]\((docs/[^)#]+)", README))
+    assert {f"docs/{p.name}" for p in pages[1:]} <= readme_links
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            assert dest.exists(), f"{page.name}: {target}"
+            if anchor and dest.suffix == ".md":
+                assert anchor in _anchors(dest.read_text(encoding="utf-8")), \
+                    f"{page.name}: {target}"
+            checked += 1
+    assert checked >= 30
