@@ -165,6 +165,20 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class BlockConfig:
+    """One entry of model.blocks: a convolution block over the previous block's outputs
+    within each sentence (nerwin.nn.blocks.Conv)."""
+
+    width: int = field(default=3, metadata=_meta(
+        "tokens each output reads, odd: 3 = the token and one neighbour each side", minimum=1))
+    units: int = field(default=300, metadata=_meta("output units", minimum=1))
+    nonlinearity: str = field(default="relu", metadata=_meta(
+        "f of the block", choices=NONLINEARITIES))
+    dropout: float = field(default=0.0, metadata=_meta(
+        "inverted-dropout rate on its output", minimum=0, maximum=1, exclusive_max=True))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     hidden: tuple[int, ...] = field(default=(100,), metadata=_meta(
         "hidden layer sizes, e.g. [300] or [200, 100]; [] for a linear model", minimum=1))
@@ -180,6 +194,14 @@ class ModelConfig:
     word_dropout: float = field(default=0.0, metadata=_meta(
         "in training, replace each word of a window by <unk> with this probability",
         minimum=0, maximum=1, exclusive_max=True))
+    input_dropout: float = field(default=0.0, metadata=_meta(
+        "inverted-dropout rate on the window vector x (training only)",
+        minimum=0, maximum=1, exclusive_max=True))
+    blocks: tuple[BlockConfig, ...] = field(default=(), metadata=_meta(
+        "convolution blocks after the hidden layers, each {width: 3, units: 300, "
+        "nonlinearity: relu, dropout: 0.0}: token t reads the previous layer's outputs "
+        "at t-1..t+1 of its sentence (zeros beyond its ends); batches become whole "
+        "sentences"))
     head: str = field(default="softmax", metadata=_meta(
         "softmax over all tags, the logistic score of one entity type, or a linear-chain "
         "CRF over the tag scores (sentence-level likelihood)", choices=HEADS))
@@ -346,6 +368,12 @@ def _coerce(value: Any, tp: Any, f: dataclasses.Field, source: str, key: str,
             raise bad("a path (a string)")
         p = Path(value).expanduser()
         out = Path(os.path.normpath(p if p.is_absolute() else base / p))
+    elif typing.get_origin(inner) is tuple and dataclasses.is_dataclass(
+            typing.get_args(inner)[0]):
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list of mappings, e.g. [{width: 3, units: 300}]")
+        item = typing.get_args(inner)[0]
+        out = tuple(_build(item, v, source, f"{key}[{i}]", base) for i, v in enumerate(value))
     elif typing.get_origin(inner) is tuple:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
@@ -580,7 +608,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         elif isinstance(v, Path):
             out[f.name] = str(v)
         elif isinstance(v, tuple):
-            out[f.name] = list(v)
+            out[f.name] = [to_dict(e) if dataclasses.is_dataclass(e) else e for e in v]
         else:
             out[f.name] = v
     return out
