@@ -309,6 +309,52 @@ class Conv:
         """Which side of its kinks each unit sits on (read from the activation f(z))."""
         return Dense.kinks(self, cache)  # type: ignore[arg-type]
 
+    ONNX_OPS = Dense.ONNX_OPS
+    #: The graph input that carries the batch's sentence lengths (S,) int64, in order.
+    ONNX_LENGTHS = "sentence_lengths"
+
+    def to_onnx(self, g: Any, h: str) -> str:
+        """The neighbours by index arithmetic, as :func:`neighbour_index` (a batch of whole
+        sentences whose lengths come in the ``sentence_lengths`` input): each token's
+        sentence from CumSum of the lengths, its position and its sentence's length; per
+        offset a Where between the neighbour's row and the zero row B appended by Pad; one
+        Gather, a Reshape, then Gemm + the nonlinearity as :class:`Dense`."""
+        name = self._name()
+        L = self.ONNX_LENGTHS
+        if L not in [i.name for i in g.inputs]:
+            g.input(L, ["sentences"])
+
+        def n(op: str, ins: list[str], out: str, **kw: Any) -> str:
+            return g.node(op, ins, f"{name}.{out}", **kw)
+
+        def c(key: str, value: Any) -> str:
+            return g.const(f"{name}.{key}", value)
+
+        ends = n("CumSum", [L, c("axis0", 0)], "ends")               # (S,)
+        starts_s = n("Sub", [ends, L], "starts_s")
+        B = n("Gather", [n("Shape", [h], "shape"), c("zero", 0)], "B")  # scalar
+        t = n("Range", [c("zero_s", 0), B, c("one_s", 1)], "t")       # (B,)
+        # Sentence of token t: how many sentence ends are <= t.
+        ge = n("GreaterOrEqual", [n("Unsqueeze", [t, c("ax1", [1])], "t_col"),
+                                  n("Unsqueeze", [ends, c("ax0", [0])], "ends_row")], "ge")
+        sent = n("ReduceSum", [n("Cast", [ge], "ge_int", to=g.TensorProto.INT64),
+                               c("ax1r", [1])], "sent", keepdims=0)
+        pos = n("Sub", [t, n("Gather", [starts_s, sent], "start")], "pos")
+        length = n("Gather", [L, sent], "length")
+        cols, zero_q = [], c("zero_q", 0)
+        for j, o in enumerate(range(-self.w, self.w + 1)):
+            q = n("Add", [pos, c(f"off{j}", o)], f"q{j}")
+            inside = n("And", [n("GreaterOrEqual", [q, zero_q], f"ge0_{j}"),
+                               n("Less", [q, length], f"lt_{j}")], f"inside{j}")
+            row = n("Where", [inside, n("Add", [t, c(f"offt{j}", o)], f"src{j}"), B],
+                    f"row{j}")
+            cols.append(n("Unsqueeze", [row, c(f"axc{j}", [1])], f"col{j}"))
+        idx = n("Concat", cols, "index", axis=1) if len(cols) > 1 else cols[0]  # (B, 2w+1)
+        padded = n("Pad", [h, c("pads", [0, 0, 1, 0])], "padded")    # row B = zeros
+        nb = n("Gather", [padded, idx], "gathered", axis=0)          # (B, 2w+1, n_in)
+        flat = n("Reshape", [nb, c("flat", [0, -1])], "neighbours")
+        return Dense.to_onnx(self, g, flat)  # type: ignore[arg-type]
+
     def nodes(self, B: int) -> list[Node]:
         i, k = self.index, self.width * self.n_in
         name = self._name()
