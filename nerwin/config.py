@@ -437,6 +437,11 @@ def _check_cross_fields(cfg: Config) -> None:
     problem = output.HEAD_CLASSES[cfg.model.head].config_problem(cfg.model, defaults)
     if problem is not None:
         raise ConfigError(src, f"model.{problem[0]}", problem[1])
+    for i, b in enumerate(cfg.model.blocks):
+        if b.width % 2 == 0:
+            raise ConfigError(src, f"model.blocks[{i}].width", f"expected an odd width (the "
+                              f"block reads the token and as many neighbours on each "
+                              f"side); got {b.width}")
     f = cfg.features
     if f.char_filters > 0:
         if f.char_width % 2 == 0:
