@@ -132,6 +132,10 @@ class Dense:
             return [(np.sign(a) * (np.abs(a) >= 1)).reshape(-1).astype(np.int64)]
         return []
 
+    def batch_floats(self) -> int:
+        """Floats per token its forward and backward pass hold (z, f(z), mask, δ)."""
+        return 4 * self.n_out
+
     def nodes(self, B: int) -> list[Node]:
         i = self.index
         out = [Node(f"dense{i}.affine", f"z{i} = h W{i}ᵀ + b{i}", (B, self.n_out),
@@ -354,6 +358,11 @@ class Conv:
         nb = n("Gather", [padded, idx], "gathered", axis=0)          # (B, 2w+1, n_in)
         flat = n("Reshape", [nb, c("flat", [0, -1])], "neighbours")
         return Dense.to_onnx(self, g, flat)  # type: ignore[arg-type]
+
+    def batch_floats(self) -> int:
+        """Floats per token its passes hold: Dense's, the neighbours and their δ, the padded
+        copy of its input and dh."""
+        return 4 * self.n_out + 2 * self.width * self.n_in + 2 * self.n_in
 
     def nodes(self, B: int) -> list[Node]:
         i, k = self.index, self.width * self.n_in
