@@ -281,3 +281,60 @@ def test_graph_shows_the_conv_blocks(tmp_path):
     assert "W2, b2" in line
     B = int(line.split("(")[1].split(",")[0])
     assert f"{B * 4800:,}" in line
+
+
+def test_a_kill_during_a_save_then_resume_is_bit_identical_with_conv_blocks(tmp_path):
+    """The fault-injection child of test_resume_faults (os._exit during the second save of
+    last/, as kill -9) on a conv-block run; --resume must give the uninterrupted weights."""
+    import os
+    import subprocess
+    import sys
+
+    from test_resume_faults import CHILD, arrays_of, metrics
+
+    args = ["--quiet", "--set", "training.epochs=3", "--set", "training.patience=null",
+            *CONV_ARGS]
+    full, out = tmp_path / "full", tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", str(SAMPLE), "--out", str(full), *args])
+    assert r.exit_code == 0, r.output
+    child = subprocess.run([sys.executable, "-c", CHILD, "last", "moved-in", "train",
+                            str(SAMPLE), "--out", str(out), *args],
+                           capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert child.returncode == 137, child.stdout + child.stderr
+    r = CliRunner().invoke(cli, ["train", str(SAMPLE), "--out", str(out), "--resume", *args])
+    assert r.exit_code == 0, r.output
+    for name in ("best", "last"):
+        want, got = arrays_of(full / name), arrays_of(out / name)
+        assert want.keys() == got.keys() and "W3" in want
+        for k in want:
+            assert np.array_equal(want[k], got[k]), (name, k)
+    assert metrics(out) == metrics(full)
+
+
+def test_sentences_in_a_batch_do_not_see_each_other():
+    """A batch of whole sentences scores each sentence as it would alone."""
+    net = make_net(conv=((3, 4, "relu", 0.0), (5, 3, "tanh", 0.0)))
+    inputs, y, lengths = data(LENGTHS["mixed"])
+    together, _ = net.forward(inputs, lengths=lengths)
+    start = 0
+    for n in lengths:
+        alone, _ = net.forward(tuple(a[start:start + n] for a in inputs), lengths=np.array([n]))
+        np.testing.assert_allclose(together[start:start + n], alone, rtol=1e-12, atol=1e-14)
+        start += n
+
+
+def test_tagging_a_conv_model_through_the_api(tmp_path):
+    """Training with the softmax head gives sentence batches; tagging and probabilities go
+    through whole sentences too (the Python API, as nerwin tag)."""
+    import nerwin
+    from nerwin.api import load_model
+    from nerwin.conll import read_tokens
+
+    info = nerwin.train(SAMPLE, overrides={"training.epochs": 1, "model.blocks": [
+        {"width": 3, "units": 8}]}, out=tmp_path / "r")
+    model = load_model(info.best)
+    sents = read_tokens(ROOT / "data" / "sample" / "test.txt")[:30]
+    tags = model.tag(sents)
+    labels, probs = model.token_probabilities(sents)
+    assert [len(t) for t in tags] == [len(s.tokens) for s in sents]
+    assert all(np.allclose(p.sum(axis=1), 1) for p in probs)
