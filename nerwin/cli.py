@@ -508,14 +508,17 @@ def graph(config_path: str, overrides: tuple[str, ...], batch: int | None, gradi
 @click.option("--space", "space_path", required=True, type=click.Path(dir_okay=False),
               help="YAML mapping config keys to {choice: [...]}, {uniform: [a, b]}, "
                    "{log_uniform: [a, b]} or {int: [a, b]}.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Sweep directory: trial-NNNN/ run directories, study.db, best_config.yaml.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Sweep directory (new, empty or this sweep's): trial-NNNN/ run "
+                   "directories, sweep.json, study.db, best_config.yaml.")
 @click.option("--trials", default=20, show_default=True, type=click.IntRange(1),
               help="Finished (complete or pruned) trials the study should hold in total.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
               help="Trials run at once, each in its own process on one BLAS thread.")
 @click.option("--storage", default=None,
-              help="Optuna storage URL shared by every worker (default: sqlite:///OUT/study.db).")
+              help="Optuna storage URL shared by every worker (default: sqlite:///OUT/study.db), "
+                   "e.g. postgresql+psycopg2://user:password@host/db; a server's connect "
+                   "timeout is 5 s unless the URL sets ?connect_timeout=SECONDS.")
 @click.option("--study", "study_name", default=None,
               help="Study name in the storage (default: nerwin).")
 @set_option

@@ -37,8 +37,8 @@ NONLINEARITIES = tuple(layers.NONLINEARITIES)
 INITS = tuple(init.INITS)
 HEADS = output.HEADS
 DECODERS = output.DECODERS
-OPTIMIZERS = optim.OPTIMIZERS
-SCHEDULES = schedules.SCHEDULES
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+SCHEDULES = tuple(schedules.SCHEDULES)
 
 
 class _Loader(yaml.SafeLoader):

@@ -171,9 +171,18 @@ class _Sentences(Sequence):
 
 
 def split_tag(tag: str) -> tuple[str, str | None]:
-    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``."""
+    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``: the one convention,
+    shared by the readers, the scheme conversions and the scorer (nerwin.metrics).
+
+    Raises:
+        ValueError: if ``tag`` is not ``"O"`` or ``"B-X"``/``"I-X"``/``"E-X"``/``"S-X"``.
+    """
     if tag == "O":
         return "O", None
+    if not isinstance(tag, str) or len(tag) < 3 or tag[1] != "-" or tag[0] not in "BIES":
+        raise ValueError(
+            f"tag {tag!r} is not 'O' or '<B|I|E|S>-<TYPE>' (for example 'B-PER')"
+        )
     return tag[0], tag[2:]
 
 
@@ -427,7 +436,6 @@ def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) 
     docs = 0
     blank, in_sentence = True, False
     ncols, first_line, first_sep = 0, 0, ""
-    sep_name = {"\t": "tab", " ": "space"}
     for lineno, line in enumerate(iter_lines(path), start=1):
         parts, sep = split_line(line)
         if not parts:
@@ -445,31 +453,19 @@ def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) 
             continue
         if not ncols:  # the first token line sets the columns
             ncols, first_line, first_sep = len(parts), lineno, sep
-            if ncols < 2:
-                errors[_FIRST_LINE] = (
-                    f"{path}:{lineno}: found 1 column ({parts[0]!r}); expected at least 2: "
-                    f"the token first and the NER tag "
-                    f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
-                continue
-            if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
-                errors[_FIRST_LINE] = (f"{path}:{lineno}: tag column {tag_column} does not "
-                                       f"exist or is the token column; the file has {ncols} "
-                                       f"columns")
+            bad = _first_line_error(path, lineno, parts, tag_column)
+            if bad is not None:
+                errors[_FIRST_LINE] = bad
                 continue
         if len(parts) != ncols:
-            how = (f"both {sep_name[sep]}-separated" if sep == first_sep else
-                   f"this line is {sep_name[sep]}-separated, line {first_line} "
-                   f"{sep_name[first_sep]}-separated")
-            errors[_LINE] = (f"{path}:{lineno}: found {len(parts)} columns, expected "
-                             f"{ncols} as on line {first_line} ({how})")
+            errors[_LINE] = _columns_error(path, lineno, len(parts), sep, ncols, first_line,
+                                           first_sep)
             continue
         tag = parts[tag_column]
         t = raw.get(tag)
         if t is None:
             if not _TAG.match(tag):
-                errors[_LINE] = (f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or "
-                                 f"PREFIX-TYPE with PREFIX one of B, I, E, S "
-                                 f"(token {parts[0]!r})")
+                errors[_LINE] = _tag_error(path, lineno, tag, parts[0])
                 continue
             t = raw[tag] = len(raw)
             tag_lines[tag] = lineno
@@ -496,6 +492,36 @@ def read_conll(path: str | Path, *, scheme: str = "auto", tag_column: int = -1) 
     return Corpus.from_arrays(path, list(index), token_ids, names, tag_ids, offsets,
                               sent_lines, scheme=use, repaired=repaired, columns=ncols,
                               docs=docs, tag_lines=tag_lines)
+
+
+def _columns_error(path: Path, lineno: int, n: int, sep: str, ncols: int, first_line: int,
+                   first_sep: str) -> str:
+    """The message for a line of ``n`` columns in a file whose first token line had ncols."""
+    sep_name = {"\t": "tab", " ": "space"}
+    how = (f"both {sep_name[sep]}-separated" if sep == first_sep else
+           f"this line is {sep_name[sep]}-separated, line {first_line} "
+           f"{sep_name[first_sep]}-separated")
+    return (f"{path}:{lineno}: found {n} columns, expected {ncols} as on line {first_line} "
+            f"({how})")
+
+
+def _tag_error(path: Path, lineno: int, tag: str, token: str) -> str:
+    return (f"{path}:{lineno}: {tag!r} is not a NER tag; expected O or PREFIX-TYPE with "
+            f"PREFIX one of B, I, E, S (token {token!r})")
+
+
+def _first_line_error(path: Path, lineno: int, parts: list[str], tag_column: int
+                      ) -> str | None:
+    """What is wrong with the first token line's columns (it sets them), or None."""
+    ncols = len(parts)
+    if ncols < 2:
+        return (f"{path}:{lineno}: found 1 column ({parts[0]!r}); expected at least 2: "
+                f"the token first and the NER tag "
+                f"{'last' if tag_column == -1 else f'in column {tag_column}'}")
+    if not -ncols <= tag_column < ncols or tag_column in (0, -ncols):
+        return (f"{path}:{lineno}: tag column {tag_column} does not exist or is the token "
+                f"column; the file has {ncols} columns")
+    return None
 
 
 _PREFIX_CODE = {"O": 0, "B": 1, "I": 2, "E": 3, "S": 4}

@@ -39,6 +39,7 @@ from pathlib import Path
 from nerwin.config import Config, ConfigError
 from nerwin.nn import project
 from nerwin.nn.network import NetSpec
+from nerwin.optim import OPTIMIZERS
 
 #: Used when the free memory cannot be read (no /proc/meminfo, no sysconf).
 FALLBACK_LIMIT = 8 * 2**30
@@ -73,8 +74,7 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
     total = sum(sizes.values())
     sparse = [p for p in params if p.row_sparse]  # gradients only on the batch's rows
     dense = total - sum(p.size for p in sparse)
-    # TODO(merge with the optimiser registry): OPTIMIZERS[optimizer].slots from nerwin.optim.
-    slots = {"adam": 2, "adagrad": 1, "rmsprop": 1}.get(optimizer, 1 if momentum > 0 else 0)
+    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)
     k = spec.n_positions
     b = max(1, min(batch_size, max(1, n_windows)), min(EVAL_BATCH, n_windows))
     sparse_rows = sum(min(p.shape[0], b * k) * p.shape[1] for p in sparse)

@@ -30,27 +30,15 @@ from typing import Any
 
 import numpy as np
 
+from nerwin.conll import split_tag
+
 __all__ = ["get_entities", "score", "format_table", "format_conlleval"]
 
 _PREFIXES = ("B", "I", "E", "S")
 
 
-def _split_tag(tag: str) -> tuple[str, str]:
-    """Split a tag into ``(prefix, type)``; ``"O"`` gives ``("O", "")``.
-
-    Raises:
-        ValueError: if ``tag`` is not ``"O"`` or ``"B-X"``/``"I-X"``/``"E-X"``/``"S-X"``.
-    """
-    if tag == "O":
-        return "O", ""
-    if not isinstance(tag, str) or len(tag) < 3 or tag[1] != "-" or tag[0] not in _PREFIXES:
-        raise ValueError(
-            f"tag {tag!r} is not 'O' or '<B|I|E|S>-<TYPE>' (for example 'B-PER')"
-        )
-    return tag[0], tag[2:]
-
-
-def _chunk_ends(prev_prefix: str, prefix: str, prev_type: str, type_: str) -> bool:
+def _chunk_ends(prev_prefix: str, prefix: str, prev_type: str | None, type_: str | None
+                ) -> bool:
     """True when a chunk that includes the previous token ends before the current one.
 
     These are conlleval's ``endOfChunk`` rules as extended for IOBES by seqeval.
@@ -65,7 +53,8 @@ def _chunk_ends(prev_prefix: str, prefix: str, prev_type: str, type_: str) -> bo
     return prev_type != type_
 
 
-def _chunk_starts(prev_prefix: str, prefix: str, prev_type: str, type_: str) -> bool:
+def _chunk_starts(prev_prefix: str, prefix: str, prev_type: str | None, type_: str | None
+                  ) -> bool:
     """True when a new chunk starts at the current token (conlleval's ``startOfChunk``)."""
     if prefix == "O":
         return False
@@ -96,11 +85,11 @@ def get_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
         # A str is a Sequence[str] too; iterating it would score its characters.
         raise ValueError(f"expected a sequence of tags, got the string {tags!r}")
     chunks: list[tuple[str, int, int]] = []
-    prev_prefix, prev_type = "O", ""
+    prev_prefix, prev_type = "O", None
     start = 0
     # A trailing "O" closes any chunk still open at the end of the sentence.
     for i, tag in enumerate([*tags, "O"]):
-        prefix, type_ = _split_tag(tag)
+        prefix, type_ = split_tag(tag)
         if _chunk_ends(prev_prefix, prefix, prev_type, type_):
             chunks.append((prev_type, start, i))
         if _chunk_starts(prev_prefix, prefix, prev_type, type_):
@@ -119,10 +108,75 @@ def _prf(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:
 
 def _label_order(label: str) -> tuple[int, str, int]:
     """Sort key for confusion labels: ``O`` first, then by type, then B, I, E, S."""
-    prefix, type_ = _split_tag(label)
+    prefix, type_ = split_tag(label)
     if prefix == "O":
         return (0, "", 0)
     return (1, type_, _PREFIXES.index(prefix))
+
+
+Chunks = set[tuple[int, str, int, int]]  # (sentence index, type, start, end)
+
+
+def _collect(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
+             ) -> tuple[Chunks, Chunks, Counter[tuple[str, str]], int]:
+    """The gold and predicted chunks of every sentence, the (gold, predicted) tag pair
+    counts and the token count; checks that the sentences pair up."""
+    gold_chunks: Chunks = set()
+    pred_chunks: Chunks = set()
+    pair_counts: Counter[tuple[str, str]] = Counter()
+    tokens = 0
+    for index, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
+        if isinstance(gold_tags, str) or isinstance(pred_tags, str):
+            raise ValueError(
+                f"sentence {index}: expected a sequence of tags, got a string"
+            )
+        if len(gold_tags) != len(pred_tags):
+            raise ValueError(
+                f"sentence {index}: gold has {len(gold_tags)} tags but the prediction has "
+                f"{len(pred_tags)}"
+            )
+        # The sentence index in the key keeps chunks of different sentences apart.
+        gold_chunks.update((index, *chunk) for chunk in get_entities(gold_tags))
+        pred_chunks.update((index, *chunk) for chunk in get_entities(pred_tags))
+        pair_counts.update(zip(gold_tags, pred_tags))
+        tokens += len(gold_tags)
+    return gold_chunks, pred_chunks, pair_counts, tokens
+
+
+def _per_type(gold_chunks: Chunks, pred_chunks: Chunks, correct_chunks: Chunks
+              ) -> tuple[dict[str, dict[str, float | int]], dict[str, float]]:
+    """Scores per entity type, and their unweighted means (macro)."""
+    gold_by_type = Counter(chunk[1] for chunk in gold_chunks)
+    pred_by_type = Counter(chunk[1] for chunk in pred_chunks)
+    correct_by_type = Counter(chunk[1] for chunk in correct_chunks)
+    per_type: dict[str, dict[str, float | int]] = {}
+    for type_ in sorted(set(gold_by_type) | set(pred_by_type)):
+        p, r, f = _prf(correct_by_type[type_], pred_by_type[type_], gold_by_type[type_])
+        per_type[type_] = {
+            "precision": p,
+            "recall": r,
+            "f1": f,
+            "support": gold_by_type[type_],
+            "predicted": pred_by_type[type_],
+        }
+    if per_type:
+        macro = {
+            key: float(np.mean([stats[key] for stats in per_type.values()]))
+            for key in ("precision", "recall", "f1")
+        }
+    else:
+        macro = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    return per_type, macro
+
+
+def _confusion(pair_counts: Counter[tuple[str, str]]) -> tuple[list[str], np.ndarray]:
+    """Every tag seen (O first) and the token-level confusion matrix over them."""
+    labels = sorted({tag for pair in pair_counts for tag in pair}, key=_label_order)
+    position = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for (gold_tag, pred_tag), count in pair_counts.items():
+        matrix[position[gold_tag], position[pred_tag]] = count
+    return labels, matrix
 
 
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, Any]:
@@ -161,56 +215,12 @@ def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[
             f"gold has {len(gold)} sentences but predictions have {len(pred)}"
         )
 
-    gold_chunks: set[tuple[int, str, int, int]] = set()
-    pred_chunks: set[tuple[int, str, int, int]] = set()
-    pair_counts: Counter[tuple[str, str]] = Counter()
-    tokens = 0
-    for index, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
-        if isinstance(gold_tags, str) or isinstance(pred_tags, str):
-            raise ValueError(
-                f"sentence {index}: expected a sequence of tags, got a string"
-            )
-        if len(gold_tags) != len(pred_tags):
-            raise ValueError(
-                f"sentence {index}: gold has {len(gold_tags)} tags but the prediction has "
-                f"{len(pred_tags)}"
-            )
-        # The sentence index in the key keeps chunks of different sentences apart.
-        gold_chunks.update((index, *chunk) for chunk in get_entities(gold_tags))
-        pred_chunks.update((index, *chunk) for chunk in get_entities(pred_tags))
-        pair_counts.update(zip(gold_tags, pred_tags))
-        tokens += len(gold_tags)
-
+    gold_chunks, pred_chunks, pair_counts, tokens = _collect(gold, pred)
     correct_chunks = gold_chunks & pred_chunks
     n_gold, n_pred, n_correct = len(gold_chunks), len(pred_chunks), len(correct_chunks)
     precision, recall, f1 = _prf(n_correct, n_pred, n_gold)
-
-    gold_by_type = Counter(chunk[1] for chunk in gold_chunks)
-    pred_by_type = Counter(chunk[1] for chunk in pred_chunks)
-    correct_by_type = Counter(chunk[1] for chunk in correct_chunks)
-    per_type: dict[str, dict[str, float | int]] = {}
-    for type_ in sorted(set(gold_by_type) | set(pred_by_type)):
-        p, r, f = _prf(correct_by_type[type_], pred_by_type[type_], gold_by_type[type_])
-        per_type[type_] = {
-            "precision": p,
-            "recall": r,
-            "f1": f,
-            "support": gold_by_type[type_],
-            "predicted": pred_by_type[type_],
-        }
-    if per_type:
-        macro = {
-            key: float(np.mean([stats[key] for stats in per_type.values()]))
-            for key in ("precision", "recall", "f1")
-        }
-    else:
-        macro = {"precision": 0.0, "recall": 0.0, "f1": 0.0}
-
-    labels = sorted({tag for pair in pair_counts for tag in pair}, key=_label_order)
-    position = {label: i for i, label in enumerate(labels)}
-    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for (gold_tag, pred_tag), count in pair_counts.items():
-        matrix[position[gold_tag], position[pred_tag]] = count
+    per_type, macro = _per_type(gold_chunks, pred_chunks, correct_chunks)
+    labels, matrix = _confusion(pair_counts)
     n_right_tags = int(np.trace(matrix))
 
     return {

@@ -34,13 +34,33 @@ sparse Adagrad). The other rows are bit-for-bit untouched. Consequences per rule
 
 Lazy updates cost O(R·d) per step instead of O(V·d), which is why they exist.
 
+Flat buffers for the dense parameters
+-------------------------------------
+The dense parameters (every one whose gradient is a plain array) live in one flat buffer,
+with one flat buffer per state slot and one for their gradients: a step copies the
+gradients in (one call) and runs the rule once over the whole buffer, a dozen numpy calls
+in all instead of a dozen per parameter. Every element gets the same operations in the same
+order as when each array is updated on its own, and numpy's element-wise +, ×, ÷ and √ are
+correctly rounded whatever the array, so the weights are the same bit for bit
+(tests/test_optim.py checks it against a per-parameter reference, with a resume). The
+``params`` dict passed to :meth:`Optimizer.step` then holds views of the buffer: code that
+reads parameters by name sees the updates; an array taken from the dict before the first
+step does not.
+
+Registries
+----------
+:data:`OPTIMIZERS` maps each config name to its class; a class declares its
+``hyperparameters`` (what :meth:`Optimizer.from_config` reads from ``training.optimizer``)
+and its ``slots`` (state arrays per parameter, what nerwin.memory's estimate counts). A new
+optimiser is one class here, added to the registry, and its config keys.
+
 Numerics
 --------
 Arithmetic stays in the parameter's dtype: scalars (lr, β, ...) are cast to it first, because
 a float64 scalar such as ``np.float64`` (what numpy arithmetic on an lr returns) upcasts
 float32 arrays under numpy >= 2 promotion rules, and ``p -= lr * g`` would then build a
-float64 temporary and round it back. Updates are in place with one scratch array per
-parameter, kept between steps (never saved), and the same sequence of steps always gives
+float64 temporary and round it back. Updates are in place with scratch arrays kept between
+steps (never saved), and the same sequence of steps always gives
 bit-identical results, including across :meth:`Optimizer.state_dict` /
 :meth:`Optimizer.load_state_dict`.
 """
@@ -48,6 +68,7 @@ bit-identical results, including across :meth:`Optimizer.state_dict` /
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -110,15 +131,32 @@ def _check_rows(name: str, grad: RowGrad, param: np.ndarray) -> np.ndarray:
 class Optimizer:
     """Shared interface: per-parameter state arrays named ``"<slot>/<param>"`` plus a step count.
 
-    Subclasses set ``name`` and ``slots`` (names of the per-parameter state arrays, each with
-    the parameter's shape and dtype) and implement :meth:`_rule`, which serves both the dense
-    update of a whole array and the lazy update of the rows of a RowGrad.
+    Subclasses set ``name``, ``slot_names`` (the per-parameter state arrays, each with the
+    parameter's shape and dtype), ``slots`` (how many; what nerwin.memory counts) and
+    ``hyperparameters`` (the keyword arguments of the constructor, read by
+    :meth:`from_config`), and implement :meth:`_rule`, which serves the dense update of one
+    array, of the flat buffer of every dense parameter, and the lazy update of the rows of a
+    RowGrad.
+
+    Flat buffers. On its first step the optimiser moves every parameter whose gradient is a
+    dense array (of one dtype) into one flat buffer, and their state arrays into one flat
+    buffer per slot, and replaces those entries of the ``params`` dict passed to
+    :meth:`step` by views of it (the network reads its parameters by name, so it sees the
+    views). A step then copies the dense gradients into one flat gradient buffer and runs the
+    rule once over the whole of it: a dozen numpy calls instead of a dozen per parameter,
+    with the same arithmetic on every element, so the weights are bit-identical to updating
+    each array on its own. An array held from before the first step is no longer updated:
+    read parameters from the dict. Pass ``flat=False`` to update the given arrays in place.
     """
 
     name: str = "optimizer"
-    slots: tuple[str, ...] = ()
+    slot_names: tuple[str, ...] = ()
+    #: state arrays per parameter (nerwin.memory's estimate asks :meth:`slots_for`)
+    slots: int = 0
+    #: constructor keywords, read from the optimiser's config section by from_config
+    hyperparameters: tuple[str, ...] = ()
 
-    def __init__(self, params: dict[str, np.ndarray]) -> None:
+    def __init__(self, params: dict[str, np.ndarray], *, flat: bool = True) -> None:
         # Allocate every state array now (zeros, the parameter's dtype) so that the checkpoint
         # of a fresh optimiser already has every key and load_state_dict can check them all.
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -131,13 +169,27 @@ class Optimizer:
             self.dtypes[pname] = p.dtype
         self.state: dict[str, np.ndarray] = {
             f"{slot}/{pname}": np.zeros(self.shapes[pname], dtype=self.dtypes[pname])
-            for slot in self.slots
+            for slot in self.slot_names
             for pname in params
         }
         self.t = 0  # steps taken; Adam's bias correction needs it, the others just record it
         # One scratch array per parameter, reused by every step (a fresh one per step costs
         # an allocation and, above a few hundred kB, page faults); never part of the state.
         self._scratch: dict[str, np.ndarray] = {}
+        self._use_flat = flat
+        self._flat: _Flat | None = None
+
+    @classmethod
+    def slots_for(cls, **hyper: float) -> int:
+        """State arrays per parameter this optimiser keeps with hyperparameters ``hyper``."""
+        return cls.slots
+
+    @classmethod
+    def from_config(cls, params: dict[str, np.ndarray], cfg: Any, *, flat: bool = True
+                    ) -> Optimizer:
+        """Build it over ``params`` from a config section with an attribute per
+        hyperparameter (``training.optimizer``); only its own hyperparameters are read."""
+        return cls(params, flat=flat, **{h: getattr(cfg, h) for h in cls.hyperparameters})
 
     def _buffer(self, pname: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A scratch array of ``shape`` for ``pname`` (contents undefined)."""
@@ -151,9 +203,10 @@ class Optimizer:
     # -- the update ---------------------------------------------------------------------------
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, Grad], lr: float) -> None:
-        """Update ``params[name]`` in place for every ``name`` in ``grads``.
+        """Update ``params[name]`` for every ``name`` in ``grads``.
 
-        params: the same names, shapes and dtypes the optimiser was built with.
+        params: the same names, shapes and dtypes the optimiser was built with; the dense
+                ones become views of the flat buffer (see the class docstring).
         grads:  name -> dense gradient (same shape as the parameter) or a RowGrad with
                 values (R, *param.shape[1:]). Names absent from ``grads`` (frozen
                 parameters) are neither moved nor have their state touched.
@@ -162,7 +215,29 @@ class Optimizer:
         lr = float(lr)
         if not (lr >= 0.0 and math.isfinite(lr)):
             raise ValueError(f"learning rate must be a finite number >= 0, got {lr!r}")
-        for pname in grads:
+        dense = self._check(params, grads)
+        self.t += 1
+        flat = self._flat_for(params, dense) if self._use_flat else None
+        for pname, g in grads.items():
+            p = params[pname]
+            dt = p.dtype.type
+            if isinstance(g, RowGrad):
+                rows = _check_rows(pname, g, p)
+                if rows.size:
+                    self._sparse(pname, p, rows, np.asarray(g.values, dtype=p.dtype), dt(lr))
+            elif flat is None:
+                self._dense(pname, p, np.asarray(g, dtype=p.dtype), dt(lr))
+        if flat is not None:
+            # Gradients into the flat buffer (one call, casting like np.asarray would),
+            # then the rule once over every dense parameter.
+            np.concatenate([np.reshape(grads[n], -1) for n in flat.names], out=flat.grad)
+            dt = flat.param.dtype.type
+            flat.param -= self._rule(dt, flat.state, flat.grad, dt(lr), flat.scratch)
+
+    def _check(self, params: dict[str, np.ndarray], grads: dict[str, Grad]) -> tuple[str, ...]:
+        """Check every name, shape and dtype; return the names with a dense gradient."""
+        dense = []
+        for pname, g in grads.items():
             if pname not in self.shapes:
                 raise ValueError(f"gradient for unknown parameter {pname!r}")
             p = params[pname]
@@ -171,40 +246,50 @@ class Optimizer:
                     f"parameter {pname!r} is {p.dtype}{p.shape}, optimiser was built for "
                     f"{self.dtypes[pname]}{self.shapes[pname]}"
                 )
-        self.t += 1
-        for pname, g in grads.items():
-            p = params[pname]
-            dt = p.dtype.type
-            if isinstance(g, RowGrad):
-                rows = _check_rows(pname, g, p)
-                if rows.size:
-                    self._sparse(pname, p, rows, np.asarray(g.values, dtype=p.dtype), dt(lr))
-            else:
-                g = np.asarray(g, dtype=p.dtype)
-                if g.shape != p.shape:
+            if not isinstance(g, RowGrad):
+                if np.shape(g) != p.shape:
                     raise ValueError(
-                        f"gradient for {pname!r} has shape {g.shape}, parameter {p.shape}"
+                        f"gradient for {pname!r} has shape {np.shape(g)}, parameter {p.shape}"
                     )
-                self._dense(pname, p, g, dt(lr))
+                dense.append(pname)
+        return tuple(dense)
+
+    def _flat_for(self, params: dict[str, np.ndarray], dense: tuple[str, ...]) -> _Flat | None:
+        """The flat buffers for this step's dense gradients, built (or rebuilt) if need be.
+
+        None when there is nothing to gain (fewer than two dense gradients) or they differ
+        in dtype; the step then updates each array on its own, which is the same arithmetic.
+        """
+        flat = self._flat
+        if flat is not None and flat.names == dense and all(
+                params[n] is flat.views[n] for n in dense):
+            return flat
+        if len(dense) < 2 or len({self.dtypes[n] for n in dense}) != 1:
+            return None
+        self._flat = flat = _Flat(dense, params, self.state, self.slot_names)
+        params.update(flat.views)
+        self.state.update(flat.state_views)
+        return flat
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
               lr: np.floating, u: np.ndarray) -> np.ndarray:
         """Update the state arrays (one per slot) in place; return the step to subtract.
 
-        ``state`` holds whole state arrays (dense) or gathered copies of the rows present
-        (lazy); ``dt`` is the parameter's scalar type, so every constant is cast to it;
-        ``u`` is a scratch array shaped like g, where the step is built and returned.
+        ``state`` holds whole state arrays (dense, or the flat buffers of every dense
+        parameter) or gathered copies of the rows present (lazy); ``dt`` is the parameter's
+        scalar type, so every constant is cast to it; ``u`` is a scratch array shaped like g,
+        where the step is built and returned.
         """
         raise NotImplementedError
 
     def _dense(self, pname: str, p: np.ndarray, g: np.ndarray, lr: np.floating) -> None:
-        state = tuple(self.state[f"{slot}/{pname}"] for slot in self.slots)
+        state = tuple(self.state[f"{slot}/{pname}"] for slot in self.slot_names)
         p -= self._rule(p.dtype.type, state, g, lr, self._buffer(pname, g.shape, p.dtype))
 
     def _sparse(
         self, pname: str, p: np.ndarray, rows: np.ndarray, g: np.ndarray, lr: np.floating
     ) -> None:
-        full = [self.state[f"{slot}/{pname}"] for slot in self.slots]
+        full = [self.state[f"{slot}/{pname}"] for slot in self.slot_names]
         # gathered copies of the rows present (take: the same copy as a[rows], faster)
         part = tuple(np.take(a, rows, axis=0) for a in full)
         step = self._rule(p.dtype.type, part, g, lr, self._buffer(pname, g.shape, p.dtype))
@@ -248,23 +333,69 @@ class Optimizer:
                     f"optimizer state ({self.name}): key {key!r} is {arr.dtype}{arr.shape}, "
                     f"expected {mine.dtype}{mine.shape}"
                 )
-        # Copy, so the caller's arrays (e.g. an open npz) are not mutated by later steps.
-        self.state = {key: np.array(state[key], copy=True) for key in self.state}
+        # Copy into the arrays we hold (some are views of a flat buffer), so the caller's
+        # arrays (e.g. an open npz) are not mutated by later steps.
+        for key, mine in self.state.items():
+            mine[...] = state[key]
         self.t = int(t)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(params={len(self.shapes)}, t={self.t})"
 
 
+class _Flat:
+    """One flat buffer for the named parameters, their gradients, each state slot and a
+    scratch array, with a view of each parameter and state array into it.
+
+    Building it copies the current values in; the old arrays are no longer used.
+    """
+
+    def __init__(self, names: tuple[str, ...], params: dict[str, np.ndarray],
+                 state: dict[str, np.ndarray], slot_names: tuple[str, ...]) -> None:
+        self.names = names
+        dtype = params[names[0]].dtype
+        sizes = [params[n].size for n in names]
+        bounds = np.cumsum([0, *sizes]).tolist()
+        n = bounds[-1]
+
+        def gather(arrays: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            buf = np.empty(n, dtype=dtype)
+            views = {}
+            for name, a, lo, hi in zip(names, arrays, bounds, bounds[1:]):
+                view = buf[lo:hi].reshape(a.shape)
+                view[...] = a
+                views[name] = view
+            return buf, views
+
+        self.param, self.views = gather([params[nm] for nm in names])
+        self.state_views: dict[str, np.ndarray] = {}
+        slot_bufs = []
+        for slot in slot_names:
+            buf, views = gather([state[f"{slot}/{nm}"] for nm in names])
+            slot_bufs.append(buf)
+            self.state_views.update({f"{slot}/{nm}": v for nm, v in views.items()})
+        self.state = tuple(slot_bufs)
+        self.grad = np.empty(n, dtype=dtype)
+        self.scratch = np.empty(n, dtype=dtype)
+
+
 class SGD(Optimizer):
     """v ← μ v + g ; θ ← θ - lr · v. With μ = 0 this is θ ← θ - lr · g and keeps no state."""
 
     name = "sgd"
+    slots = 1  # with momentum; plain SGD keeps none (slots_for)
+    hyperparameters = ("momentum",)
 
-    def __init__(self, params: dict[str, np.ndarray], *, momentum: float = 0.0) -> None:
+    def __init__(self, params: dict[str, np.ndarray], *, momentum: float = 0.0,
+                 flat: bool = True) -> None:
         self.momentum = _check_unit_interval("momentum", momentum, allow_zero=True)
-        self.slots = ("v",) if self.momentum > 0.0 else ()
-        super().__init__(params)
+        self.slot_names = ("v",) if self.momentum > 0.0 else ()
+        self.slots = len(self.slot_names)
+        super().__init__(params, flat=flat)
+
+    @classmethod
+    def slots_for(cls, **hyper: float) -> int:
+        return 1 if float(hyper.get("momentum", 0.0)) > 0.0 else 0
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
               lr: np.floating, u: np.ndarray) -> np.ndarray:
@@ -282,11 +413,14 @@ class Adagrad(Optimizer):
     """G ← G + g² ; θ ← θ - lr · g / (√G + eps)."""
 
     name = "adagrad"
-    slots = ("G",)
+    slot_names = ("G",)
+    slots = 1
+    hyperparameters = ("eps",)
 
-    def __init__(self, params: dict[str, np.ndarray], *, eps: float = 1e-8) -> None:
+    def __init__(self, params: dict[str, np.ndarray], *, eps: float = 1e-8,
+                 flat: bool = True) -> None:
         self.eps = _check_eps(eps)
-        super().__init__(params)
+        super().__init__(params, flat=flat)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
               lr: np.floating, u: np.ndarray) -> np.ndarray:
@@ -305,14 +439,17 @@ class RMSprop(Optimizer):
     """s ← ρ s + (1 - ρ) g² ; θ ← θ - lr · g / (√s + eps)."""
 
     name = "rmsprop"
-    slots = ("s",)
+    slot_names = ("s",)
+    slots = 1
+    hyperparameters = ("rho", "eps")
 
     def __init__(
-        self, params: dict[str, np.ndarray], *, rho: float = 0.9, eps: float = 1e-8
+        self, params: dict[str, np.ndarray], *, rho: float = 0.9, eps: float = 1e-8,
+        flat: bool = True,
     ) -> None:
         self.rho = _check_unit_interval("rho", rho, allow_zero=True)
         self.eps = _check_eps(eps)
-        super().__init__(params)
+        super().__init__(params, flat=flat)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
               lr: np.floating, u: np.ndarray) -> np.ndarray:
@@ -336,7 +473,9 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    slots = ("m", "v")
+    slot_names = ("m", "v")
+    slots = 2
+    hyperparameters = ("beta1", "beta2", "eps")
 
     def __init__(
         self,
@@ -345,11 +484,12 @@ class Adam(Optimizer):
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
+        flat: bool = True,
     ) -> None:
         self.beta1 = _check_unit_interval("beta1", beta1, allow_zero=True)
         self.beta2 = _check_unit_interval("beta2", beta2, allow_zero=True)
         self.eps = _check_eps(eps)
-        super().__init__(params)
+        super().__init__(params, flat=flat)
 
     def _rule(self, dt: type, state: tuple[np.ndarray, ...], g: np.ndarray,
               lr: np.floating, u: np.ndarray) -> np.ndarray:
@@ -374,7 +514,9 @@ class Adam(Optimizer):
         return u
 
 
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adagrad", "rmsprop", "adam")
+#: The optimisers by config name (training.optimizer.name); the CLI and the config's checks
+#: take their choices from it.
+OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (SGD, Adagrad, RMSprop, Adam)}
 
 
 def make_optimizer(
@@ -386,6 +528,7 @@ def make_optimizer(
     beta2: float = 0.999,
     eps: float = 1e-8,
     rho: float = 0.9,
+    flat: bool = True,
 ) -> Optimizer:
     """Build optimiser ``name`` (one of :data:`OPTIMIZERS`) over ``params``.
 
@@ -393,15 +536,11 @@ def make_optimizer(
     rmsprop -> rho, eps; adam -> beta1, beta2, eps. Raises ValueError for an unknown name
     (listing the valid ones) or an out-of-range hyperparameter.
     """
-    if name == "sgd":
-        return SGD(params, momentum=momentum)
-    if name == "adagrad":
-        return Adagrad(params, eps=eps)
-    if name == "rmsprop":
-        return RMSprop(params, rho=rho, eps=eps)
-    if name == "adam":
-        return Adam(params, beta1=beta1, beta2=beta2, eps=eps)
-    raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    cls = OPTIMIZERS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    given = {"momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps, "rho": rho}
+    return cls(params, flat=flat, **{h: given[h] for h in cls.hyperparameters})
 
 
 def _sq_norm(a: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any
 
 __all__ = [
     "SCHEDULES",
@@ -41,12 +42,20 @@ class Schedule:
     """Base class: ``lr_at(epoch)`` gives the learning rate of that 0-based epoch."""
 
     name: str = "schedule"
+    #: constructor keywords besides lr, read from the schedule's config section by from_config
+    hyperparameters: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
         lr = float(lr)
         if not (lr > 0.0 and math.isfinite(lr)):
             raise ValueError(f"learning rate must be a positive finite number, got {lr!r}")
         self.lr0 = lr
+
+    @classmethod
+    def from_config(cls, lr: float, cfg: Any) -> Schedule:
+        """Build it starting at ``lr`` from a config section with an attribute per
+        hyperparameter (``training.schedule``); only its own hyperparameters are read."""
+        return cls(lr, **{h: getattr(cfg, h) for h in cls.hyperparameters})
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for 0-based ``epoch``."""
@@ -77,6 +86,7 @@ class StepSchedule(Schedule):
     """lr(e) = lr0 · factor^⌊e / every⌋: multiply by ``factor`` once every ``every`` epochs."""
 
     name = "step"
+    hyperparameters = ("factor", "every")
 
     def __init__(self, lr: float, *, factor: float = 0.5, every: int = 1) -> None:
         super().__init__(lr)
@@ -107,6 +117,7 @@ class ExponentialSchedule(Schedule):
     """lr(e) = lr0 · exp(-k · e)."""
 
     name = "exponential"
+    hyperparameters = ("k",)
 
     def __init__(self, lr: float, *, k: float = 0.1) -> None:
         super().__init__(lr)
@@ -122,7 +133,10 @@ class ExponentialSchedule(Schedule):
         return f"exponential: lr = {self.lr0:g} * exp(-{self.k:g} * epoch)"
 
 
-SCHEDULES: tuple[str, ...] = ("constant", "step", "exponential")
+#: The schedules by config name (training.schedule.name); the CLI and the config's checks take
+#: their choices from it.
+SCHEDULES: dict[str, type[Schedule]] = {
+    c.name: c for c in (ConstantSchedule, StepSchedule, ExponentialSchedule)}
 
 
 def make_schedule(
@@ -133,10 +147,8 @@ def make_schedule(
     ``factor`` and ``every`` are read only by "step", ``k`` only by "exponential". Raises
     ValueError for an unknown name (listing the valid ones) or an out-of-range argument.
     """
-    if name == "constant":
-        return ConstantSchedule(lr)
-    if name == "step":
-        return StepSchedule(lr, factor=factor, every=every)
-    if name == "exponential":
-        return ExponentialSchedule(lr, k=k)
-    raise ValueError(f"unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}")
+    cls = SCHEDULES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown schedule {name!r}; valid names: {', '.join(SCHEDULES)}")
+    given = {"factor": factor, "every": every, "k": k}
+    return cls(lr, **{h: given[h] for h in cls.hyperparameters})

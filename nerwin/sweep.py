@@ -21,6 +21,8 @@ count toward --trials.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -34,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerwin.errors import NerwinError
+from nerwin.errors import NerwinError, os_error
 from nerwin.space import Dim, load_space, override, param_value, suggest
 
 DEFAULT_STUDY = "nerwin"
@@ -47,6 +49,15 @@ PRUNE_WARMUP_EPOCHS = 2  # ... and judges a trial from this epoch on (1-based)
 SURPLUS = "nerwin_surplus"  # user attr of a trial asked for after the study was full
 INSTALL_HINT = ("nerwin sweep needs Optuna: pip install 'nerwin[sweep]' "
                 "(or pip install 'optuna>=3.5')")
+CONNECT_TIMEOUT_S = 5  # a server database's connect timeout; ?connect_timeout=S in the URL
+STORAGE_EXAMPLES = ("sqlite:///DIR/study.db, postgresql+psycopg2://user:password@host/db, "
+                    "mysql+pymysql://user:password@host/db")
+# The package that brings each SQLAlchemy driver, for the "not installed" message.
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'",
+                   "pymysql": "pymysql", "mysqldb": "mysqlclient", "pg8000": "pg8000",
+                   "asyncpg": "asyncpg", "mysqlconnector": "mysql-connector-python",
+                   "mariadbconnector": "mariadb", "oracledb": "oracledb",
+                   "pyodbc": "pyodbc", "pymssql": "pymssql"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,33 +84,10 @@ def require_optuna() -> Any:
         import optuna
     except ImportError:
         raise NerwinError(INSTALL_HINT) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Errors only: its warnings on a lost database are many lines of SQL; nerwin says it
+    # in one line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
-
-
-def _storage(url: str) -> Any:
-    """An RDB storage with heartbeats; retried, as two sweeps may create the tables at once."""
-    optuna = require_optuna()
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 120}  # wait for the other writers' locks
-    from sqlalchemy.exc import DBAPIError
-
-    last: Exception | None = None
-    for attempt in range(8):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs,
-                                                  heartbeat_interval=HEARTBEAT_S,
-                                                  grace_period=GRACE_S)
-        except DBAPIError as e:  # locked, or the tables being created by another sweep
-            last = e
-            time.sleep(0.2 * (attempt + 1))
-        except Exception as e:  # noqa: BLE001 - a malformed URL, a missing database driver
-            raise NerwinError(f"--storage {url}: cannot open it as an Optuna storage: "
-                              f"{type(e).__name__}: {e}") from None
-    raise NerwinError(f"--storage {url}: cannot open it as an Optuna storage: {last}")
 
 
 def open_study(spec: SweepSpec, storage: Any, seed: int | None = None) -> Any:
@@ -128,7 +116,8 @@ def _check_space_of_study(study: Any, dims: list[Dim], spec: SweepSpec) -> None:
     if saved is None:
         study.set_user_attr("space", mine)
     elif saved != mine:
-        raise NerwinError(f"{spec.space}: study {spec.study!r} in {spec.storage} was made with "
+        raise NerwinError(f"{spec.space}: study {spec.study!r} in {mask_url(spec.storage)} "
+                          f"was made with "
                           f"another search space; use a new --study NAME or --out DIR")
 
 
@@ -189,6 +178,459 @@ def fail_stale_trials(study: Any, storage: Any) -> list[int]:
         optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     return sorted(failed + list(after - before))
+
+
+# ---------------------------------------------------------------------------------------
+# The storage URL: checked before anything is written, shown with its password masked
+
+
+def _secrets(url: str) -> list[str]:
+    """The secrets of a storage URL: its password as written (percent-encoded or not) and
+    as decoded, in the user part or the query."""
+    import re
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+
+    found = []
+    userinfo = url.split("://", 1)[-1].rsplit("@", 1)[0] if "@" in url else ""
+    if ":" in userinfo:  # user:password@host, as written (also when it is no valid URL)
+        found.append(userinfo.split(":", 1)[1])
+    found += re.findall(r"[?&]password=([^&]*)", url)
+    try:
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: what looks like user:password@ only
+        u = None
+    if u is not None and u.password:
+        found.append(str(u.password))
+    if u is not None and "password" in u.query:
+        pw = u.query["password"]
+        found += [pw] if isinstance(pw, str) else list(pw)
+    return [s for s in {*found, *map(unquote, found)} if s]
+
+
+def mask_url(url: str) -> str:
+    """The storage URL as the user wrote it, with its passwords replaced by ``***``."""
+    return mask(url, url)
+
+
+def mask(text: str, url: str) -> str:
+    """``text`` with every secret of ``url`` replaced by ``***`` (driver messages too)."""
+    for s in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(s, "***")
+    return text
+
+
+@dataclass
+class Storage:
+    """A checked --storage: the URL to connect to, its connect arguments, how to show it."""
+
+    url: str  # to connect to: a relative SQLite path made absolute, the driver chosen
+    shown: str  # as the user wrote it, password masked: for messages
+    key: str  # the URL without its driver, password masked: what DIR/sweep.json records
+    connect_args: dict[str, Any]
+    sqlite_path: Path | None = None  # the database file of an SQLite URL
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"connect_args": self.connect_args}
+        if self.sqlite_path is None:
+            # A pooled connection the server dropped (a restart, an idle timeout) is
+            # replaced before use, not a failed trial.
+            kwargs["pool_pre_ping"] = True
+        return kwargs
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """What a lost database raises: SQLAlchemy's errors, and Optuna's wrapper of them."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError, StorageInternalError
+
+
+def _first_line(e: BaseException) -> str:
+    """A driver's message in one line (libpq's take several, and "FATAL:  " two spaces)."""
+    from optuna.exceptions import StorageInternalError
+
+    if isinstance(e, StorageInternalError) and e.__cause__ is not None:
+        e = e.__cause__  # Optuna's "An exception is raised during the commit" says little
+    text = str(getattr(e, "orig", None) or e).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(e).__name__
+
+
+def check_storage(url: str, new_out: Path | None = None) -> Storage:
+    """Parse and check a storage URL, connecting to nothing and writing nothing.
+
+    Refused with a one-line error (password masked): a string that is no database URL, a
+    kind of database SQLAlchemy does not know, a missing driver (naming the package to
+    install), an in-memory SQLite database, an SQLite file whose folder is missing or that
+    is not an SQLite database, a bad ``connect_timeout``. ``postgresql://`` with no driver
+    named uses psycopg2 when SQLAlchemy's default driver for it (psycopg 3 in SQLAlchemy
+    2.1) is not installed and psycopg2 is. ``new_out``: a folder the sweep will create,
+    where an SQLite file may go.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = mask_url(url)
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError) as e:
+        raise NerwinError(f"--storage {shown}: not a database URL ({mask(_first_line(e), url)}); "
+                          f"expected e.g. {STORAGE_EXAMPLES}") from None
+    try:
+        dialect = u.get_dialect()
+    except NoSuchModuleError:
+        raise NerwinError(f"--storage {shown}: unknown kind of database "
+                          f"{u.drivername!r}; expected e.g. {STORAGE_EXAMPLES}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError:
+        alt = _installed_alternative(u)
+        if alt is None:
+            # plain postgresql://: psycopg2 (the sweep extra's) would do, see above
+            package = ("psycopg2-binary" if u.drivername == "postgresql" else
+                       DRIVER_PACKAGES.get(dialect.driver, dialect.driver))
+            raise NerwinError(f"--storage {shown}: the database driver {dialect.driver!r} "
+                              f"is not installed: pip install {package}") from None
+        u = alt
+    backend = u.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    sqlite_path = None
+    if backend == "sqlite":
+        sqlite_path = _check_sqlite(u, shown, new_out)
+        u = u.set(database=str(sqlite_path))
+        connect_args["timeout"] = 120  # wait for the other workers' write locks
+    else:
+        timeout = u.query.get("connect_timeout", str(CONNECT_TIMEOUT_S))
+        try:
+            seconds = int(timeout) if isinstance(timeout, str) else -1
+        except ValueError:
+            seconds = -1
+        if seconds < 1:
+            raise NerwinError(f"--storage {shown}: connect_timeout={timeout}: expected a "
+                              f"whole number of seconds >= 1")
+        u = u.difference_update_query(["connect_timeout"])
+        # libpq (psycopg2, psycopg) and PyMySQL/mysqlclient all take connect_timeout; an
+        # unresponsive server otherwise blocks the sweep for ever.
+        connect_args["connect_timeout"] = seconds
+    full = u.render_as_string(hide_password=False)
+    key = mask(u.set(drivername=backend).render_as_string(hide_password=True), url)
+    return Storage(full, shown, key, connect_args, sqlite_path)
+
+
+def _installed_alternative(u: Any) -> Any:
+    """``postgresql://`` with psycopg 3 missing: psycopg2, when installed (same server)."""
+    import importlib.util
+
+    if u.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is not None:
+        return u.set(drivername="postgresql+psycopg2")
+    return None
+
+
+def _check_sqlite(u: Any, shown: str, new_out: Path | None) -> Path:
+    db = u.database or ""
+    if db in ("", ":memory:") or u.query.get("mode") == "memory" or "mode=memory" in db:
+        raise NerwinError(f"--storage {shown}: an in-memory SQLite database lives inside one "
+                          f"process, and the sweep's workers are separate processes that "
+                          f"could not share it; give a file, e.g. sqlite:///DIR/study.db")
+    if db.startswith("file:"):
+        raise NerwinError(f"--storage {shown}: SQLite file: URIs are not supported; give a "
+                          f"path, e.g. sqlite:///DIR/study.db")
+    path = Path(os.path.abspath(os.path.expanduser(db)))
+    if new_out is not None and path.parent == new_out and not os.path.lexists(new_out):
+        return path  # the default DIR/study.db of a DIR about to be made
+    try:
+        check_sqlite_file(path)
+    except NerwinError as e:
+        raise NerwinError(f"--storage {shown}: {e}") from None
+    return path
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(path: Path) -> None:
+    """An SQLite database file may go at ``path``: its folder exists, and it is missing, empty
+    or an SQLite database. Fast, where SQLite's "unable to open database file" comes only
+    after the retries for a locked one."""
+    import stat
+
+    parent = path.parent
+    try:
+        st = os.stat(parent)
+    except FileNotFoundError:
+        raise NerwinError(f"{path}: the folder {parent} does not exist (SQLite creates the "
+                          f"database file, not its folder)") from None
+    except OSError as e:
+        raise NerwinError(f"{path}: cannot use the folder {parent} ({e.strerror})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NerwinError(f"{path}: {parent} is not a folder")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise NerwinError(f"{path}: a symlink to nothing; expected an SQLite "
+                              f"database file (or nothing there)") from None
+        return
+    except OSError as e:
+        raise NerwinError(f"{path}: cannot open it as an SQLite database "
+                          f"({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NerwinError(f"{path}: is a folder, expected an SQLite database file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read below
+        raise NerwinError(f"{path}: is not a regular file, expected an SQLite database file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise os_error(path, e, "an SQLite database") from None
+    if head and head != SQLITE_HEADER:  # an empty file is a new database to SQLite
+        raise NerwinError(f"{path}: not an SQLite database (it does not start with SQLite's "
+                          f"header); a sweep keeps its study there: move the file away, or "
+                          f"give another --out or --storage")
+
+
+def _retryable(e: BaseException) -> bool:
+    """A lock held by another worker, or tables being created by another sweep right now."""
+    from sqlalchemy.exc import IntegrityError
+
+    text = str(getattr(e, "orig", None) or e).lower()
+    return (isinstance(e, IntegrityError) or "locked" in text or "already exists" in text
+            or "duplicate key" in text)
+
+
+def _storage(storage: Storage | str) -> Any:
+    """An RDB storage with heartbeats. Retried only while another sweep holds a lock or
+    creates the tables; anything else (no server, a wrong password, a damaged file) is a
+    one-line error at once, password masked."""
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+    optuna = require_optuna()
+    if isinstance(storage, str):
+        storage = check_storage(storage)
+    what = (f"{storage.sqlite_path}: cannot open the study's SQLite database"
+            if storage.sqlite_path else f"--storage {storage.shown}: cannot open the study")
+    for attempt in range(8):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
+                return optuna.storages.RDBStorage(
+                    storage.url, engine_kwargs=storage.engine_kwargs(),
+                    heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except DBAPIError as e:
+            if attempt < 7 and _retryable(e):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            line = mask(_first_line(e), storage.url)
+            if "timeout expired" in line or "timed out" in line:
+                line += (f" (waited {storage.connect_args.get('connect_timeout')} s; add "
+                         f"?connect_timeout=SECONDS to the URL to wait longer)")
+            raise NerwinError(f"{what}: {line}") from None
+        except (SQLAlchemyError, ValueError, RuntimeError, ImportError) as e:
+            # an Optuna schema of another version, a URL the driver refuses
+            raise NerwinError(f"{what}: {mask(_first_line(e), storage.url)}") from None
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------
+# --out: a sweep's own folder, claimed by DIR/sweep.json
+
+
+SWEEP_FILE = "sweep.json"
+SWEEP_FORMAT = "nerwin-sweep"
+BEST_CONFIG = "best_config.yaml"
+BEST_HEADER = "# nerwin sweep: trial "
+
+
+def _out_error(path: Path | str, e: OSError, what: str) -> NerwinError:
+    """An OS error while writing ``what``: one line; a full disk exits 1 (not bad input)."""
+    err = NerwinError(f"{e.filename or path}: cannot write {what} ({e.strerror or e})")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        err.exit_code = 1
+    return err
+
+
+def read_sweep_json(path: Path) -> dict[str, Any]:
+    """DIR/sweep.json, checked: damage is a one-line error naming the file (and line)."""
+    import stat
+
+    fix = "nerwin wrote it: move it away (and the folder's trials with it) or choose another --out"
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        raise os_error(path, e, "a sweep's sweep.json") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NerwinError(f"{path}: is not a regular file (a symlink, a folder or a special "
+                          f"file); nerwin writes sweep.json itself: move it away or choose "
+                          f"another --out")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise os_error(path, e, "a sweep's sweep.json") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise NerwinError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[e.start]:02x}); {fix}"
+                          ) from None
+    try:
+        saved = json.loads(text)
+    except ValueError as e:
+        where = f":{e.lineno}" if isinstance(e, json.JSONDecodeError) else ""
+        msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+        raise NerwinError(f"{path}{where}: not valid JSON ({msg}); {fix}") from None
+    if not isinstance(saved, dict):
+        raise NerwinError(f"{path}: expected a JSON object with keys study and storage, got "
+                          f"{type(saved).__name__}; {fix}")
+    for key in ("study", "storage"):
+        if key not in saved:
+            raise NerwinError(f"{path}: missing key {key!r}; {fix}")
+        if not isinstance(saved[key], str):
+            raise NerwinError(f"{path}: {key}: expected a string, got "
+                              f"{type(saved[key]).__name__}; {fix}")
+    digest = saved.get("best_config_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise NerwinError(f"{path}: best_config_sha256: expected a string or null, got "
+                          f"{type(digest).__name__}; {fix}")
+    fmt = saved.get("format")
+    if fmt is not None and fmt != SWEEP_FORMAT:
+        raise NerwinError(f"{path}: format: expected {SWEEP_FORMAT!r}, got {fmt!r}; {fix}")
+    return saved
+
+
+def _storage_key(shown: str) -> str:
+    """A masked storage URL without its driver: postgresql:// and postgresql+psycopg2://
+    name the same database."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(shown)
+        return u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an old sweep.json's URL that no longer parses
+        return shown
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _best_config_is_ours(path: Path, saved: dict[str, Any] | None) -> bool:
+    """best_config.yaml may be replaced: missing, or the very file the sweep wrote.
+
+    sweep.json records the sha256 of the best_config.yaml it wrote, so a file edited since
+    (or the user's own) is not replaced; an older sweep.json without it: nerwin's first line.
+    """
+    if not os.path.lexists(path):
+        return True
+    if saved is None or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        if "best_config_sha256" in saved:
+            return saved["best_config_sha256"] == _sha256(path)
+        with open(path, "rb") as f:
+            return f.readline().startswith(BEST_HEADER.encode())
+    except OSError:
+        return False
+
+
+def check_out_dir(spec: SweepSpec, storage: Storage) -> dict[str, Any] | None:
+    """Every check of DIR, writing nothing; DIR/sweep.json's content when it is a sweep's.
+
+    DIR must be new or empty, or hold a sweep.json of the same study and storage: run
+    directories are named by trial number alone, so a second study in the same DIR would
+    collide with the first's, and a folder of the user's holds files nerwin may not replace.
+    In a sweep's DIR, best_config.yaml is replaced only if it is the one the sweep wrote.
+    """
+    from nerwin.rundir import check_out_path
+
+    out = check_out_path(Path(spec.out))
+    if not out.exists():
+        return None
+    try:
+        entries = sorted(os.listdir(out))
+    except OSError as e:
+        raise os_error(out, e, "a sweep folder (--out)") from None
+    if not os.access(out, os.W_OK | os.X_OK):  # a read-only mount says so for root too
+        raise NerwinError(f"{out}: cannot write there (read-only or not yours); a sweep "
+                          f"writes its trials in --out: choose another --out")
+    marker = out / SWEEP_FILE
+    if not os.path.lexists(marker):
+        if entries:
+            more = f" (and {len(entries) - 1} more)" if len(entries) > 1 else ""
+            raise NerwinError(f"{out / entries[0]}: not written by a nerwin sweep{more}, and "
+                              f"{out} has no {SWEEP_FILE}; a sweep needs a new or empty "
+                              f"folder, or one of its own: choose another --out")
+        return None
+    saved = read_sweep_json(marker)
+    if (_storage_key(saved["storage"]), saved["study"]) != (_storage_key(storage.key),
+                                                             spec.study):
+        raise NerwinError(f"{spec.out}: holds the trials of study {saved['study']!r} in "
+                          f"{mask_url(saved['storage'])}; use another --out for study "
+                          f"{spec.study!r} in {storage.shown}")
+    db = storage.sqlite_path
+    trials = [e for e in entries if e.startswith("trial-")]
+    if db is not None and db.parent == out and not os.path.lexists(db) and trials:
+        # A new study here would number its trials from 0 again, onto these folders.
+        raise NerwinError(f"{db}: missing, but {out} holds the trials of its study "
+                          f"({trials[0]}, ...); put study.db back, or choose another --out")
+    best = out / BEST_CONFIG
+    if not _best_config_is_ours(best, saved):
+        raise NerwinError(f"{best}: not the {BEST_CONFIG} this sweep wrote (changed since, or "
+                          f"not nerwin's); the sweep would replace it: move it away")
+    return saved
+
+
+def write_sweep_json(spec: SweepSpec, storage: Storage, best_sha256: str | None) -> None:
+    from nerwin.checkpoint import atomic_write_text
+
+    path = Path(spec.out) / SWEEP_FILE
+    mine = {"format": SWEEP_FORMAT, "study": spec.study, "storage": storage.key,
+            "best_config_sha256": best_sha256,
+            "note": "written by nerwin sweep: this folder holds the trials of this study"}
+    try:
+        atomic_write_text(path, json.dumps(mine, indent=2) + "\n")
+    except OSError as e:
+        raise _out_error(path, e, "the sweep's sweep.json") from None
+
+
+def claim_out_dir(spec: SweepSpec, storage: Storage) -> tuple[list[Path], dict[str, Any]]:
+    """Check DIR, create it and write DIR/sweep.json if missing.
+
+    Returns the folders it created (deepest first: what to remove again if the sweep is
+    refused later) and DIR/sweep.json's content.
+    """
+    saved = check_out_dir(spec, storage)
+    out = Path(spec.out)
+    created = []
+    p = out
+    while not os.path.lexists(p):
+        created.append(p)
+        p = p.parent
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if saved is None:
+            write_sweep_json(spec, storage, None)
+    except (OSError, NerwinError) as e:
+        _remove_created(created)  # leave nothing behind
+        if isinstance(e, OSError):
+            raise _out_error(out, e, "the sweep folder (--out)") from None
+        raise
+    return created, read_sweep_json(out / SWEEP_FILE)
+
+
+def _remove_created(folders: list[Path], files: tuple[str, ...] = ()) -> None:
+    """Remove what a refused sweep made: ``files`` in the first folder, then the folders
+    (only if empty: never anything else)."""
+    for name in files:
+        if folders:
+            with contextlib.suppress(OSError):
+                (folders[0] / name).unlink()
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 # ---------------------------------------------------------------------------------------
@@ -278,6 +720,10 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
         state = TrialState.PRUNED
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C)"
+        # A second SIGINT (the sweep's, when this one is slow to stop) must not cut short
+        # the recording below, or the trial would stay "running".
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise
     except NerwinError as e:  # a diverged loss (TrainingError), a sampled config refused
         error = str(e)
@@ -386,14 +832,18 @@ def format_results(rows: list[dict[str, Any]], dims: list[Dim]) -> str:
     return "\n".join(lines)
 
 
-def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> Path | None:
+def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]],
+                      storage: Storage | None = None) -> Path | None:
     """DIR/best_config.yaml: the resolved config of the best complete trial (atomically).
 
     Built from CONFIG, --set and the trial's values, so it holds this machine's paths even
     when the trial ran elsewhere; its output.dir is DIR/best_run, so ``nerwin train`` on it
-    does not touch the trial's run directory.
+    does not touch the trial's run directory. Replaces only the file this sweep wrote
+    (its sha256 is in DIR/sweep.json); an OS error or a file that is not the sweep's is a
+    one-line :class:`NerwinError`.
     """
     import dataclasses
+    import hashlib
 
     from nerwin.checkpoint import atomic_write_text
     from nerwin.config import OutputConfig, dump_yaml, load_config
@@ -401,13 +851,27 @@ def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]]) -> Path | Non
     done = [r for r in rows if r["state"] == "COMPLETE" and r["best_dev_f1"] is not None]
     if not done:
         return None
+    storage = storage or check_storage(spec.storage)
     best = done[0]
     cfg = load_config(spec.config, [*spec.overrides,
                                     *(override(k, v) for k, v in best["params"].items())])
     cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(spec.out) / "best_run"))
-    path = Path(spec.out) / "best_config.yaml"
-    atomic_write_text(path, f"# nerwin sweep: trial {best['trial']}, best dev F1 "
-                            f"{best['best_dev_f1']:.2f}\n" + dump_yaml(cfg))
+    path = Path(spec.out) / BEST_CONFIG
+    text = (f"{BEST_HEADER}{best['trial']}, best dev F1 {best['best_dev_f1']:.2f}\n"
+            + dump_yaml(cfg))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    saved = read_sweep_json(Path(spec.out) / SWEEP_FILE)
+    # The same bytes are no loss (another sweep on this DIR wrote them a moment ago).
+    same = path.is_file() and not path.is_symlink() and _sha256(path) == digest
+    if not same and not _best_config_is_ours(path, saved):
+        raise NerwinError(f"{path}: not replaced: it is not the {BEST_CONFIG} this sweep "
+                          f"wrote (changed since, or not nerwin's); the trials are kept in the "
+                          f"study: move it away and run the same command again to write it")
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise _out_error(path, e, BEST_CONFIG) from None
+    write_sweep_json(spec, storage, digest)
     return path
 
 
@@ -425,7 +889,7 @@ class SweepResult:
     worker_errors: list[str] = field(default_factory=list)
 
     def to_json(self, spec: SweepSpec) -> dict[str, Any]:
-        return {"study": spec.study, "storage": spec.storage, "trials": spec.trials,
+        return {"study": spec.study, "storage": mask_url(spec.storage), "trials": spec.trials,
                 "space": [d.to_json() for d in self.dims],
                 "best_config": None if self.best_config is None else str(self.best_config),
                 "stale_failed": self.stale, "interrupted": self.interrupted,
@@ -445,34 +909,15 @@ def prepare(config: str | Path, space: str | Path, out: str | Path, *, trials: i
         raise NerwinError(f"{config}: data.dev: a sweep scores trials by their best dev F1; "
                           f"set data.dev")
     load_space(space, config, overrides)
-    out_p = Path(out).resolve()
-    return SweepSpec(config=str(Path(config).resolve()), space=str(space), out=str(out_p),
+    from nerwin.rundir import check_out_path
+
+    out_p = check_out_path(Path(out))  # not /, home, below a file, or a symlink loop
+    spec = SweepSpec(config=str(Path(config).resolve()), space=str(space), out=str(out_p),
                      trials=trials, storage=storage or f"sqlite:///{out_p / 'study.db'}",
                      study=study or DEFAULT_STUDY, overrides=overrides, prune=prune,
                      seed=cfg.training.seed)
-
-
-def _claim_out_dir(spec: SweepSpec) -> None:
-    """DIR/sweep.json names the study DIR holds: run directories are named by trial number
-    alone, so a second study in the same DIR would collide with the first one's."""
-    from sqlalchemy.engine import make_url
-
-    from nerwin.checkpoint import atomic_write_text
-
-    try:
-        url = make_url(spec.storage).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL: _storage() says so
-        url = spec.storage
-    mine = {"study": spec.study, "storage": url}
-    path = Path(spec.out) / "sweep.json"
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != mine:
-            raise NerwinError(f"{spec.out}: holds the trials of study {saved['study']!r} in "
-                              f"{saved['storage']}; use another --out for study "
-                              f"{spec.study!r} in {url}")
-    else:
-        atomic_write_text(path, json.dumps(mine, indent=2) + "\n")
+    check_storage(spec.storage, new_out=out_p)
+    return spec
 
 
 def _worker_env() -> dict[str, str]:
@@ -484,26 +929,78 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def open_out_and_storage(spec: SweepSpec) -> tuple[Storage, Any]:
+    """Check --storage and --out, claim --out (DIR/sweep.json), open the storage.
+
+    Nothing is written before every check has passed; a server database is connected to
+    before DIR/sweep.json is written, so a mistyped --storage leaves nothing behind (an
+    SQLite file inside DIR is opened after, as DIR may not exist before). A folder this
+    call created is removed again if the storage then cannot be opened.
+    """
+    out = Path(spec.out)
+    storage = check_storage(spec.storage, new_out=out)
+    check_out_dir(spec, storage)
+    inside = storage.sqlite_path is not None and storage.sqlite_path.parent == out
+    rdb = None if inside else _storage(storage)
+    created, _ = claim_out_dir(spec, storage)
+    if rdb is None:
+        try:
+            rdb = _storage(storage)
+        except NerwinError:
+            # only what this call wrote, in the folders it made: sweep.json and study.db
+            _remove_created(created, (SWEEP_FILE, "study.db"))
+            raise
+    return storage, rdb
+
+
 def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> SweepResult:
     """Run ``workers`` worker processes on the study until it is full; the ranked results.
 
     Ctrl-C stops the workers (their running trials are recorded as failed) and still
-    returns the results so far, with ``interrupted`` set.
+    returns the results so far, with ``interrupted`` set. A database error after the study
+    was opened (the server gone) stops the workers and is a one-line error, exit code 1.
     """
-    from tqdm import tqdm
-
     dims = load_space(spec.space, spec.config, spec.overrides)
     require_optuna()
-    Path(spec.out).mkdir(parents=True, exist_ok=True)
-    _claim_out_dir(spec)
-    storage = _storage(spec.storage)
-    study = open_study(spec, storage)
-    _check_space_of_study(study, dims, spec)
-    stale = fail_stale_trials(study, storage)
+    storage, rdb = open_out_and_storage(spec)
+    procs: list[subprocess.Popen] = []
+    try:
+        study = open_study(spec, rdb)
+        _check_space_of_study(study, dims, spec)
+        stale = fail_stale_trials(study, rdb)
+        result = _run_workers(spec, workers, study, procs, progress)
+        rows = results(study, dims)
+    except _db_errors() as e:
+        _stop_workers(procs)
+        err = NerwinError(f"--storage {storage.shown}: the study's database failed: "
+                          f"{mask(_first_line(e), storage.url)}")
+        err.exit_code = 1
+        raise err from None
+    interrupted, errors = result
+    best = None
+    try:
+        best = write_best_config(spec, rows, storage)
+    except NerwinError as e:
+        errors.append(str(e))
+    return SweepResult(rows, dims, best, stale, interrupted, errors)
 
-    cmd = [sys.executable, "-m", "nerwin.sweep", json.dumps(asdict(spec))]
-    procs = [subprocess.Popen(cmd, env=_worker_env(), stdout=subprocess.DEVNULL)
-             for _ in range(workers)]
+
+def _run_workers(spec: SweepSpec, workers: int, study: Any, procs: list[subprocess.Popen],
+                 progress: bool) -> tuple[bool, list[str]]:
+    """Start the workers (into ``procs``) and wait for them: (interrupted?, errors)."""
+    from tqdm import tqdm
+
+    # The spec goes on stdin, not the command line: the storage URL may hold a password,
+    # and any user of the machine can read a process's command line.
+    cmd = [sys.executable, "-m", "nerwin.sweep", "--out", spec.out]
+    payload = json.dumps(asdict(spec)).encode("utf-8")
+    for _ in range(workers):
+        p = subprocess.Popen(cmd, env=_worker_env(), stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL)
+        procs.append(p)
+        assert p.stdin is not None
+        p.stdin.write(payload)
+        p.stdin.close()
     bar = tqdm(total=spec.trials, desc="trials", unit="trial", disable=None if progress else True,
                file=sys.stderr)
     # A flag, not KeyboardInterrupt: that can surface inside a garbage-collector callback,
@@ -526,8 +1023,7 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
     interrupted = sigint.is_set() or any(p.returncode == 130 for p in procs)
     errors = [f"worker {i} exited with code {p.returncode}" for i, p in enumerate(procs)
               if p.returncode not in (0, 130)]
-    rows = results(study, dims)
-    return SweepResult(rows, dims, write_best_config(spec, rows), stale, interrupted, errors)
+    return interrupted, errors
 
 
 def _stop_workers(procs: list[subprocess.Popen]) -> None:
@@ -560,13 +1056,21 @@ def _update_bar(bar: Any, study: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker entry point: ``python -m nerwin.sweep SPEC_JSON`` (started by run_sweep)."""
-    args = sys.argv[1:] if argv is None else argv
-    spec = SweepSpec(**json.loads(args[0]))
+    """Worker entry point: ``python -m nerwin.sweep --out DIR`` with the spec's JSON on
+    standard input (started by run_sweep; --out only shows in process lists whose worker
+    it is). A database or input error is one line on stderr, password masked, exit 1."""
+    spec = SweepSpec(**json.loads(sys.stdin.read()))
     try:
         worker(spec)
     except KeyboardInterrupt:
         return 130
+    except NerwinError as e:
+        print(f"nerwin sweep worker: {e}", file=sys.stderr)
+        return 1
+    except _db_errors() as e:
+        print(f"nerwin sweep worker: --storage {mask_url(spec.storage)}: the study's database "
+              f"failed: {mask(_first_line(e), spec.storage)}", file=sys.stderr)
+        return 1
     return 0
 
 

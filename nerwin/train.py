@@ -32,14 +32,15 @@ from tqdm import tqdm
 
 from nerwin.checkpoint import append_jsonl, atomic_write_text, load_checkpoint, save_checkpoint
 from nerwin.config import Config, dump_yaml, to_dict
+from nerwin.conll import Corpus
 from nerwin.dataset import build_lexicon, read_split
 from nerwin.errors import NerwinError, TrainingError
 from nerwin.model import Model, expected_shapes, model_from_arrays, new_model
-from nerwin.optim import Optimizer, clip_by_global_norm, make_optimizer
+from nerwin.optim import OPTIMIZERS, Optimizer, clip_by_global_norm
 from nerwin.rundir import check_out_path, check_run_dir, claim_run_dir
-from nerwin.schedules import make_schedule
+from nerwin.schedules import SCHEDULES, Schedule
 from nerwin.threads import blas_threads
-from nerwin.windows import batches, sentence_batches
+from nerwin.windows import WindowData, batches, sentence_batches
 
 OPT_PREFIX = "opt/"
 # Keys a resumed run may change: how long to go on, not what is trained.
@@ -219,12 +220,50 @@ def train(cfg: Config, out: Path | None = None, *, resume: bool = False, force: 
         raise NerwinError(f"{e.filename or out or cfg.output.dir}: {e.strerror or e}") from None
 
 
+@dataclass
+class _Run:
+    """What a run works on: built and checked by :func:`_prepare` before the run directory
+    is touched, then advanced one epoch at a time."""
+
+    out: Path
+    cfg: Config
+    model: Model
+    opt: Optimizer
+    schedule: Schedule
+    state: LoopState
+    rng: np.random.Generator
+    train_d: WindowData
+    y_train: np.ndarray
+    dev_c: Corpus | None
+    dev_d: WindowData | None
+    test_c: Corpus | None
+    test_d: WindowData | None
+
+
 # Overflow in exp/matmul is not worth a RuntimeWarning line: a non-finite loss or weight is
 # detected explicitly and stops the run with a message of its own.
 @np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore")
 def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: bool,
            echo: Callable[[str], None],
            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    run = _prepare(cfg, out, resume=resume, force=force, echo=echo)
+    if isinstance(run, RunResult):  # a resumed run with nothing left to do
+        return run
+    tcfg = run.cfg.training
+    finished = run.state.stopped_early or run.state.epoch >= tcfg.epochs
+    while not finished:
+        lr = run.schedule.lr_at(run.state.epoch)
+        loss_sum, n_seen, seconds = _run_epoch(run, lr, quiet)
+        finished = _end_epoch(run, lr, loss_sum, n_seen, seconds, echo, on_epoch)
+    result = RunResult(run.out, run.state)
+    if run.test_c is not None:
+        result.test_scores = _test_scores(run)
+    return result
+
+
+def _prepare(cfg: Config, out: Path | None, *, resume: bool, force: bool,
+             echo: Callable[[str], None]) -> _Run | RunResult:
+    """Check everything, then claim the run directory; the run, ready for its next epoch."""
     out = check_out_path(Path(out or cfg.output.dir))
     check_run_dir(out, resume=resume, force=force)
     tcfg = cfg.training
@@ -249,26 +288,17 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
         model = new_model(cfg, lex, rng)
         opt_state, state = None, LoopState()
     cfg = model.cfg
-    net = model.net
-    trainable = {k: v for k, v in net.params.items() if k not in net.frozen}
-    o = tcfg.optimizer
-    opt = make_optimizer(o.name, trainable, momentum=o.momentum, beta1=o.beta1,
-                         beta2=o.beta2, eps=o.eps, rho=o.rho)
-    if opt_state is not None:
-        try:
-            opt.load_state_dict(opt_state)
-        except ValueError as e:
-            raise NerwinError(f"{out / 'last'}: the optimiser state does not fit the model "
-                              f"({e}); the checkpoint was written by another config") from None
+    opt = _optimizer(model, opt_state, out)
     s = tcfg.schedule
-    schedule = make_schedule(s.name, o.lr, factor=s.factor, every=s.every, k=s.k)
+    schedule = SCHEDULES[s.name].from_config(tcfg.optimizer.lr, s)
 
     # Encoding checks every tag of every split against the training tags.
     train_d = model.encode(train_c)
     del train_c  # its ids are in train_d now; the token strings are not needed to train
-    y_train = model.targets(train_d.labels)
-    dev_d = model.encode(dev_c) if dev_c is not None else None
-    test_d = model.encode(test_c) if test_c is not None else None
+    run = _Run(out, cfg, model, opt, schedule, state, rng, train_d,
+               model.targets(train_d.labels), dev_c,
+               model.encode(dev_c) if dev_c is not None else None, test_c,
+               model.encode(test_c) if test_c is not None else None)
 
     # Every check passed: now the run directory may change.
     claim_run_dir(out, resume=resume, force=force)
@@ -279,106 +309,144 @@ def _train(cfg: Config, out: Path | None, *, resume: bool, force: bool, quiet: b
             echo(go_on)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
     if state.epoch == 0:
-        echo(f"training {len(train_d):,} tokens, {len(model.lex.words):,} words, "
-             f"{len(model.lex.tags)} tags; parameters "
-             f"{sum(p.size for p in net.params.values()):,}; run dir {out}")
-        cov = model.lex.coverage
-        if cov is not None:
-            pct = cov.percent()
-            echo(f"word vectors {cfg.features.vectors}: exact {pct['exact']:.2f} %, "
-                 f"lowercase {pct['lowercase']:.2f} %, missing {pct['missing']:.2f} % "
-                 f"of {cov.total:,} words ({'frozen' if cfg.features.freeze else 'fine-tuned'})")
+        _announce(run, echo)
+    return run
 
-    finished = state.stopped_early or state.epoch >= tcfg.epochs
-    while not finished:
-        epoch = state.epoch  # 0-based index of the epoch about to run
-        lr = schedule.lr_at(epoch)
-        t0 = time.perf_counter()
-        loss_sum, n_seen = 0.0, 0
-        if net.needs_whole_sentences():  # crf: whole shuffled sentences, batch_size tokens
-            epoch_batches = list(sentence_batches(train_d.lengths, tcfg.batch_size, rng))
-        else:
-            epoch_batches = [(idx, None) for idx in batches(len(train_d), tcfg.batch_size, rng)]
-        n_batches = len(epoch_batches)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch",
-                   disable=True if quiet else None, leave=False)
-        for i, (idx, lens) in enumerate(epoch_batches):
-            loss, grads = net.loss_and_grads(train_d.rows(idx), y_train[idx], lens,
-                                             train=True, rng=rng)
-            if not math.isfinite(loss):
-                bar.close()
-                raise _diverged(f"the loss became {loss}", epoch, state.step + 1, state, lr,
-                                out)
-            if tcfg.clip is not None:
-                clip_by_global_norm(grads, tcfg.clip)
-            opt.step(net.params, grads, lr)
-            state.step += 1
-            loss_sum += loss * len(idx)
-            n_seen += len(idx)
-            if i % 50 == 0 or i == n_batches - 1:
-                el = time.perf_counter() - t0
-                bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", lr=f"{lr:.3g}",
-                                tok_s=f"{n_seen / max(el, 1e-9):,.0f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        seconds = time.perf_counter() - t0
-        # A finite loss can still hide an overflowed step: never save non-finite weights.
-        bad = [k for k, v in net.params.items() if not np.isfinite(v).all()]
-        if bad:
-            raise _diverged(f"parameter {bad[0]} became non-finite", epoch, state.step,
-                            state, lr, out)
-        state.epoch += 1
 
-        record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
-                                  "train_loss": loss_sum / max(1, n_seen), "lr": lr,
-                                  "tokens_per_s": n_seen / max(seconds, 1e-9),
-                                  "seconds": seconds}
-        dev_scores = None
-        if dev_c is not None:
-            dev_scores, _ = model.evaluate(dev_c, dev_d)
-            f1 = dev_scores["f1"]
-            record.update({"dev_loss": dev_scores["loss"],
-                           "dev_precision": dev_scores["precision"],
-                           "dev_recall": dev_scores["recall"], "dev_f1": f1,
-                           "dev_per_type_f1": {t: v["f1"]
-                                               for t, v in dev_scores["per_type"].items()}})
-            improved = state.best_f1 is None or f1 > state.best_f1
-        else:
-            improved = True  # without dev data, best/ is the latest model
-        if improved:
-            state.best_f1 = dev_scores["f1"] if dev_scores else None
-            state.best_epoch, state.bad_epochs = state.epoch, 0
-        else:
-            state.bad_epochs += 1
-        record["best"] = improved
-        if tcfg.patience is not None and dev_c is not None and state.bad_epochs >= tcfg.patience:
-            state.stopped_early = True
-        finished = state.stopped_early or state.epoch >= tcfg.epochs
+def _optimizer(model: Model, opt_state: dict[str, np.ndarray] | None, out: Path
+               ) -> Optimizer:
+    """The configured optimiser over the trainable parameters, with last/'s state if any.
 
-        # metrics line first, then best/, then last/: on a crash in between, resume sees
-        # last/ of the previous epoch and drops the extra metrics line.
-        append_jsonl(out / "metrics.jsonl", record)
-        if improved:
-            _save_best(out, model, state, dev_scores)
-        _save_last(out, model, opt, state, rng)
-        echo(_epoch_line(record, tcfg.epochs))
-        if on_epoch is not None:
-            on_epoch(record)
-        if state.stopped_early:
-            echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
-                 f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
+    Its first step moves the dense parameters into one flat buffer and points
+    ``model.net.params`` at views of it (nerwin.optim), so checkpoints read them from there.
+    """
+    net = model.net
+    trainable = {k: v for k, v in net.params.items() if k not in net.frozen}
+    o = model.cfg.training.optimizer
+    opt = OPTIMIZERS[o.name].from_config(trainable, o)
+    if opt_state is not None:
+        try:
+            opt.load_state_dict(opt_state)
+        except ValueError as e:
+            raise NerwinError(f"{out / 'last'}: the optimiser state does not fit the model "
+                              f"({e}); the checkpoint was written by another config") from None
+    return opt
 
-    result = RunResult(out, state)
-    if test_c is not None:
-        from nerwin.model import load_model
 
-        best = load_model(out / "best")
-        scores, _ = best.evaluate(test_c, test_d)
-        scores["file"] = str(test_c.path)
-        scores["best_epoch"] = state.best_epoch
-        atomic_write_text(out / "test_scores.json", json.dumps(scores, indent=2) + "\n")
-        result.test_scores = scores
-    return result
+def _announce(run: _Run, echo: Callable[[str], None]) -> None:
+    """The first lines of a new run: what is trained, and the word vectors' coverage."""
+    model, cfg = run.model, run.cfg
+    echo(f"training {len(run.train_d):,} tokens, {len(model.lex.words):,} words, "
+         f"{len(model.lex.tags)} tags; parameters "
+         f"{sum(p.size for p in model.net.params.values()):,}; run dir {run.out}")
+    cov = model.lex.coverage
+    if cov is not None:
+        pct = cov.percent()
+        echo(f"word vectors {cfg.features.vectors}: exact {pct['exact']:.2f} %, "
+             f"lowercase {pct['lowercase']:.2f} %, missing {pct['missing']:.2f} % "
+             f"of {cov.total:,} words ({'frozen' if cfg.features.freeze else 'fine-tuned'})")
+
+
+def _run_epoch(run: _Run, lr: float, quiet: bool) -> tuple[float, int, float]:
+    """One epoch of optimiser steps; (Σ loss·tokens, tokens, seconds)."""
+    net, state, tcfg = run.model.net, run.state, run.cfg.training
+    epoch = state.epoch  # 0-based index of the epoch running
+    t0 = time.perf_counter()
+    loss_sum, n_seen = 0.0, 0
+    if net.needs_whole_sentences():  # crf, conv blocks: whole shuffled sentences
+        epoch_batches = list(sentence_batches(run.train_d.lengths, tcfg.batch_size, run.rng))
+    else:
+        epoch_batches = [(idx, None)
+                         for idx in batches(len(run.train_d), tcfg.batch_size, run.rng)]
+    n_batches = len(epoch_batches)
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", unit="batch",
+               disable=True if quiet else None, leave=False)
+    for i, (idx, lens) in enumerate(epoch_batches):
+        loss, grads = net.loss_and_grads(run.train_d.rows(idx), run.y_train[idx], lens,
+                                         train=True, rng=run.rng)
+        if not math.isfinite(loss):
+            bar.close()
+            raise _diverged(f"the loss became {loss}", epoch, state.step + 1, state, lr,
+                            run.out)
+        if tcfg.clip is not None:
+            clip_by_global_norm(grads, tcfg.clip)
+        run.opt.step(net.params, grads, lr)
+        state.step += 1
+        loss_sum += loss * len(idx)
+        n_seen += len(idx)
+        if i % 50 == 0 or i == n_batches - 1:
+            el = time.perf_counter() - t0
+            bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", lr=f"{lr:.3g}",
+                            tok_s=f"{n_seen / max(el, 1e-9):,.0f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    return loss_sum, n_seen, time.perf_counter() - t0
+
+
+def _end_epoch(run: _Run, lr: float, loss_sum: float, n_seen: int, seconds: float,
+               echo: Callable[[str], None],
+               on_epoch: Callable[[dict[str, Any]], None] | None) -> bool:
+    """Score dev, keep count of the best epoch, write the metrics line and the checkpoints;
+    True when training is finished."""
+    state, tcfg, net = run.state, run.cfg.training, run.model.net
+    # A finite loss can still hide an overflowed step: never save non-finite weights.
+    bad = [k for k, v in net.params.items() if not np.isfinite(v).all()]
+    if bad:
+        raise _diverged(f"parameter {bad[0]} became non-finite", state.epoch, state.step,
+                        state, lr, run.out)
+    state.epoch += 1
+    record: dict[str, Any] = {"epoch": state.epoch, "step": state.step,
+                              "train_loss": loss_sum / max(1, n_seen), "lr": lr,
+                              "tokens_per_s": n_seen / max(seconds, 1e-9),
+                              "seconds": seconds}
+    dev_scores = None
+    if run.dev_c is not None:
+        dev_scores, _ = run.model.evaluate(run.dev_c, run.dev_d)
+        f1 = dev_scores["f1"]
+        record.update({"dev_loss": dev_scores["loss"],
+                       "dev_precision": dev_scores["precision"],
+                       "dev_recall": dev_scores["recall"], "dev_f1": f1,
+                       "dev_per_type_f1": {t: v["f1"]
+                                           for t, v in dev_scores["per_type"].items()}})
+        improved = state.best_f1 is None or f1 > state.best_f1
+    else:
+        improved = True  # without dev data, best/ is the latest model
+    if improved:
+        state.best_f1 = dev_scores["f1"] if dev_scores else None
+        state.best_epoch, state.bad_epochs = state.epoch, 0
+    else:
+        state.bad_epochs += 1
+    record["best"] = improved
+    if (tcfg.patience is not None and run.dev_c is not None
+            and state.bad_epochs >= tcfg.patience):
+        state.stopped_early = True
+
+    # metrics line first, then best/, then last/: on a crash in between, resume sees
+    # last/ of the previous epoch and drops the extra metrics line.
+    append_jsonl(run.out / "metrics.jsonl", record)
+    if improved:
+        _save_best(run.out, run.model, state, dev_scores)
+    _save_last(run.out, run.model, run.opt, state, run.rng)
+    echo(_epoch_line(record, tcfg.epochs))
+    if on_epoch is not None:
+        on_epoch(record)
+    if state.stopped_early:
+        echo(f"early stop: no better dev F1 for {state.bad_epochs} epochs "
+             f"(training.patience {tcfg.patience}); best epoch {state.best_epoch}")
+    return state.stopped_early or state.epoch >= tcfg.epochs
+
+
+def _test_scores(run: _Run) -> dict[str, Any]:
+    """Scores of best/ on the test split, also written to test_scores.json."""
+    from nerwin.model import load_model
+
+    assert run.test_c is not None
+    best = load_model(run.out / "best")
+    scores, _ = best.evaluate(run.test_c, run.test_d)
+    scores["file"] = str(run.test_c.path)
+    scores["best_epoch"] = run.state.best_epoch
+    atomic_write_text(run.out / "test_scores.json", json.dumps(scores, indent=2) + "\n")
+    return scores
 
 
 def _diverged(what: str, epoch: int, step: int, state: LoopState, lr: float, out: Path

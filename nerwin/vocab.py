@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerwin.errors import NerwinError
-
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 SPECIALS = (UNK, BOS, EOS)
 UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
@@ -109,19 +107,3 @@ def encode_words(tokens: Sequence[str], vocab: Vocab, *, lowercase: bool,
 def encode_casing(tokens: Sequence[str]) -> np.ndarray:
     """(n,) int8 casing ids."""
     return np.fromiter((casing(t) for t in tokens), dtype=np.int8, count=len(tokens))
-
-
-def encode_tags(tags: Sequence[str], tagset: Vocab, *, path: object = "<data>",
-                first_line: int = 1) -> np.ndarray:
-    """(n,) int32 tag ids; a tag the tag set does not hold is an error naming file and line.
-
-    ``first_line`` is the file line of the first token (a sentence's tokens are on
-    consecutive lines).
-    """
-    get = tagset.stoi.get
-    out = np.fromiter((get(t, -1) for t in tags), dtype=np.int32, count=len(tags))
-    if (out < 0).any():
-        i = int(np.flatnonzero(out < 0)[0])
-        raise NerwinError(f"{path}:{first_line + i}: tag {tags[i]!r} was never seen in "
-                          f"training; the model knows {', '.join(tagset.itos)}")
-    return out

@@ -1,9 +1,10 @@
-"""Shared fixtures: the path of ../shared/data and a helper to write small files."""
+"""Shared fixtures: the path of ../shared/data, a helper to write small files, and run_cli."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 # The BLAS thread count comes first, before anything below imports numpy: the tests call the
 # CLI in-process and compare its arrays with child processes' (resume after kill -9, sweeps),
@@ -17,6 +18,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
+if TYPE_CHECKING:
+    from click.testing import Result
+
 # In CI (CI=true) property tests draw the same examples every run: a red CI is then
 # reproducible, never a one-off draw. Locally they explore new examples each run.
 settings.register_profile("ci", derandomize=True, deadline=None)
@@ -25,6 +29,16 @@ settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+
+
+def run_cli(*args: object, **kwargs: Any) -> Result:
+    """Run the nerwin command line in this process on ``args`` (each str()-ed); click's
+    Result (exit_code, output, exception). ``kwargs`` go to CliRunner.invoke (``input=``)."""
+    from click.testing import CliRunner
+
+    from nerwin.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
 
 
 def shared_file(rel: str) -> Path:
@@ -64,14 +78,9 @@ def shared_data():
 def train_and_resume(config: Path, args: list[str], tmp_path: Path) -> tuple[Path, dict]:
     """Train 2 epochs into tmp_path/full; train 1 into tmp_path/part and --resume it to 2;
     require last/ of both to hold the same arrays, bit for bit. Returns (full, its arrays)."""
-    from click.testing import CliRunner
-
     from nerwin.checkpoint import load_checkpoint
-    from nerwin.cli import cli
 
-    def run(*a: object) -> object:
-        return CliRunner().invoke(cli, [str(x) for x in a])
-
+    run = run_cli
     full, part = tmp_path / "full", tmp_path / "part"
     r = run("train", config, "--out", full, "--quiet", "--set", "training.epochs=2", *args)
     assert r.exit_code == 0, r.output

@@ -10,12 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
 import nerwin
-from nerwin.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
@@ -93,8 +92,7 @@ def test_api_equals_nerwin_tag(ner, model_dir, tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out.jsonl"
-    r = CliRunner().invoke(cli, ["tag", str(model_dir), str(src), "--output-format", "jsonl",
-                                 "--output", str(out), "--quiet"])
+    r = run_cli("tag", model_dir, src, "--output-format", "jsonl", "--output", out, "--quiet")
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     docs = list(ner.pipe(lines, batch_size=3))
@@ -162,12 +160,11 @@ def test_errors_are_nerwin_errors(ner, call, message):
 def test_train_and_evaluate_errors_have_the_cli_messages(tmp_path, model_dir):
     with pytest.raises(nerwin.NerwinError) as e:
         nerwin.train(SAMPLE, overrides={"model.hidden_size": 3}, out=tmp_path / "x")
-    r = CliRunner().invoke(cli, ["train", str(SAMPLE), "--set", "model.hidden_size=3",
-                                 "--out", str(tmp_path / "x")])
+    r = run_cli("train", SAMPLE, "--set", "model.hidden_size=3", "--out", tmp_path / "x")
     assert r.exit_code == 2 and r.output.strip() == f"Error: {e.value}"
     with pytest.raises(nerwin.NerwinError) as e:
         nerwin.evaluate(model_dir, tmp_path / "missing.txt")
-    r = CliRunner().invoke(cli, ["eval", str(model_dir), str(tmp_path / "missing.txt")])
+    r = run_cli("eval", model_dir, tmp_path / "missing.txt")
     assert r.exit_code == 2 and r.output.strip() == f"Error: {e.value}"
 
 
@@ -203,10 +200,9 @@ def test_the_commands_go_through_the_api(monkeypatch, model_dir):
     calls = []
     real = nerwin.api.load_model
     monkeypatch.setattr(nerwin.api, "load_model", lambda p: calls.append(p) or real(p))
-    r = CliRunner().invoke(cli, ["tag", str(model_dir), str(TEST), "--input-format", "conll",
-                                 "--quiet"])
+    r = run_cli("tag", model_dir, TEST, "--input-format", "conll", "--quiet")
     assert r.exit_code == 0 and calls == [str(model_dir)]
-    r = CliRunner().invoke(cli, ["eval", str(model_dir), str(TEST)])
+    r = run_cli("eval", model_dir, TEST)
     assert r.exit_code == 0 and calls == [str(model_dir)] * 2
 
 

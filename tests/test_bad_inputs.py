@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.config import Config, _hints, _public_fields
 from nerwin.conll import read_conll, read_tokens
 
@@ -28,9 +27,6 @@ SAMPLE = ROOT / "configs" / "sample.yaml"
 TRAIN = ("EU B-ORG\nrejects O\nGerman B-MISC\ncall O\n\n"
          "Peter B-PER\nBlackburn I-PER\nin O\nParis B-LOC\n")
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def assert_one_line_error(r, *where: str) -> str:

@@ -17,19 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
 from nerwin import checkpoint as ckpt
-from nerwin.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
 DEV = ROOT / "data" / "sample" / "dev.txt"
 ONE = ("--quiet", "--set", "training.epochs=1")
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import conll_sets
+from conftest import conll_sets, run_cli
 
-from nerwin.cli import cli
 from nerwin.nn import layers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +16,7 @@ LECTURE3 = str(ROOT / "configs" / "lecture3.yaml")
 
 
 def gradcheck(*args: str):
-    return CliRunner().invoke(cli, ["gradcheck", *args])
+    return run_cli("gradcheck", *args)
 
 
 @pytest.mark.parametrize("nonlinearity", ["sigmoid", "tanh", "hardtanh", "relu"])

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.config import Config, load_config, parse_override
 
 TRAIN = "a O\nParis B-LOC\n"
@@ -23,9 +22,6 @@ def cfg_file(write):
 
     return make
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def test_defaults_and_relative_paths(cfg_file, tmp_path):
@@ -164,7 +160,7 @@ def test_config_init_writes_every_key_and_loads_back(tmp_path):
     from nerwin.config import describe_keys, from_dict
 
     path = tmp_path / "starter.yaml"
-    r = CliRunner().invoke(cli, ["config", "init", str(path)])
+    r = run("config", "init", path)
     assert r.exit_code == 0, r.output
     text = path.read_text()
     for key, default, doc in describe_keys():
@@ -177,9 +173,9 @@ def test_config_init_writes_every_key_and_loads_back(tmp_path):
     assert load_config(path, [f"data.train={sample}"]).model.hidden == (100,)
     # never overwritten silently
     path.write_text("mine\n")
-    r = CliRunner().invoke(cli, ["config", "init", str(path)])
+    r = run("config", "init", path)
     assert r.exit_code == 2 and "--force" in r.output and path.read_text() == "mine\n"
-    assert CliRunner().invoke(cli, ["config", "init", str(path), "--force"]).exit_code == 0
+    assert run("config", "init", path, "--force").exit_code == 0
     assert path.read_text() == text
-    r = CliRunner().invoke(cli, ["config", "init", str(tmp_path / "no" / "c.yaml")])
+    r = run("config", "init", tmp_path / "no" / "c.yaml")
     assert r.exit_code == 2 and "does not exist" in r.output

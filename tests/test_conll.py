@@ -204,3 +204,23 @@ def test_prediction_writer_columns(write):
     assert back.sentences[0].tags == ["B-LOC", "O"]
     with pytest.raises(ValueError):
         format_predictions(c.sentences, [["O"]])
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("O", ("O", None)), ("B-PER", ("B", "PER")), ("I-LOC", ("I", "LOC")),
+    ("E-MISC", ("E", "MISC")), ("S-ORG", ("S", "ORG")), ("B-A-B", ("B", "A-B")),
+])
+def test_split_tag_one_convention(tag, expected):
+    from nerwin import metrics
+    from nerwin.conll import split_tag
+
+    assert split_tag(tag) == expected
+    assert metrics.split_tag is split_tag  # the scorer uses the same function
+
+
+@pytest.mark.parametrize("tag", ["", "B", "B-", "X-PER", "BPER", "o", "B_PER"])
+def test_split_tag_refuses_malformed(tag):
+    from nerwin.conll import split_tag
+
+    with pytest.raises(ValueError, match="is not 'O'"):
+        split_tag(tag)

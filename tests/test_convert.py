@@ -6,18 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.conll import read_conll
 from nerwin.report import data_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "train.txt"
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def sentences(path, scheme="auto"):

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli
 
 pytest.importorskip("dask.bag")
 distributed = pytest.importorskip("distributed")
 
 import nerwin  # noqa: E402
 import nerwin.dask as nd  # noqa: E402
-from nerwin.cli import cli  # noqa: E402
 from nerwin.conll import read_tokens  # noqa: E402
 from nerwin.tokenize import detokenize  # noqa: E402
 
@@ -60,8 +59,7 @@ def texts(tmp_path_factory):
 
 def nerwin_tag(model, src, tmp_path, *args):
     dest = tmp_path / "single.out"
-    r = CliRunner().invoke(cli, ["tag", str(model), str(src), "--output", str(dest),
-                                 "--quiet", *args])
+    r = run_cli("tag", model, src, "--output", dest, "--quiet", *args)
     assert r.exit_code == 0, r.output
     return dest.read_bytes()
 

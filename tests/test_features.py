@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from conftest import train_and_resume
 
 from nerwin.checkpoint import load_checkpoint
-from nerwin.cli import cli
 from nerwin.config import ConfigError, load_config
 from nerwin.dataset import build_lexicon, encode, read_split
 from nerwin.features import (
@@ -33,9 +32,6 @@ SAMPLE = ROOT / "configs" / "sample.yaml"
 ALL = ["features.prefixes=[2]", "features.suffixes=[2,3]", "features.shape_dim=4",
        "features.char_filters=8", "features.char_dim=5", "features.affix_dim=6"]
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("word,shape", [

@@ -9,22 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import nerwin  # noqa: E402
-from nerwin.cli import cli  # noqa: E402
 from nerwin.errors import NerwinError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
 TEST = ROOT / "data" / "sample" / "test.txt"
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 # Every table kind (word, casing, prefix, suffix, shape, chars), every nonlinearity, every

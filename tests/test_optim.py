@@ -338,7 +338,7 @@ def test_step_rejects_unknown_and_misshapen_gradients():
 
 
 def test_make_optimizer_names_and_hyperparameters():
-    assert OPTIMIZERS == ("sgd", "adagrad", "rmsprop", "adam")
+    assert tuple(OPTIMIZERS) == ("sgd", "adagrad", "rmsprop", "adam")
     params = {"W": np.zeros(2)}
     for name in OPTIMIZERS:
         opt = make_optimizer(name, params)
@@ -586,3 +586,172 @@ def test_clip_non_finite_and_bad_limit():
     np.testing.assert_array_equal(grads["W"], [1.0, np.inf])
     with pytest.raises(ValueError, match="max_norm"):
         clip_by_global_norm({"W": np.ones(2)}, 0.0)
+
+
+# -- flat buffers: bit for bit the per-parameter update ------------------------------------------
+
+
+def per_param_rule(name: str, hp: dict, state: list, g: np.ndarray, lr: float, t: int
+                   ) -> np.ndarray:
+    """The per-parameter update nerwin ran before its flat buffers, op for op (in place, every
+    constant cast to the parameter's dtype); updates ``state`` and returns the step."""
+    dt = g.dtype.type
+    lr_ = dt(lr)
+    if name == "sgd":
+        if not state:
+            return np.multiply(lr_, g)
+        (v,) = state
+        v *= dt(hp["momentum"])
+        v += g
+        return np.multiply(lr_, v)
+    if name == "adagrad":
+        (G,) = state
+        G += np.multiply(g, g)
+        u = np.sqrt(G)
+        u += dt(hp["eps"])
+        u = np.divide(g, u)
+        u *= lr_
+        return u
+    if name == "rmsprop":
+        (s,) = state
+        u = np.multiply(g, g)
+        u *= dt(1.0 - hp["rho"])
+        s *= dt(hp["rho"])
+        s += u
+        u = np.sqrt(s)
+        u += dt(hp["eps"])
+        u = np.divide(g, u)
+        u *= lr_
+        return u
+    m, v = state
+    b1, b2 = hp["beta1"], hp["beta2"]
+    bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+    m *= dt(b1)
+    m += np.multiply(g, dt(1.0 - b1))
+    u = np.multiply(g, g)
+    u *= dt(1.0 - b2)
+    v *= dt(b2)
+    v += u
+    u = np.sqrt(np.divide(v, dt(bc2)))
+    u += dt(hp["eps"])
+    u = np.divide(m, u)
+    u *= dt(float(lr_) / bc1)  # lr already rounded to the dtype, as nerwin does
+    return u
+
+
+FLAT_CONFIGS = [
+    ("sgd", {"momentum": 0.0}),
+    ("sgd", {"momentum": 0.9}),
+    ("adagrad", {"eps": 1e-8}),
+    ("rmsprop", {"rho": 0.9, "eps": 1e-8}),
+    ("adam", {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}),
+]
+
+
+def network_like(rng: np.random.Generator, dtype) -> tuple[dict, list]:
+    """Parameters shaped like a small window network (an embedding table with row-sparse
+    gradients, the rest dense) and 9 steps of random gradients, with changing rows."""
+    params = {
+        "E_word": rng.normal(size=(30, 4)).astype(dtype),
+        "W1": rng.normal(size=(7, 20)).astype(dtype),
+        "b1": rng.normal(size=7).astype(dtype),
+        "U": rng.normal(size=(5, 7)).astype(dtype),
+        "c": rng.normal(size=5).astype(dtype),
+    }
+    steps = []
+    for _ in range(9):
+        rows = np.unique(rng.integers(0, 30, size=6))
+        g = {k: (rng.normal(size=v.shape) * rng.uniform(0.01, 3)).astype(dtype)
+             for k, v in params.items() if k != "E_word"}
+        g["E_word"] = RowGrad(rows, rng.normal(size=(rows.size, 4)).astype(dtype))
+        steps.append((g, float(rng.uniform(1e-3, 0.3))))
+    return params, steps
+
+
+@pytest.mark.parametrize(("name", "hp"), FLAT_CONFIGS,
+                         ids=["sgd", "sgd-momentum", "adagrad", "rmsprop", "adam"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_flat_buffers_bit_identical_to_per_parameter_updates(name, hp, dtype, seed):
+    rng = np.random.default_rng(seed)
+    init, steps = network_like(rng, dtype)
+    slot_names = {"sgd": ["v"] if hp.get("momentum") else [], "adagrad": ["G"],
+                  "rmsprop": ["s"], "adam": ["m", "v"]}[name]
+
+    # The reference: each parameter on its own, lazy rows for the RowGrad.
+    ref = {k: v.copy() for k, v in init.items()}
+    ref_state = {k: [np.zeros_like(v) for _ in slot_names] for k, v in init.items()}
+    for t, (grads, lr) in enumerate(steps, start=1):
+        for k, g in grads.items():
+            if isinstance(g, RowGrad):
+                part = [s[g.rows] for s in ref_state[k]]
+                step = per_param_rule(name, hp, part, g.values, lr, t)
+                for s, p in zip(ref_state[k], part):
+                    s[g.rows] = p
+                ref[k][g.rows] -= step
+            else:
+                ref[k] -= per_param_rule(name, hp, ref_state[k], g, lr, t)
+
+    # The optimiser, resumed after 4 steps from its state_dict into fresh arrays.
+    first = {k: v.copy() for k, v in init.items()}
+    opt = make_optimizer(name, dict(first), **hp)
+    for grads, lr in steps[:4]:
+        opt.step(first, grads, lr)
+    assert opt._flat is not None and opt._flat.names == ("W1", "b1", "U", "c")
+    for k in ("W1", "b1", "U", "c"):  # the dict now holds views of one buffer
+        assert np.shares_memory(first[k], opt._flat.param)
+    saved_params = savez_roundtrip(first)
+    saved_state = savez_roundtrip(opt.state_dict())
+    resumed = dict(saved_params)
+    opt2 = make_optimizer(name, dict(resumed), **hp)
+    opt2.load_state_dict(saved_state)
+    for grads, lr in steps[4:]:
+        opt2.step(resumed, grads, lr)
+
+    for k in init:
+        assert resumed[k].dtype == dtype
+        assert np.array_equal(resumed[k], ref[k]), k
+        for slot, arr in zip(slot_names, ref_state[k]):
+            assert np.array_equal(opt2.state_dict()[f"{slot}/{k}"], arr), (slot, k)
+    # And flat=False (each array updated in place) agrees too.
+    plain = {k: v.copy() for k, v in init.items()}
+    opt3 = make_optimizer(name, plain, flat=False, **hp)
+    for grads, lr in steps:
+        opt3.step(plain, grads, lr)
+    assert opt3._flat is None
+    for k in init:
+        assert np.array_equal(plain[k], ref[k]), k
+
+
+def test_flat_buffers_follow_a_replaced_parameter():
+    """A parameter replaced in the dict after the first step (a checkpoint loaded into it) is
+    taken in: the next step updates the new values, not the old buffer."""
+    rng = np.random.default_rng(3)
+    init, steps = network_like(rng, np.float32)
+    params = {k: v.copy() for k, v in init.items()}
+    opt = make_optimizer("adam", dict(params))
+    opt.step(params, *steps[0])
+    new_w = rng.normal(size=init["W1"].shape).astype(np.float32)
+    params["W1"] = new_w.copy()
+    opt.step(params, *steps[1])
+    assert np.shares_memory(params["W1"], opt._flat.param)
+    ref = {k: v.copy() for k, v in params.items()}
+    assert not np.array_equal(params["W1"], new_w)  # it moved from the new values
+    plain = {k: v.copy() for k, v in init.items()}
+    opt_plain = make_optimizer("adam", plain, flat=False)
+    opt_plain.step(plain, *steps[0])
+    plain["W1"] = new_w.copy()
+    opt_plain.step(plain, *steps[1])
+    for k in ref:
+        assert np.array_equal(ref[k], plain[k]), k
+
+
+def test_registries_and_slot_counts():
+    params = {"W": np.zeros((2, 3), np.float32)}
+    for name, cls in OPTIMIZERS.items():
+        assert cls.name == name
+        opt = make_optimizer(name, params, momentum=0.5)
+        # The slot count memory.py reads is the number of state arrays per parameter.
+        assert cls.slots_for(momentum=0.5) == len(opt.state) == opt.slots
+    assert OPTIMIZERS["sgd"].slots_for(momentum=0.0) == 0
+    assert len(make_optimizer("sgd", params).state) == 0

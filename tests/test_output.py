@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import conll_sets, train_and_resume
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.config import ConfigError, load_config
 from nerwin.conll import to_iob2
 from nerwin.gradcheck import check_gradients, format_gradcheck_table
@@ -27,9 +26,6 @@ SAMPLE = ROOT / "configs" / "sample.yaml"
 TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
 NONLIN = ["sigmoid", "tanh", "hardtanh", "relu"]
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def crf_net(nonlinearity="tanh", hidden=(4,), constrained=True, chars=False, seed=0,

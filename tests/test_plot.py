@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.errors import NerwinError
 from nerwin.plot import confusion_figure, learning_curves, read_metrics, save_figure
 
@@ -17,9 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
 TEST = ROOT / "data" / "sample" / "test.txt"
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def record(epoch, f1, best, lr=0.01):

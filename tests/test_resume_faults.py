@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
 from nerwin.checkpoint import load_checkpoint
-from nerwin.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "configs" / "sample.yaml")
@@ -80,9 +79,6 @@ main()
 POINTS = ["npz-written-before", "npz-written", "meta-written", "moved-aside", "moved-in",
           "old-removed"]
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def arrays_of(folder: Path) -> dict[str, np.ndarray]:

@@ -85,7 +85,7 @@ def test_describe_is_readable():
 
 
 def test_names_and_validation():
-    assert SCHEDULES == ("constant", "step", "exponential")
+    assert tuple(SCHEDULES) == ("constant", "step", "exponential")
     with pytest.raises(ValueError) as info:
         make_schedule("cosine", 0.1)
     for name in SCHEDULES:
@@ -105,3 +105,20 @@ def test_names_and_validation():
             make_schedule(name, 0.1).lr_at(-1)
         with pytest.raises(ValueError, match="epoch"):
             make_schedule(name, 0.1).lr_at(1.5)
+
+
+@pytest.mark.parametrize(("name", "section", "epoch", "expected"), [
+    ("constant", {"factor": 0.1, "every": 7, "k": 3.0}, 5, 0.2),
+    ("step", {"factor": 0.5, "every": 2, "k": 3.0}, 5, 0.2 * 0.5**2),
+    ("exponential", {"factor": 0.1, "every": 7, "k": 0.3}, 5, 0.2 * math.exp(-1.5)),
+])
+def test_registry_from_config_reads_only_its_own_keys(name, section, epoch, expected):
+    from types import SimpleNamespace
+
+    cls = SCHEDULES[name]
+    assert cls.name == name
+    sched = cls.from_config(0.2, SimpleNamespace(**section))
+    assert isinstance(sched, cls)
+    assert sched.lr_at(epoch) == pytest.approx(expected, rel=1e-15)
+    # The same schedule as make_schedule builds from keywords.
+    assert sched.lr_at(epoch) == make_schedule(name, 0.2, **section).lr_at(epoch)

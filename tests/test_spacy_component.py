@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli
 
 spacy = pytest.importorskip("spacy")
 
 import nerwin  # noqa: E402
 import nerwin.spacy_component  # noqa: E402, F401  (registers the factory)
-from nerwin.cli import cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +32,7 @@ def nerwin_tag_entities(model, lines, tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     dest = tmp_path / "out.jsonl"
-    r = CliRunner().invoke(cli, ["tag", str(model), str(src), "--output-format", "jsonl",
-                                 "--output", str(dest), "--quiet"])
+    r = run_cli("tag", model, src, "--output-format", "jsonl", "--output", dest, "--quiet")
     assert r.exit_code == 0, r.output
     per_line: list[list[tuple[int, int, str, float]]] = [[] for _ in lines]
     pos = [0] * len(lines)

@@ -2,7 +2,10 @@
 shared by concurrent sweeps, resumable after a kill, and a diverging trial is not fatal.
 
 Every sweep here trains the sample corpus for 2 epochs with 20 hidden units (under a second a
-trial); the workers are real processes on a real SQLite file.
+trial); the workers are real processes on a real SQLite file, or on a real PostgreSQL server
+(tests/pg_server.py; see the fixture below). Bad --out folders, damaged sweep.json and
+study.db files and bad storage URLs are tables: one line each, no traceback, no password,
+nothing changed on disk.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.config import load_config
 from nerwin.errors import NerwinError
 from nerwin.space import parse_space
@@ -34,9 +36,6 @@ training.optimizer.lr: {log_uniform: [1.0e-3, 3.0e-2]}
 model.nonlinearity: {choice: [tanh, relu]}
 """
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def sweep_args(space: Path, out: Path, *more) -> list[str]:
@@ -372,3 +371,732 @@ def test_sweep_help():
     for opt in ("--space", "--out", "--trials", "--workers", "--storage", "--study", "--set",
                 "--no-prune", "--json"):
         assert opt in r.output
+
+
+# ---------------------------------------------------------------------------------------
+# Bad --out folders, damaged files nerwin reads back, bad storage URLs. Every case: its exit
+# code, one "Error:" line naming the file, no traceback, no password, nothing changed on
+# disk (every file, folder and symlink under the case's folder compared before and after).
+
+SECRET = "s3cr3t-PASS"
+
+
+def snapshot(root: Path) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            key = str(p.relative_to(root))
+            if p.is_symlink():
+                seen[key] = ("link", os.readlink(p))
+            elif p.is_dir():
+                seen[key] = "dir"
+            elif p.is_file():
+                seen[key] = p.read_bytes()
+            else:
+                seen[key] = "special"
+    return seen
+
+
+def one_error_line(output: str) -> str:
+    assert "Traceback" not in output and SECRET not in output, output
+    lines = [x for x in output.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), output
+    return lines[0]
+
+
+def _can_mount() -> bool:
+    import shutil
+
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+def _mount_tmpfs(where: Path, options: str) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for this case ({r.stderr.strip()})")
+
+
+@pytest.fixture
+def mounts():
+    """mounts(where, options): a tmpfs mounted for the test, unmounted after."""
+    done: list[Path] = []
+
+    def mount(where: Path, options: str) -> None:
+        if not _can_mount():
+            pytest.skip("a read-only or full folder needs root's mount (root ignores file "
+                        "permissions); not root here")
+        _mount_tmpfs(where, options)
+        done.append(where)
+
+    yield mount
+    for where in reversed(done):
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _readonly(case: Path, mount) -> Path:
+    """A read-only folder: a read-only tmpfs as root, mode 555 otherwise."""
+    ro = case / "ro"
+    if os.geteuid() == 0:
+        mount(ro, "ro,size=1m")
+    else:
+        ro.mkdir()
+        ro.chmod(0o555)
+    return ro
+
+
+def _readonly_sweep(case: Path, mount) -> Path:
+    """A sweep's folder (sweep.json, a finished trial's folder) made read-only."""
+    ro = case / "ro"
+    if os.geteuid() == 0:
+        mount(ro, "size=1m")
+    else:
+        ro.mkdir()
+    out = ro / "out"
+    _sweep_json(out)
+    (out / "trial-0000").mkdir()
+    (out / "study.db").write_bytes(b"")
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+    else:
+        out.chmod(0o555)
+    return out
+
+
+def _full(case: Path, mount) -> Path:
+    full = case / "full"
+    mount(full, "size=64k")
+    fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # fill it: the next write gets ENOSPC
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return full
+
+
+def _sweep_json(out: Path, **over) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"format": "nerwin-sweep", "study": "nerwin",
+            "storage": f"sqlite:///{out / 'study.db'}", "best_config_sha256": None}
+    data.update(over)
+    (out / "sweep.json").write_text(json.dumps(data))
+
+
+def _loop(case: Path) -> Path:
+    (case / "a").symlink_to(case / "b")
+    (case / "b").symlink_to(case / "a")
+    return case / "a" / "out"
+
+
+def _users_best_config(case: Path) -> Path:
+    (case / "out").mkdir()
+    (case / "out" / "best_config.yaml").write_text("model: {hidden: [7]}  # mine\n")
+    return case / "out"
+
+
+def _changed_best_config(case: Path) -> Path:
+    out = case / "out"
+    _sweep_json(out, best_config_sha256="0" * 64)
+    (out / "best_config.yaml").write_text("# nerwin sweep: trial 0, best dev F1 1.00\n# edited\n")
+    return out
+
+
+def _old_sweep_json_users_best_config(case: Path) -> Path:
+    out = case / "out"
+    out.mkdir()
+    (out / "sweep.json").write_text(json.dumps(
+        {"study": "nerwin", "storage": f"sqlite:///{out / 'study.db'}"}))
+    (out / "best_config.yaml").write_text("model: {hidden: [7]}  # mine\n")
+    return out
+
+
+def _below_file(case: Path) -> Path:
+    (case / "f").write_text("x")
+    return case / "f" / "out"
+
+
+def _is_file(case: Path) -> Path:
+    (case / "f").write_text("x")
+    return case / "f"
+
+
+def _users_folder(case: Path) -> Path:
+    (case / "out").mkdir()
+    (case / "out" / "notes.txt").write_text("mine")
+    return case / "out"
+
+
+def _sweep_json_symlink(case: Path) -> Path:
+    (case / "out").mkdir()
+    (case / "elsewhere.json").write_text("{}")
+    (case / "out" / "sweep.json").symlink_to(case / "elsewhere.json")
+    return case / "out"
+
+
+def _best_config_symlink(case: Path) -> Path:
+    out = case / "out"
+    _sweep_json(out)
+    (case / "mine.yaml").write_text("model: {hidden: [7]}\n")
+    (out / "best_config.yaml").symlink_to(case / "mine.yaml")
+    return out
+
+
+def _study_db_gone(case: Path) -> Path:
+    out = case / "out"
+    _sweep_json(out)
+    (out / "trial-0000").mkdir()
+    return out
+
+
+OUT_CASES = {
+    # name: (make the --out path in the case folder, exit code, expected words)
+    "below a file": (_below_file, 2, "lies below"),
+    "a file": (_is_file, 2, "is not a folder"),
+    "symlink loop": (_loop, 2, "cannot be a run directory"),
+    "user's best_config.yaml": (_users_best_config, 2, "best_config.yaml: not written by a "
+                                                       "nerwin sweep"),
+    "user's folder": (_users_folder, 2, "notes.txt: not written by a nerwin sweep"),
+    "best_config.yaml changed since": (_changed_best_config, 2, "best_config.yaml: not the "
+                                                                "best_config.yaml this sweep"),
+    "old sweep.json, user's best_config": (_old_sweep_json_users_best_config, 2,
+                                           "best_config.yaml: not the"),
+    "sweep.json a symlink": (_sweep_json_symlink, 2, "sweep.json: is not a regular file"),
+    "best_config.yaml a symlink": (_best_config_symlink, 2, "best_config.yaml: not the"),
+    "study.db gone, trials left": (_study_db_gone, 2, "study.db: missing, but"),
+    "read-only parent": (lambda c, m: _readonly(c, m) / "out", 2, "cannot write the sweep folder"),
+    "read-only folder": (_readonly, 2, "cannot write there (read-only or not yours)"),
+    "read-only sweep folder": (_readonly_sweep, 2, "cannot write there (read-only"),
+    "disk full": (lambda c, m: _full(c, m) / "out", 1, "No space left on device"),
+    "disk full, three new folders": (lambda c, m: _full(c, m) / "a" / "b" / "out", 1,
+                                     "No space left on device"),
+}
+
+
+@pytest.mark.parametrize("name", OUT_CASES)
+def test_bad_out_is_one_line_and_changes_nothing(tmp_path, write, mounts, name):
+    make, code, expected = OUT_CASES[name]
+    space = write("space.yaml", SPACE)
+    case = tmp_path / "case"
+    case.mkdir()
+    try:
+        out = make(case, mounts)
+    except TypeError:
+        out = make(case)
+    before = snapshot(case)
+    r = run(*sweep_args(space, out, "--trials", 1))
+    assert r.exit_code == code, r.output
+    line = one_error_line(r.output)
+    assert expected in line, line
+    assert snapshot(case) == before
+
+
+SWEEP_JSON_DAMAGE = {
+    # name: (content of sweep.json, or a callable making it; words, with the line)
+    "invalid UTF-8": (b'{"study": "nerwin",\n "storage": "\xff"}', "sweep.json:2: invalid UTF-8"),
+    "invalid JSON": ('{\n"study": "nerwin",\n', "sweep.json:3: not valid JSON"),
+    "empty": ("", "sweep.json:1: not valid JSON"),
+    "a list": ("[]", "sweep.json: expected a JSON object"),
+    "missing storage": ('{"study": "nerwin"}', "sweep.json: missing key 'storage'"),
+    "missing study": ('{"storage": "sqlite:///x"}', "sweep.json: missing key 'study'"),
+    "study not a string": ('{"study": 3, "storage": "x"}', "sweep.json: study: expected a "
+                                                            "string, got int"),
+    "storage null": ('{"study": "nerwin", "storage": null}', "sweep.json: storage: expected "
+                                                             "a string, got NoneType"),
+    "digest a number": ('{"study": "nerwin", "storage": "x", "best_config_sha256": 5}',
+                        "sweep.json: best_config_sha256: expected a string or null"),
+    "another format": ('{"format": "x", "study": "nerwin", "storage": "x"}',
+                       "sweep.json: format: expected 'nerwin-sweep'"),
+    "a folder": (lambda p: p.mkdir(), "sweep.json: is not a regular file"),
+    "a FIFO": (lambda p: os.mkfifo(p), "sweep.json: is not a regular file"),
+    "a dangling symlink": (lambda p: p.symlink_to(p.parent / "gone"),
+                           "sweep.json: is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("name", SWEEP_JSON_DAMAGE)
+def test_damaged_sweep_json_is_one_line_naming_it(tmp_path, write, name):
+    content, expected = SWEEP_JSON_DAMAGE[name]
+    space = write("space.yaml", SPACE)
+    out = tmp_path / "case" / "out"
+    out.mkdir(parents=True)
+    (out / "trial-0000").mkdir()
+    path = out / "sweep.json"
+    if callable(content):
+        content(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    before = snapshot(tmp_path / "case")
+    r = run(*sweep_args(space, out, "--trials", 1))
+    assert r.exit_code == 2, r.output
+    line = one_error_line(r.output)
+    assert line.startswith(f"Error: {out}/") and expected in line, line
+    assert snapshot(tmp_path / "case") == before
+
+
+def _real_study_db(out: Path) -> bytes:
+    """The bytes of a real study.db (one study, no trials)."""
+    from nerwin import sweep as sw
+
+    out.mkdir(parents=True, exist_ok=True)
+    spec = sw.SweepSpec(config=str(CONFIG), space="-", out=str(out), trials=1,
+                        storage=f"sqlite:///{out / 'study.db'}", study="nerwin")
+    sw.open_study(spec, sw._storage(spec.storage))
+    return (out / "study.db").read_bytes()
+
+
+STUDY_DB_DAMAGE = {
+    "text": (lambda out: (out / "study.db").write_text("hello\n"), "study.db: not an SQLite "
+                                                                   "database"),
+    "a short header": (lambda out: (out / "study.db").write_bytes(b"SQLite"),
+                       "study.db: not an SQLite database"),
+    "header then garbage": (lambda out: (out / "study.db").write_bytes(
+        b"SQLite format 3\0" + bytes(range(256)) * 16), "study.db: cannot open the study's "
+                                                        "SQLite database"),
+    "truncated": (lambda out: (out / "study.db").write_bytes(_real_study_db(out)[:2048]),
+                  "study.db: cannot open the study's SQLite database"),
+    "a folder": (lambda out: (out / "study.db").mkdir(), "study.db: is a folder"),
+    "a FIFO": (lambda out: os.mkfifo(out / "study.db"), "study.db: is not a regular file"),
+}
+
+
+@pytest.mark.parametrize("name", STUDY_DB_DAMAGE)
+def test_damaged_study_db_is_one_line_naming_it(tmp_path, write, name):
+    damage, expected = STUDY_DB_DAMAGE[name]
+    space = write("space.yaml", SPACE)
+    out = tmp_path / "case" / "out"
+    _sweep_json(out)
+    damage(out)
+    before = snapshot(tmp_path / "case")
+    r = run(*sweep_args(space, out, "--trials", 1))
+    assert r.exit_code == 2, r.output
+    line = one_error_line(r.output)
+    assert f"{out / 'study.db'}" in line and expected in line, line
+    assert snapshot(tmp_path / "case") == before
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+STORAGE_CASES = {
+    # name: (URL, words); every URL carries SECRET where a password would go
+    "in-memory SQLite": ("sqlite://", "in-memory SQLite database lives inside one process"),
+    "in-memory SQLite, named": ("sqlite:///:memory:", "in-memory SQLite"),
+    "missing SQLite folder": ("sqlite:///{tmp}/nope/study.db", "the folder {tmp}/nope does "
+                                                              "not exist"),
+    "SQLite below a file": ("sqlite:///{tmp}/space.yaml/study.db", "is not a folder"),
+    "SQLite at a folder": ("sqlite:///{tmp}", "is a folder"),
+    "unknown database": (f"postgress://u:{SECRET}@localhost/db", "unknown kind of database "
+                                                                 "'postgress'"),
+    "not a URL": (f"u:{SECRET}@localhost", "not a database URL"),
+    "bad port": (f"postgresql+psycopg2://u:{SECRET}@localhost:nope/db", "--storage "),
+    "closed port": ("postgresql+psycopg2://u:" + SECRET + "@127.0.0.1:{port}/db",
+                    "Connection refused"),
+    "closed port, plain postgresql://": ("postgresql://u:" + SECRET + "@127.0.0.1:{port}/db",
+                                         "Connection refused"),
+    "password in the query": ("postgresql+psycopg2://u@127.0.0.1:{port}/db?password=" + SECRET,
+                              "Connection refused"),
+    "percent-encoded password": ("postgresql+psycopg2://u:" + SECRET.replace("-", "%2D")
+                                 + "@127.0.0.1:{port}/db", "Connection refused"),
+    "bad connect_timeout": (f"postgresql+psycopg2://u:{SECRET}@h/db?connect_timeout=0",
+                            "connect_timeout=0: expected a whole number of seconds"),
+    "psycopg2 missing": (f"postgresql+psycopg2://u:{SECRET}@h/db",
+                         "the database driver 'psycopg2' is not installed: pip install "
+                         "psycopg2-binary"),
+    "psycopg missing": (f"postgresql+psycopg://u:{SECRET}@h/db",
+                        "the database driver 'psycopg' is not installed: pip install "
+                        "'psycopg[binary]'"),
+    "plain postgresql://, no driver": (f"postgresql://u:{SECRET}@h/db",
+                                       "the database driver 'psycopg' is not installed: pip "
+                                       "install psycopg2-binary"),
+    "pymysql missing": (f"mysql+pymysql://u:{SECRET}@h/db",
+                        "the database driver 'pymysql' is not installed: pip install pymysql"),
+}
+
+
+@pytest.mark.parametrize("name", STORAGE_CASES)
+def test_bad_storage_is_one_line_and_writes_nothing(tmp_path, write, monkeypatch, name):
+    url, expected = STORAGE_CASES[name]
+    space = write("space.yaml", SPACE)
+    port = _closed_port()
+    url = url.format(tmp=tmp_path, port=port)
+    expected = expected.format(tmp=tmp_path)
+    if name in ("psycopg2 missing", "plain postgresql://, no driver"):
+        monkeypatch.setitem(sys.modules, "psycopg2", None)  # import psycopg2 -> ImportError
+        monkeypatch.setitem(sys.modules, "psycopg", None)
+    elif name.endswith(" missing"):
+        module = name.split()[0]
+        if _installed(module):
+            monkeypatch.setitem(sys.modules, module, None)
+    elif name == "closed port, plain postgresql://":
+        monkeypatch.setitem(sys.modules, "psycopg", None)  # SQLAlchemy 2.1's default driver
+    out = tmp_path / "out"
+    before = snapshot(tmp_path)
+    r = run(*sweep_args(space, out, "--trials", 1, "--storage", url))
+    assert r.exit_code == 2, r.output
+    line = one_error_line(r.output)
+    assert expected in line, line
+    assert snapshot(tmp_path) == before  # not even sweep.json: the URL was refused first
+
+
+def test_a_refused_storage_leaves_the_folder_usable(tmp_path, write):
+    space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+    bad = f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:{_closed_port()}/db"
+    assert run(*sweep_args(space, out, "--trials", 1, "--storage", bad)).exit_code == 2
+    assert not out.exists()
+    r = run(*sweep_args(space, out, "--trials", 1, "--set", "training.epochs=1"))
+    assert r.exit_code == 0, r.output
+
+
+SILENT_SERVER = """\
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+held = []
+while True:  # accept, then never answer
+    held.append(s.accept()[0])
+"""
+
+
+@pytest.mark.parametrize("query, waited", [("?connect_timeout=2", "waited 2 s"),
+                                           ("", "waited 5 s")])
+def test_an_unresponsive_server_times_out(tmp_path, write, query, waited):
+    space = write("space.yaml", SPACE)
+    server = subprocess.Popen([sys.executable, "-c", SILENT_SERVER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        port = int(server.stdout.readline())
+        url = f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:{port}/db{query}"
+        out = tmp_path / "out"
+        # A hang would end here (the subprocess timeout), not pass.
+        p = subprocess.run([sys.executable, "-m", "nerwin.cli",
+                            *sweep_args(space, out, "--storage", url)],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        server.kill()
+        server.wait()
+    assert p.returncode == 2, p.stderr
+    line = one_error_line(p.stdout + p.stderr)
+    assert "timeout expired" in line and waited in line and "connect_timeout=SECONDS" in line
+    assert not out.exists()
+
+
+def test_storage_urls_shown_masked_and_plain_postgresql_uses_psycopg2(monkeypatch):
+    from nerwin import sweep as sw
+
+    for url in (f"postgresql://u:{SECRET}@h/db", f"postgresql://u@h/db?password={SECRET}",
+                "postgresql://u:" + SECRET.replace("-", "%2D") + "@h/db"):
+        assert SECRET not in sw.mask_url(url) and "%2D" not in sw.mask_url(url)
+        assert sw.mask(f"oops {SECRET} and {url}", url).count("***") >= 2
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    st = sw.check_storage(f"postgresql://u:{SECRET}@h:5432/db?connect_timeout=3")
+    assert st.url.startswith("postgresql+psycopg2://") and st.connect_args == {
+        "connect_timeout": 3}
+    assert st.shown == "postgresql://u:***@h:5432/db?connect_timeout=3"
+    assert st.key == "postgresql://u:***@h:5432/db"
+
+
+def test_an_edited_best_config_is_kept_and_the_untouched_one_replaced(tmp_path, write):
+    space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+    one = ["--set", "training.epochs=1"]
+    assert run(*sweep_args(space, out, "--trials", 1, *one)).exit_code == 0
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["format"] == "nerwin-sweep" and saved["best_config_sha256"]
+    r = run(*sweep_args(space, out, "--trials", 2, *one))  # the untouched one: replaced
+    assert r.exit_code == 0, r.output
+    mine = (out / "best_config.yaml").read_text() + "# my note\n"
+    (out / "best_config.yaml").write_text(mine)
+    r = run(*sweep_args(space, out, "--trials", 3, *one))
+    assert r.exit_code == 2
+    assert "best_config.yaml: not the best_config.yaml this sweep wrote" in one_error_line(
+        r.output)
+    assert (out / "best_config.yaml").read_text() == mine
+    assert len(study_trials(out)) == 2  # refused before any trial ran
+
+
+def test_an_older_sweep_json_is_still_the_sweeps(tmp_path, write):
+    space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+    one = ["--set", "training.epochs=1"]
+    assert run(*sweep_args(space, out, "--trials", 1, *one)).exit_code == 0
+    (out / "sweep.json").write_text(json.dumps(
+        {"study": "nerwin", "storage": f"sqlite:///{out / 'study.db'}"}))  # as before
+    r = run(*sweep_args(space, out, "--trials", 2, *one))
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "sweep.json").read_text())["format"] == "nerwin-sweep"
+
+
+# ---------------------------------------------------------------------------------------
+# A real PostgreSQL server: $NERWIN_TEST_POSTGRES_URL (CI starts one, see .ci/run), else a
+# throwaway one started here when PostgreSQL's binaries are installed, else skipped; in CI
+# (CI=true or NERWIN_REQUIRE_POSTGRES=1) a missing server fails.
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a PostgreSQL server whose role may create databases."""
+    import tempfile
+
+    import pg_server
+
+    url = os.environ.get("NERWIN_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    required = (os.environ.get("CI") == "true"
+                or os.environ.get("NERWIN_REQUIRE_POSTGRES") == "1")
+    bindir = pg_server.find_bindir()
+    if bindir is None:
+        reason = ("no PostgreSQL server binaries (initdb, pg_ctl) found and "
+                  "NERWIN_TEST_POSTGRES_URL unset: apt-get install postgresql, or set "
+                  "NERWIN_PG_BINDIR")
+        if required:
+            pytest.fail(f"CI needs the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="nerwin-pg-"))
+    try:
+        yield pg_server.start(root, bindir)
+    finally:
+        pg_server.stop(root)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A fresh, empty database on the server for one test: its URL."""
+    import secrets
+
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    u = make_url(postgres_server)
+    name = f"t_{secrets.token_hex(6)}"
+    conn = psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password,
+                            dbname=u.database)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return u.set(database=name).render_as_string(hide_password=False)
+
+
+def pg_trials(url: str, name: str) -> list:
+    study = optuna.load_study(study_name=name, storage=url)
+    return [t for t in study.get_trials() if not t.user_attrs.get(SURPLUS)]
+
+
+def test_postgres_two_sweeps_one_killed_mid_trial_then_resumed(tmp_path, write, postgres_db):
+    """Two `nerwin sweep` processes (two machines' worth: each its own --out) on one study in
+    PostgreSQL; one is SIGKILLed mid-trial; the other marks its trial failed and runs the
+    slot; the killed one, run again, adds its trials; counts and the best config agree."""
+    from sqlalchemy.engine import make_url
+
+    password = make_url(postgres_db).password
+    space = write("space.yaml", SPACE)
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    common = ["--storage", postgres_db, "--study", "two", "--workers", "1"]
+    # B's trial trains until killed, however slow the machine (no epoch limit worth the name).
+    endless = ["--set", "training.epochs=100000", "--set", "training.patience=null"]
+    b = subprocess.Popen([sys.executable, "-m", "nerwin.cli",
+                          *sweep_args(space, out_b, "--trials", 3, *common, *endless)],
+                         start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    a = None
+    try:
+        deadline = time.time() + 120
+        while not (out_b / "trial-0000" / "config.yaml").exists():  # B's trial 0 has started
+            assert time.time() < deadline and b.poll() is None, b.communicate()
+            time.sleep(0.05)
+        # The storage URL (and its password) is on no worker's command line (B's own holds
+        # what its user typed).
+        workers = [c for c in _cmdlines() if "nerwin.sweep" in c and str(out_b) in c]
+        assert workers and not any(password in c for c in workers)
+        a = subprocess.Popen([sys.executable, "-m", "nerwin.cli",
+                              *sweep_args(space, out_a, "--trials", 3, *common)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not list(out_a.glob("trial-*/config.yaml")):  # A is training too
+            assert time.time() < deadline and a.poll() is None, a.communicate()
+            time.sleep(0.05)
+    finally:
+        os.killpg(b.pid, signal.SIGKILL)  # B and its worker, mid-trial
+        b_out = b.communicate()
+    assert b.returncode == -signal.SIGKILL
+    a_out = a.communicate(timeout=600)
+    assert a.returncode == 0, a_out
+    # A waited for B's trial, found its worker gone, marked it failed and ran the slot.
+    trials = {t.number: t for t in pg_trials(postgres_db, "two")}
+    assert trials[0].state.name == "FAIL" and "stale" in trials[0].user_attrs["error"]
+    finished = [t for t in trials.values() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 3 and len(trials) == 4
+
+    # B again, normally, asking for 2 more: it runs exactly those.
+    r = subprocess.run([sys.executable, "-m", "nerwin.cli",
+                        *sweep_args(space, out_b, "--trials", 5, *common, "--json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    trials = {t.number: t for t in pg_trials(postgres_db, "two")}
+    states = sorted(t.state.name for t in trials.values())
+    assert states.count("FAIL") == 1 and len(trials) == 6
+    assert sum(s in ("COMPLETE", "PRUNED") for s in states) == 5
+    assert sorted(row["trial"] for row in j["results"]) == sorted(trials)
+    # Each trial trained in one run directory, under the --out of the sweep that ran it.
+    assert trial_dirs(out_b)[0] == "trial-0000" and len(trial_dirs(out_b)) == 3
+    assert sorted(trial_dirs(out_a) + trial_dirs(out_b)) == [f"trial-{n:04d}"
+                                                             for n in sorted(trials)]
+    # best_config.yaml is the best complete trial of the whole study, whoever ran it.
+    best = max((t for t in trials.values() if t.state.name == "COMPLETE"),
+               key=lambda t: t.value)
+    cfg = load_config(out_b / "best_config.yaml")
+    assert cfg.training.optimizer.lr == best.params["training.optimizer.lr"]
+    assert cfg.model.nonlinearity == best.params["model.nonlinearity"]
+    assert j["best_config"] == str(out_b / "best_config.yaml")
+    # No password anywhere: outputs, sweep.json, the table.
+    for text in (*a_out, *b_out, r.stdout, r.stderr,
+                 (out_a / "sweep.json").read_text(), (out_b / "sweep.json").read_text()):
+        assert password not in text
+    assert json.loads((out_b / "sweep.json").read_text())["storage"] == \
+        make_url(postgres_db).set(drivername="postgresql").render_as_string()
+
+
+PG_ERRORS = {
+    # name: (change to the server's URL, words)
+    "wrong password": (lambda u: u.set(password=SECRET), "password authentication failed"),
+    "wrong user": (lambda u: u.set(username="nobody", password=SECRET),
+                   "password authentication failed for user \"nobody\""),
+    "wrong database": (lambda u: u.set(database="no_such_db"),
+                       "database \"no_such_db\" does not exist"),
+}
+
+
+@pytest.mark.parametrize("name", PG_ERRORS)
+def test_postgres_errors_are_one_line_without_the_password(tmp_path, write, postgres_server,
+                                                           name):
+    from sqlalchemy.engine import make_url
+
+    change, expected = PG_ERRORS[name]
+    real = make_url(postgres_server).password
+    url = change(make_url(postgres_server)).render_as_string(hide_password=False)
+    space, out = write("space.yaml", SPACE), tmp_path / "out"
+    r = run(*sweep_args(space, out, "--storage", url))
+    assert r.exit_code == 2, r.output
+    line = one_error_line(r.output)
+    assert expected in line and "***" in line and real not in line, line
+    assert SECRET not in line
+    assert not out.exists()
+
+
+def test_postgres_readme_recipe_runs_as_written(tmp_path, postgres_db):
+    """The README's command for sweeps on several machines, run against the server (its URL
+    and --out swapped in, --trials made small)."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```sh\n(pip install 'nerwin\[sweep\]'[^\n]*\n)(nerwin sweep .*?)```",
+                      readme, re.S)
+    assert block, "the README's PostgreSQL recipe is gone"
+    assert "psycopg2-binary" not in block.group(1) or "'nerwin[sweep]'" in block.group(1)
+    args = shlex.split(block.group(2).replace("\\\n", " "))
+    storage = args[args.index("--storage") + 1]
+    assert storage.startswith("postgresql+psycopg2://")  # the sweep extra's driver
+    args[args.index("--storage") + 1] = postgres_db
+    args[args.index("--out") + 1] = str(tmp_path / "sweep")
+    args[args.index("--trials") + 1] = "2"
+    args += ["--set", "training.epochs=2"]
+    r = subprocess.run([sys.executable, "-m", "nerwin.cli", *args[1:]], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "best config:" in r.stdout
+
+
+def test_a_full_disk_at_the_end_keeps_the_table_and_says_so(tmp_path, write, monkeypatch):
+    import errno
+    import importlib
+
+    from nerwin import checkpoint
+
+    space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+    real = checkpoint.atomic_write_text
+
+    def full_for_best_config(path, text):
+        if Path(path).name == "best_config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, text)
+
+    # The atomic writer's home: nerwin.checkpoint, or nerwin.atomic where it may move.
+    homes = []
+    for name in ("nerwin.checkpoint", "nerwin.atomic"):
+        try:
+            homes.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    for module in homes:
+        monkeypatch.setattr(module, "atomic_write_text", full_for_best_config)
+    r = run(*sweep_args(space, out, "--trials", 1, "--set", "training.epochs=1"))
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output and r.output.startswith("rank  trial  state")
+    assert (f"error: {out / 'best_config.yaml'}: cannot write best_config.yaml (No space left "
+            f"on device)") in r.output
+    assert not (out / "best_config.yaml").exists()
+    assert not list(out.glob(".best_config.yaml.*"))  # no temporary file left either
+    monkeypatch.undo()
+    r = run(*sweep_args(space, out, "--trials", 1))  # once there is room: written
+    assert r.exit_code == 0, r.output
+    assert (out / "best_config.yaml").is_file()
+
+
+def test_postgres_server_gone_mid_sweep_is_one_line_per_process(tmp_path, write,
+                                                               postgres_server):
+    """A server of its own, stopped while a trial trains: the sweep and its worker end with
+    one line each (exit 1), no traceback, no password, no hang."""
+    import tempfile
+
+    import pg_server
+    from sqlalchemy.engine import make_url
+
+    bindir = pg_server.find_bindir()
+    if bindir is None:
+        pytest.skip("needs PostgreSQL's binaries to start a server of its own")
+    root = Path(tempfile.mkdtemp(prefix="nerwin-pg-"))
+    try:
+        url = pg_server.start(root, bindir)
+        password = make_url(url).password
+        space, out = write("space.yaml", SPACE), tmp_path / "sweep"
+        endless = ["--set", "training.epochs=100000", "--set", "training.patience=null"]
+        p = subprocess.Popen([sys.executable, "-m", "nerwin.cli",
+                              *sweep_args(space, out, "--trials", 2, "--storage", url,
+                                          *endless)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while not (out / "trial-0000" / "metrics.jsonl").exists():  # an epoch was reported
+            assert time.time() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.05)
+    finally:
+        pg_server.stop(root)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 1, stderr
+    text = stdout + stderr
+    assert "Traceback" not in text and password not in text, text
+    lines = [x for x in stderr.splitlines() if x.strip() and not x.startswith("trials:")]
+    assert any(x.startswith("Error: --storage postgresql+psycopg2://nerwin:***@127.0.0.1:")
+               and "the study's database failed" in x for x in lines), stderr
+    assert all(x.startswith(("Error: ", "nerwin sweep worker: ", "error: ")) for x in lines), \
+        stderr

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerwin.cli import cli
 from nerwin.config import load_config
 from nerwin.dataset import build_lexicon, read_split
 from nerwin.model import new_model
@@ -26,9 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
 TEST = ROOT / "data" / "sample" / "test.txt"
 
-
-def run(*args, **kw):
-    return CliRunner().invoke(cli, [str(a) for a in args], **kw)
 
 
 @pytest.fixture(scope="module")

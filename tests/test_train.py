@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import conll_sets
+from conftest import run_cli as run
 
 from nerwin.checkpoint import load_checkpoint
-from nerwin.cli import cli
 from nerwin.conll import read_conll
 from nerwin.optim import Optimizer
 
@@ -21,9 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = str(ROOT / "configs" / "sample.yaml")
 DEV = str(ROOT / "data" / "sample" / "dev.txt")
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def metrics(out: Path) -> list[dict]:
@@ -384,3 +380,40 @@ def test_importing_nerwin_applies_the_one_thread_default():
     late = subprocess.run([sys.executable, "-c", "import numpy; " + code], env=env,
                           capture_output=True, text=True, check=True).stdout.split()
     assert late[0] == "None"
+
+
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adam"])
+def test_flat_buffers_reach_the_network(name):
+    """The optimiser's first step moves the dense parameters into one flat buffer and points
+    net.params at views of it; the network must read its weights from there. A few real steps
+    on the sample corpus give, bit for bit, the losses and weights of updating each array in
+    place (flat=False); a network that kept the arrays it was built with would see stale
+    weights, and its losses would differ from the second step on."""
+    from nerwin.config import load_config
+    from nerwin.dataset import build_lexicon, read_split
+    from nerwin.model import new_model
+    from nerwin.optim import OPTIMIZERS
+    from nerwin.windows import batches
+
+    cfg = load_config(SAMPLE, [f"training.optimizer.name={name}", "model.dropout=0.25",
+                               "training.optimizer.momentum=0.9"])
+    corpus = read_split(cfg, cfg.data.train)
+    runs = []
+    for flat in (True, False):
+        rng = np.random.default_rng(0)
+        model = new_model(cfg, build_lexicon(cfg, corpus), rng)
+        data, net = model.encode(corpus), model.net
+        y = model.targets(data.labels)
+        opt = OPTIMIZERS[name].from_config(dict(net.params), cfg.training.optimizer, flat=flat)
+        losses = []
+        for idx in list(batches(len(data), 64, rng))[:6]:
+            loss, grads = net.loss_and_grads(data.rows(idx), y[idx], None, train=True, rng=rng)
+            opt.step(net.params, grads, 0.05)
+            losses.append(loss)
+        assert (opt._flat is not None) is flat
+        runs.append((losses, {k: v.copy() for k, v in net.params.items()}))
+    (loss_flat, p_flat), (loss_plain, p_plain) = runs
+    assert loss_flat == loss_plain
+    assert len(set(loss_flat)) == len(loss_flat)  # the weights moved between steps
+    for k in p_plain:
+        assert np.array_equal(p_flat[k], p_plain[k]), k
