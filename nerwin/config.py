@@ -249,7 +249,8 @@ class ScheduleConfig:
 class TrainingConfig:
     epochs: int = field(default=10, metadata=_meta("passes over the training data", minimum=1))
     batch_size: int = field(default=32, metadata=_meta(
-        "windows per minibatch (crf head: tokens per minibatch, filled with whole sentences)",
+        "windows per minibatch (crf head or model.blocks: tokens per minibatch, filled with "
+        "whole sentences)",
         minimum=1))
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

@@ -252,7 +252,8 @@ class Conv:
         if lengths is None:
             raise ValueError(f"the convolution block {self._name()} works on whole sentences: "
                              f"pass their lengths")
-        assert h is not None and z is None
+        if h is None or z is not None:  # projections are for a first Dense block only
+            raise ValueError(f"the convolution block {self._name()} needs its input h")
         B = h.shape[0]
         if int(np.sum(lengths)) != B:
             raise ValueError(f"sentence lengths sum to {int(np.sum(lengths))}, but the batch "
