@@ -204,8 +204,9 @@ def _doc(text: str, placed: list[tuple[int, Any]]) -> Doc:
 
 def load_model(path: str | Path) -> Any:
     """The model at ``path``: a checkpoint folder (a run's ``best/`` or ``last/``) as a
-    nerwin.model.Model, or an exported ``.onnx`` file as an onnxruntime-backed model with
-    the same tagging methods. What ``nerwin tag`` and :func:`load` use."""
+    nerwin.model.Model, an ensemble folder (``nerwin ensemble``) as a
+    nerwin.ensemble.EnsembleModel, or an exported ``.onnx`` file as an onnxruntime-backed
+    model with the same tagging methods. What ``nerwin tag`` and :func:`load` use."""
     p = Path(path)
     if p.suffix == ".onnx" and not p.is_dir():
         from nerwin.onnx_export import load_onnx_model
@@ -217,9 +218,9 @@ def load_model(path: str | Path) -> Any:
 
 
 def load(path: str | Path) -> Tagger:
-    """Load the model at ``path`` (a run's ``best/`` or ``last/``, or an exported
-    ``.onnx`` file) and return a :class:`Tagger`. Loading reads and verifies the files each
-    time; keep the tagger to tag many texts."""
+    """Load the model at ``path`` (a run's ``best/`` or ``last/``, an ensemble folder, or
+    an exported ``.onnx`` file) and return a :class:`Tagger`. Loading reads and verifies the
+    files each time; keep the tagger to tag many texts."""
     if not isinstance(path, (str, Path)):
         raise NerwinError(f"load(): expected a path, got {type(path).__name__}")
     return Tagger(load_model(path), path)

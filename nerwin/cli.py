@@ -92,6 +92,7 @@ def cli(debug: bool) -> None:
     nerwin tag MODEL INPUT         tag raw text or CoNLL columns
     nerwin convert IN OUT --to S   CoNLL schemes (iob1, iob2, iobes) and JSON lines
     nerwin export MODEL OUT.onnx   the network as ONNX, to tag with onnxruntime
+    nerwin ensemble MODEL... --out DIR   several models that tag as one
     nerwin gradcheck CONFIG        hand-derived vs numerical gradients
     nerwin sweep CONFIG --space S  hyperparameter search (Optuna), parallel, resumable
     """
@@ -328,12 +329,45 @@ def export(model_dir: str, output_file: str) -> None:
     and crf scores go into the file's metadata. `nerwin tag OUT.onnx INPUT` tags with it
     through onnxruntime. Needs pip install 'nerwin[onnx]'.
     """
+    from nerwin.ensemble import is_ensemble_folder
     from nerwin.onnx_export import export as run_export
 
+    if is_ensemble_folder(model_dir):
+        raise NerwinError(f"{model_dir}: is an ensemble; ONNX export takes one model (export "
+                          f"a member, e.g. {model_dir}/members/0)")
     check_output_file(output_file, "OUT.onnx")
     info = run_export(model_dir, output_file)
     click.echo(f"wrote {info['path']}: {info['bytes']:,} bytes, {info['head']} head, "
                f"{info['tags']} tags, inputs {', '.join(info['inputs'])}")
+
+
+@cli.command()
+@click.argument("models", metavar="MODEL...", nargs=-1, required=True,
+                type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The ensemble folder to write (new, empty, or an earlier ensemble with "
+                   "--force).")
+@click.option("--force", is_flag=True, help="Replace an earlier ensemble folder at --out "
+                                            "(never anything else).")
+@click.option("--combine", type=click.Choice(["marginals", "potentials"]),
+              default="potentials", show_default=True,
+              help="potentials: average the members' raw scores and crf transitions and "
+                   "decode as one model (better on CoNLL-2003 dev); marginals: average their "
+                   "per-token log-probabilities (crf: log marginals) and decode once with "
+                   "the allowed-transition mask.")
+def ensemble(models: tuple[str, ...], out: str, force: bool, combine: str) -> None:
+    """Combine trained models (runs' best/ folders) into one ensemble folder at --out.
+
+    The folder holds copies of the members and a manifest with their hashes; `nerwin
+    eval`, `nerwin tag` and nerwin.load() take it like a model. Members must share tags,
+    scheme and head.
+    """
+    from nerwin.ensemble import write_ensemble
+    from nerwin.model import load_checkpoint_model
+
+    path = write_ensemble(list(models), out, load=load_checkpoint_model, force=force,
+                          combine=combine)
+    click.echo(f"wrote {path}: an ensemble of {len(models)} models ({combine})")
 
 
 TAG_EXAMPLE = """

@@ -100,16 +100,20 @@ def _check_repeated_keys(node: yaml.Node, source: str, prefix: str) -> None:
 
 def _meta(doc: str, *, choices: tuple[str, ...] | None = None, minimum: float | None = None,
           exclusive_min: bool = False, maximum: float | None = None,
-          exclusive_max: bool = False, path: str | None = None) -> dict[str, Any]:
-    """Field metadata: a one-line doc, allowed choices, numeric range, path kind."""
+          exclusive_max: bool = False, path: str | None = None,
+          many: bool = False) -> dict[str, Any]:
+    """Field metadata: a one-line doc, allowed choices, numeric range, path kind (``many``:
+    a path key that also takes a non-empty list of paths)."""
     return {"doc": doc, "choices": choices, "min": minimum, "exclusive_min": exclusive_min,
-            "max": maximum, "exclusive_max": exclusive_max, "path": path}
+            "max": maximum, "exclusive_max": exclusive_max, "path": path, "many": many}
 
 
 @dataclass(frozen=True)
 class DataConfig:
+    # A path, or a list of paths (train + dev for a final run): a tuple[Path, ...] then.
     train: Path | None = field(default=None, metadata=_meta(
-        "training file in CoNLL columns (required)", path="file"))
+        "training file in CoNLL columns, or a list of them read in turn as one corpus "
+        "(required)", path="file", many=True))
     dev: Path | None = field(default=None, metadata=_meta(
         "development file: dev scores each epoch, early stopping, model-best", path="file"))
     test: Path | None = field(default=None, metadata=_meta(
@@ -332,6 +336,11 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _path(value: str, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
+
+
 def _coerce(value: Any, tp: Any, f: dataclasses.Field, source: str, key: str,
             base: Path) -> Any:
     """Check ``value`` against the field's type and metadata; return the typed value."""
@@ -364,11 +373,15 @@ def _coerce(value: Any, tp: Any, f: dataclasses.Field, source: str, key: str,
         if not isinstance(value, str):
             raise bad("a string")
         out = value
+    elif inner is Path and meta.get("many") and isinstance(value, (list, tuple)):
+        if not value or any(not isinstance(v, str) or not v for v in value):
+            raise bad("a path or a non-empty list of paths (strings)")
+        out = tuple(_path(v, base) for v in value)
     elif inner is Path:
         if not isinstance(value, str) or not value:
-            raise bad("a path (a string)")
-        p = Path(value).expanduser()
-        out = Path(os.path.normpath(p if p.is_absolute() else base / p))
+            raise bad("a path or a list of paths (strings)" if meta.get("many")
+                      else "a path (a string)")
+        out = _path(value, base)
     elif typing.get_origin(inner) is tuple and dataclasses.is_dataclass(
             typing.get_args(inner)[0]):
         if not isinstance(value, (list, tuple)):
@@ -459,11 +472,22 @@ def _check_cross_fields(cfg: Config) -> None:
     if cfg.features.freeze and cfg.features.vectors is None:
         raise ConfigError(src, "features.freeze", "freezing needs pretrained vectors "
                           "(features.vectors); random vectors that never train are useless")
-    for key in ("data.train", "data.dev", "data.test", "features.vectors"):
+    for i, p in enumerate(train_files(cfg)):
+        _check_readable(src, "data.train" if isinstance(cfg.data.train, Path)
+                        else f"data.train[{i}]", p)
+    for key in ("data.dev", "data.test", "features.vectors"):
         section, name = key.split(".")
         p = getattr(getattr(cfg, section), name)
         if p is not None:
             _check_readable(src, key, Path(p))
+
+
+def train_files(cfg: Config) -> tuple[Path, ...]:
+    """The training files: ``data.train`` as a tuple (one path or the configured list)."""
+    t = cfg.data.train
+    if t is None:
+        return ()
+    return tuple(Path(p) for p in t) if isinstance(t, tuple) else (Path(t),)
 
 
 def _check_readable(source: str, key: str, p: Path) -> None:
@@ -536,6 +560,8 @@ def _resolve_cli_paths(key: str, value: Any, cwd: Path) -> Any:
     """
     if isinstance(value, dict):
         return {k: _resolve_cli_paths(f"{key}.{k}", v, cwd) for k, v in value.items()}
+    if key in path_keys() and isinstance(value, list):  # data.train: [A, B]
+        return [_resolve_cli_paths(key, v, cwd) for v in value]
     if key in path_keys() and isinstance(value, str) and value:
         p = Path(value).expanduser()
         return str(p if p.is_absolute() else cwd / p)
@@ -614,7 +640,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         elif isinstance(v, Path):
             out[f.name] = str(v)
         elif isinstance(v, tuple):
-            out[f.name] = [to_dict(e) if dataclasses.is_dataclass(e) else e for e in v]
+            out[f.name] = [to_dict(x) if dataclasses.is_dataclass(x)
+                           else str(x) if isinstance(x, Path) else x for x in v]
         else:
             out[f.name] = v
     return out

@@ -82,6 +82,8 @@ class Corpus:
              tag_names: tuple[str, ...], tag_ids: np.ndarray, offsets: np.ndarray,
              lines: np.ndarray) -> None:
         self.path = path
+        self.paths: tuple[Path, ...] = (path,)  # several for concat_corpora
+        self.file_starts = np.zeros(1, dtype=np.int64)  # first sentence of each file
         self.types = types
         self.token_ids = token_ids
         self.tag_names = tag_names
@@ -115,6 +117,12 @@ class Corpus:
         types = self.types
         return [types[i] for i in self.token_ids[start:stop].tolist()]
 
+    def where(self, token: int) -> str:
+        """``file:line`` of token ``token`` (the right file of a concatenated corpus)."""
+        s = int(np.searchsorted(self.offsets, token, side="right")) - 1
+        f = int(np.searchsorted(self.file_starts, s, side="right")) - 1
+        return f"{self.paths[f]}:{self.line_of(token)}"
+
     def line_of(self, token: int) -> int:
         """The file line of token ``token`` (0-based over the corpus)."""
         s = int(np.searchsorted(self.offsets, token, side="right")) - 1
@@ -139,6 +147,42 @@ class Corpus:
         counts = np.bincount(self.tag_ids, minlength=len(self.tag_names))
         return Counter({t[2:]: int(n) for t, n in zip(self.tag_names, counts.tolist())
                         if t.startswith("B-") and n})
+
+
+def concat_corpora(corpora: Sequence[Corpus]) -> Corpus:
+    """One flat corpus of several read files, in order (``data.train: [train, dev]``).
+
+    Token strings and tags are renumbered into shared indexes; ``paths`` lists the files and
+    ``file_starts`` the first sentence of each, so a message can name the right file.
+    One corpus is returned as it is.
+    """
+    if len(corpora) == 1:
+        return corpora[0]
+    index: dict[str, int] = {}
+    tag_index: dict[str, int] = {}
+    tok, tg, offs, lines, starts = [], [], [np.zeros(1, np.int64)], [], []
+    n = n_sent = 0
+    for c in corpora:
+        remap = np.array([index.setdefault(t, len(index)) for t in c.types], dtype=np.int32)
+        tremap = np.array([tag_index.setdefault(t, len(tag_index)) for t in c.tag_names],
+                          dtype=np.int32)
+        tok.append(remap[c.token_ids] if len(remap) else c.token_ids)
+        tg.append(tremap[c.tag_ids] if len(tremap) else c.tag_ids)
+        offs.append(c.offsets[1:] + n)
+        lines.append(c.lines)
+        starts.append(n_sent)
+        n += c.n_tokens
+        n_sent += len(c.lines)
+    first = corpora[0]
+    out = Corpus.from_arrays(
+        first.path, list(index), np.concatenate(tok), tuple(tag_index), np.concatenate(tg),
+        np.concatenate(offs), np.concatenate(lines), scheme=first.scheme,
+        repaired=sum(c.repaired for c in corpora), columns=first.columns,
+        docs=sum(c.docs for c in corpora),
+        tag_lines={t: v for c in reversed(corpora) for t, v in c.tag_lines.items()})
+    out.paths = tuple(c.path for c in corpora)
+    out.file_starts = np.array(starts, dtype=np.int64)
+    return out
 
 
 class _Sentences(Sequence):

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from nerwin.config import Config, FeaturesConfig
-from nerwin.conll import Corpus, read_conll
+from nerwin.config import Config, FeaturesConfig, train_files
+from nerwin.conll import Corpus, concat_corpora, read_conll
 from nerwin.errors import NerwinError
 from nerwin.features import Feature, build_features
 from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
@@ -34,6 +34,15 @@ from nerwin.windows import WindowData
 def read_split(cfg: Config, path: str | Path) -> Corpus:
     """Read one data file with the config's scheme and tag column."""
     return read_conll(path, scheme=cfg.data.scheme, tag_column=cfg.data.tag_column)
+
+
+def read_train(cfg: Config) -> Corpus:
+    """The training corpus: every file of ``data.train`` read in turn into one flat corpus.
+
+    Each file is read (and so checked) on its own, so an error names its file and line; the
+    vocabularies and feature counts are then built from all of them together.
+    """
+    return concat_corpora([read_split(cfg, p) for p in train_files(cfg)])
 
 
 @dataclass
@@ -111,8 +120,9 @@ def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
 
     ``tags`` is the IOB2 tag index of ``train`` (every type seen gets both B- and I-).
     """
+    files = ", ".join(map(str, train.paths))
     if len(tags) < 2:
-        raise NerwinError(f"{train.path}: every one of its {train.n_tokens:,} tags is O "
+        raise NerwinError(f"{files}: every one of its {train.n_tokens:,} tags is O "
                           f"(data.train); expected at least one entity (B-TYPE or I-TYPE) "
                           f"to learn from")
     types = sorted({t[2:] for t in tags.itos if t != "O"})
@@ -121,8 +131,8 @@ def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
         if unseen:
             i = int(np.flatnonzero(np.isin(c.tag_ids, unseen))[0])
             t = c.tag_names[c.tag_ids[i]]
-            raise NerwinError(f"{c.path}:{c.line_of(i)}: entity type {t[2:]!r} never "
-                              f"occurs in the training data {train.path}, so no "
+            raise NerwinError(f"{c.where(i)}: entity type {t[2:]!r} never "
+                              f"occurs in the training data {files}, so no "
                               f"model could predict it; expected one of "
                               f"{', '.join(types)}")
 
@@ -141,7 +151,7 @@ def encode_labels(corpus: Corpus, tags: Vocab) -> np.ndarray:
     labels = table[corpus.tag_ids] if len(table) else np.zeros(0, dtype=np.int32)
     if (labels < 0).any():
         i = int(np.flatnonzero(labels < 0)[0])
-        raise NerwinError(f"{corpus.path}:{corpus.line_of(i)}: tag "
+        raise NerwinError(f"{corpus.where(i)}: tag "
                           f"{corpus.tag_names[corpus.tag_ids[i]]!r} was never seen in "
                           f"training; the model knows {', '.join(tags.itos)}")
     return labels

@@ -94,10 +94,10 @@ def gradient_pass(g: Graph, inputs: Any, y: np.ndarray, lengths: np.ndarray | No
 def training_batch(cfg: Config, n: int) -> tuple[Any, Any, np.ndarray, np.ndarray | None]:
     """(model, inputs, targets, sentence lengths or None): the first batch of n tokens that
     ``nerwin train`` would draw for this config, at its initial parameters."""
-    from nerwin.dataset import build_lexicon, read_split
+    from nerwin.dataset import build_lexicon, read_split, read_train
     from nerwin.model import new_model
 
-    train = read_split(cfg, cfg.data.train)
+    train = read_train(cfg)
     others = [read_split(cfg, p) for p in (cfg.data.dev, cfg.data.test) if p]
     rng = np.random.default_rng(cfg.training.seed)
     lex = build_lexicon(cfg, train, others)

@@ -74,7 +74,7 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
     total = sum(sizes.values())
     sparse = [p for p in params if p.row_sparse]  # gradients only on the batch's rows
     dense = total - sum(p.size for p in sparse)
-    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)
+    slots = OPTIMIZERS[optimizer].slots_for(momentum=momentum)  # moment arrays per parameter
     k = spec.n_positions
     b = max(1, min(batch_size, max(1, n_windows)), min(EVAL_BATCH, n_windows))
     sparse_rows = sum(min(p.shape[0], b * k) * p.shape[1] for p in sparse)

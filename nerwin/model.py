@@ -239,7 +239,17 @@ def expected_shapes(meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
 
 
 def load_model(directory: str | Path) -> Model:
-    """Load a model checkpoint (``best/`` or ``last/`` of a run)."""
+    """Load a model checkpoint (``best/`` or ``last/`` of a run), or an ensemble folder
+    (``nerwin ensemble``; a nerwin.ensemble.EnsembleModel, which tags and evaluates alike)."""
+    from nerwin.ensemble import is_ensemble_folder, load_ensemble
+
+    if is_ensemble_folder(directory):
+        return load_ensemble(directory, load_checkpoint_model)  # type: ignore[return-value]
+    return load_checkpoint_model(directory)
+
+
+def load_checkpoint_model(directory: str | Path) -> Model:
+    """Load one model checkpoint folder (never an ensemble)."""
     arrays, meta = load_checkpoint(directory, expected_shapes)
     return model_from_arrays(arrays, meta, directory)
 
@@ -258,9 +268,9 @@ def gradcheck_batch(cfg: Config, samples: int, seed: int = 0
     start at 0; they get small random values here, so that their gradient is checked at a
     generic point rather than at the symmetric start.
     """
-    from nerwin.dataset import build_lexicon, read_split
+    from nerwin.dataset import build_lexicon, read_train
 
-    train = read_split(cfg, cfg.data.train)
+    train = read_train(cfg)
     lex = build_lexicon(cfg, train)
     rng = np.random.default_rng(seed)
     model = new_model(cfg, lex, rng, dtype=np.float64)

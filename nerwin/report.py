@@ -38,6 +38,8 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
     by_path = {Path(c.path).resolve(): c for c in corpora}
     report: dict[str, Any] = {"files": [corpus_stats(c) for c in corpora]}
     if cfg is not None:
+        from nerwin.config import train_files
+        from nerwin.conll import concat_corpora
         from nerwin.dataset import build_lexicon, read_split
         from nerwin.vocab import UNK_ID, encode_words
 
@@ -47,7 +49,7 @@ def data_report(files: list[Path], cfg: Config | None, scheme: str | None) -> di
             c = by_path.get(Path(path).resolve())
             return c if c is not None and scheme == cfg.data.scheme else read_split(cfg, path)
 
-        train = split(cfg.data.train)
+        train = concat_corpora([split(p) for p in train_files(cfg)])
         others = [split(p) for p in (cfg.data.dev, cfg.data.test) if p is not None]
         lex = build_lexicon(cfg, train, others, check=False)
         f = cfg.features

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from nerwin.checkpoint import append_jsonl, atomic_write_text, load_checkpoint, save_checkpoint
 from nerwin.config import Config, dump_yaml, to_dict
 from nerwin.conll import Corpus
-from nerwin.dataset import build_lexicon, read_split
+from nerwin.dataset import build_lexicon, read_split, read_train
 from nerwin.errors import NerwinError, TrainingError
 from nerwin.model import Model, expected_shapes, model_from_arrays, new_model
 from nerwin.optim import OPTIMIZERS, Optimizer, clip_by_global_norm
@@ -269,7 +269,7 @@ def _prepare(cfg: Config, out: Path | None, *, resume: bool, force: bool,
     tcfg = cfg.training
     # Read (and so check) every file before touching the run directory: a typo in a data
     # file must not cost a --force'd run its old results.
-    train_c = read_split(cfg, cfg.data.train)
+    train_c = read_train(cfg)
     dev_c = read_split(cfg, cfg.data.dev) if cfg.data.dev else None
     test_c = read_split(cfg, cfg.data.test) if cfg.data.test else None
 

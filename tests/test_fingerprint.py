@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli
 
-from nerwin.cli import cli
 from nerwin.threads import blas_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +79,7 @@ def fingerprint(run: str | Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("fingerprint") / "run"
-    r = CliRunner().invoke(cli, ["train", str(SAMPLE), "--out", str(out), "--quiet"])
+    r = run_cli("train", SAMPLE, "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
     return fingerprint(out)
 

@@ -8,19 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import run_cli as run
 
-from nerwin.cli import cli
 from nerwin.config import load_config
 from nerwin.graph import format_text, gradient_pass, graph_of, training_batch
 from nerwin.nn.heads import softmax
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
-
-
-def run(*args: object):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def bench_speed():
