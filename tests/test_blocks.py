@@ -338,3 +338,18 @@ def test_tagging_a_conv_model_through_the_api(tmp_path):
     labels, probs = model.token_probabilities(sents)
     assert [len(t) for t in tags] == [len(s.tokens) for s in sents]
     assert all(np.allclose(p.sum(axis=1), 1) for p in probs)
+
+
+def test_an_ensemble_of_conv_models_evaluates(tmp_path):
+    """nerwin ensemble over two conv-block members (whole sentences with their lengths)."""
+    import nerwin
+
+    members = [nerwin.train(SAMPLE, overrides={"training.epochs": 1, "training.seed": s,
+                                               "model.blocks": [{"width": 3, "units": 8}]},
+                            out=tmp_path / f"s{s}").best for s in (0, 1)]
+    run = CliRunner()
+    r = run.invoke(cli, ["ensemble", *map(str, members), "--out", str(tmp_path / "e")])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(cli, ["eval", str(tmp_path / "e"), str(ROOT / "data" / "sample" / "test.txt")])
+    assert r.exit_code == 0, r.output
+    assert "FB1" in r.output
