@@ -1,4 +1,4 @@
-"""Crash-safe file writes and checkpoints (a folder of ``params.npz`` + ``meta.json``).
+"""Checkpoints (a folder of ``params.npz`` + ``meta.json``).
 
 Checkpoint layout::
 
@@ -46,15 +46,19 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+# Re-exported (see __all__): older code imported the atomic writers from here.
+from nerwin.atomic import atomic_write_bytes, atomic_write_text, atomic_writer  # noqa: F401
+from nerwin.atomic import fsync_dir as _fsync_dir
+from nerwin.atomic import temp_sibling as _temp_sibling
+from nerwin.atomic import write_synced as _write_synced
 from nerwin.errors import NerwinError
 
 __all__ = [
@@ -64,8 +68,11 @@ __all__ = [
     "PARAMS_FILE",
     "append_jsonl",
     "array_sha256",
+    # Re-exported from nerwin.atomic for code written before it existed; nerwin itself
+    # imports them from nerwin.atomic.
     "atomic_write_bytes",
     "atomic_write_text",
+    "atomic_writer",
     "complete_sibling",
     "is_checkpoint_folder",
     "load_checkpoint",
@@ -98,100 +105,7 @@ ExpectedShapes = Callable[[dict[str, Any]], Mapping[str, tuple[int, ...]]]
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-# --- atomic files ----------------------------------------------------------------------
-
-
-def _fsync_dir(path: PathLike) -> None:
-    """fsync a directory so a rename or a new entry in it survives a power loss.
-
-    Best effort: some platforms (Windows) cannot open a directory, and some filesystems
-    refuse fsync on one; the data files themselves have been fsynced already.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _temp_sibling(path: Path, kind: str) -> Path:
-    """A fresh hidden name next to ``path``: ``.<name>.<kind>-<pid>-<random>``.
-
-    The random part matters: pids repeat across container restarts, so a stale folder
-    from an earlier run can carry our pid.
-    """
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _create_new(path: Path) -> int:
-    """Create ``path`` (which must not exist) for writing; its file descriptor."""
-    # os.open with mode 0o666 lets the umask decide permissions, as open() would;
-    # tempfile.mkstemp would leave the final file private (0o600).
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """Create ``path`` (which must not exist), write ``data``, flush and fsync it."""
-    with os.fdopen(_create_new(path), "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-@contextlib.contextmanager
-def _atomic_file(path: PathLike, mode: str) -> Iterator[IO[Any]]:
-    """A new temporary file beside ``path`` (``mode`` "wb" or "w": UTF-8, newlines as
-    written), fsynced and renamed over ``path`` when the ``with`` block ends normally;
-    removed, leaving ``path`` as it was, when it raises. The folder is fsynced after the
-    rename (a rename is only atomic within one filesystem: hence beside ``path``)."""
-    target = Path(path)
-    tmp = _temp_sibling(target, "tmp")
-    fd = _create_new(tmp)
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-    try:
-        with os.fdopen(fd, mode, **text) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Replace the file at ``path`` with ``data`` so readers see the old or new bytes only.
-
-    The folder must exist. On failure the temporary file is removed and ``path`` is
-    unchanged.
-
-    Args:
-        path: destination file.
-        data: the complete new contents.
-    """
-    with _atomic_file(path, "wb") as handle:
-        handle.write(bytes(data))
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for text, encoded as UTF-8 (newlines written as given)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_writer(path: PathLike) -> contextlib.AbstractContextManager[IO[str]]:
-    """Stream text into ``path`` atomically: a UTF-8 temporary file, renamed on success.
-
-    For outputs too large to hold in memory (``nerwin tag`` on a big file). Readers of
-    ``path`` see the old file or the complete new one; if the ``with`` block raises, the
-    temporary file is removed and ``path`` is unchanged. The folder must exist.
-    """
-    return _atomic_file(path, "w")
+# --- JSON lines ------------------------------------------------------------------------
 
 
 def append_jsonl(path: PathLike, record: dict[str, Any]) -> None:

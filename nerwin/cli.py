@@ -6,6 +6,9 @@ stderr and exit code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import os
 import sys
@@ -16,6 +19,7 @@ from typing import Any
 import click
 
 from nerwin import __version__
+from nerwin.atomic import atomic_write_text, check_destination
 from nerwin.errors import NerwinError, os_error
 from nerwin.threads import default_to_one_blas_thread
 
@@ -45,29 +49,8 @@ class NerwinGroup(click.Group):
             raise err from None
 
 
-def check_output_file(path: str, option: str) -> None:
-    """Refuse an output file nerwin cannot create, before any work is done."""
-    parent = Path(os.path.abspath(path)).parent
-    if not parent.is_dir():
-        problem = "does not exist" if not parent.exists() else "is not a folder"
-        raise NerwinError(f"{path}: cannot write {option}: the folder {parent} {problem}")
-    if Path(path).is_dir():
-        raise NerwinError(f"{path}: cannot write {option}: it is a folder")
-    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isfile(path)):
-        # The write replaces the file by a rename: a symlink or a device there would be
-        # replaced, not written through; say so instead of surprising anyone.
-        raise NerwinError(f"{path}: cannot write {option}: it is a symlink or special file; "
-                          f"give the path of a regular file (it is replaced atomically)")
-
-
-def write_output_file(path: str, text: str, option: str) -> None:
-    """Write an output file atomically; an OS error becomes a one-line error."""
-    from nerwin.checkpoint import atomic_write_text
-
-    try:
-        atomic_write_text(path, text)
-    except OSError as e:
-        raise NerwinError(f"{path}: cannot write {option} ({e.strerror or e})") from None
+# Output paths are plain click.Path(): nerwin.atomic checks them and says what is wrong in
+# one line (click's own check of a folder there is a four-line usage message).
 
 
 def set_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -126,7 +109,7 @@ def config_keys() -> None:
 
 
 @config.command("init")
-@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
+@click.argument("path", metavar="FILE", type=click.Path())
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 def config_init(path: str, force: bool) -> None:
     """Write a starter config to FILE: every key at its default, under a one-line comment.
@@ -134,15 +117,11 @@ def config_init(path: str, force: bool) -> None:
     The same facts as `nerwin config keys`; the file loads back to the default config.
     Set data.train (and the rest) before training with it.
     """
-    from nerwin.checkpoint import atomic_write_text
     from nerwin.config import starter_yaml
 
-    target = Path(path)
-    if target.exists() and not force:
-        raise NerwinError(f"{path}: exists; pass --force to overwrite it")
-    if not target.resolve().parent.is_dir():
-        raise NerwinError(f"{path}: the folder {target.resolve().parent} does not exist")
-    atomic_write_text(target, starter_yaml())
+    # Without --force nothing is replaced, not even a dangling symlink; with it, a regular
+    # file only (nerwin.atomic).
+    atomic_write_text(path, starter_yaml(), "the config", replace=force)
     click.echo(f"wrote {path}: set data.train, then `nerwin train {path}`")
 
 
@@ -222,9 +201,10 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as one JSON object.")
 @click.option("--conlleval", is_flag=True,
               help="Print the report in conlleval.pl's exact text layout.")
-@click.option("--predictions", type=click.Path(dir_okay=False),
-              help="Write token, gold and predicted tags in CoNLL columns (conlleval input).")
-@click.option("--confusion", type=click.Path(dir_okay=False),
+@click.option("--predictions", type=click.Path(),
+              help="Write token, gold and predicted tags in CoNLL columns (conlleval input; "
+                   "the gold column is what is scored: for a logistic head, its one type).")
+@click.option("--confusion", type=click.Path(),
               help="Draw the tag confusion matrix as a heatmap to this .png or .svg file "
                    "(needs matplotlib: pip install 'nerwin[plot]').")
 def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
@@ -235,29 +215,34 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     per type and overall, plus token accuracy. The data file is read with the model's own
     scheme and tag column.
     """
-    from nerwin.api import evaluate_corpus
+    from nerwin.api import evaluate_corpus, load_model
     from nerwin.conll import format_predictions
     from nerwin.metrics import format_conlleval, format_table
 
     if as_json and conlleval:
         raise click.UsageError("--json and --conlleval exclude each other")
-    if predictions:
-        check_output_file(predictions, "--predictions")
-    if confusion:  # fail before the work: bad suffix, or no matplotlib
+    if predictions is not None:
+        check_destination(predictions, "--predictions")
+    if confusion is not None:  # fail before the work: bad suffix or path, or no matplotlib
         from nerwin.plot import _figure_class, check_suffix
 
         check_suffix(confusion)
+        check_destination(confusion, "--confusion")
         _figure_class()
-    scores, corpus, pred = evaluate_corpus(model_dir, data_file)
-    if predictions:
-        write_output_file(predictions, format_predictions(corpus.sentences, pred),
+    model = load_model(model_dir)
+    scores, corpus, pred = evaluate_corpus(model, data_file)
+    if predictions is not None:
+        # The gold column is what the scores count (model.gold_tags: for the logistic head
+        # only its positive type), so conlleval.pl on this file agrees with the report.
+        atomic_write_text(predictions, format_predictions(corpus.sentences, pred,
+                                                          model.gold_tags(corpus)),
                           "--predictions")
-    if confusion:
+    if confusion is not None:
         from nerwin.plot import confusion_figure, save_figure
 
         m = Path(model_dir).resolve()
         title = f"Tag confusion: {m.parent.name}/{m.name} on {Path(data_file).name}"
-        save_figure(confusion_figure(scores["confusion"], title), confusion)
+        save_figure(confusion_figure(scores["confusion"], title), confusion, "--confusion")
     if as_json:
         click.echo(json.dumps(scores, indent=2))
     elif conlleval:
@@ -268,7 +253,7 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False))
-@click.option("--output", type=click.Path(dir_okay=False),
+@click.option("--output", type=click.Path(),
               help="Picture file, .png or .svg (default: RUN_DIR/learning_curves.png).")
 def plot(run_dir: str, output: str | None) -> None:
     """Draw the learning curves of the run in RUN_DIR from its metrics.jsonl.
@@ -279,17 +264,20 @@ def plot(run_dir: str, output: str | None) -> None:
     """
     from nerwin.plot import check_suffix, learning_curves, read_metrics, save_figure
 
-    target = Path(output) if output else Path(run_dir) / "learning_curves.png"
+    # The string as given: Path() would drop a trailing "/" that says "a folder".
+    target = output if output is not None else str(Path(run_dir) / "learning_curves.png")
+    what = "--output" if output is not None else "the picture"
     check_suffix(target)
     records = read_metrics(run_dir)
+    check_destination(target, what)
     fig = learning_curves(records, title=f"{Path(run_dir).resolve().name}: learning curves")
-    save_figure(fig, target)
+    save_figure(fig, target, what)
     click.echo(f"wrote {target}")
 
 
 @cli.command()
 @click.argument("input_file", metavar="IN", type=click.Path(dir_okay=False))
-@click.argument("output_file", metavar="OUT", type=click.Path(dir_okay=False))
+@click.argument("output_file", metavar="OUT", type=click.Path())
 @click.option("--to", "target", required=True,
               type=click.Choice(["iob1", "iob2", "iobes", "jsonl"]),
               help="Output: CoNLL columns in this tag scheme, or JSON lines of spans.")
@@ -310,18 +298,15 @@ def convert(input_file: str, output_file: str, target: str, source: str, scheme:
     """
     from nerwin.convert import convert as run_convert
 
-    check_output_file(output_file, "OUT")
-    try:
-        stats = run_convert(input_file, output_file, target, source=source, scheme=scheme,
-                            tag_column=tag_column)
-    except OSError as e:
-        raise NerwinError(f"{output_file}: cannot write OUT ({e.strerror or e})") from None
+    check_destination(output_file, "OUT")
+    stats = run_convert(input_file, output_file, target, source=source, scheme=scheme,
+                        tag_column=tag_column)
     click.echo(stats.summary(output_file))
 
 
 @cli.command()
 @click.argument("model_dir", metavar="MODEL_DIR", type=click.Path(file_okay=False))
-@click.argument("output_file", metavar="OUT.onnx", type=click.Path(dir_okay=False))
+@click.argument("output_file", metavar="OUT.onnx", type=click.Path())
 def export(model_dir: str, output_file: str) -> None:
     """Write the network of MODEL_DIR (a run's best/ or last/) as ONNX to OUT.onnx.
 
@@ -335,7 +320,7 @@ def export(model_dir: str, output_file: str) -> None:
     if is_ensemble_folder(model_dir):
         raise NerwinError(f"{model_dir}: is an ensemble; ONNX export takes one model (export "
                           f"a member, e.g. {model_dir}/members/0)")
-    check_output_file(output_file, "OUT.onnx")
+    check_destination(output_file, "OUT.onnx")
     info = run_export(model_dir, output_file)
     click.echo(f"wrote {info['path']}: {info['bytes']:,} bytes, {info['head']} head, "
                f"{info['tags']} tags, inputs {', '.join(info['inputs'])}")
@@ -390,43 +375,46 @@ Examples:
               default="conll", show_default=True,
               help="conll: columns plus the tag; jsonl: one JSON object a sentence with "
                    "offsets and scored entities; inline: [PER Karel Vosk] visited ...")
-@click.option("--output", type=click.Path(dir_okay=False),
+@click.option("--output", type=click.Path(),
               help="Write here (atomically: a temporary file, renamed when complete) "
                    "instead of standard output.")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none for stdin anyway).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes that tag chunks in parallel (each loads the model once); "
+                   "the output is the same as with one, in input order.")
 def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
-        output: str | None, quiet: bool) -> None:
+        output: str | None, quiet: bool, workers: int) -> None:
     """Tag INPUT (a file, or - for standard input) with MODEL: a run's best/ or last/
     folder, or a .onnx file from `nerwin export` (run by onnxruntime).
 
     Text input is split into sentences and tokens the way CoNLL-2003 is (every token keeps
     its character offsets); CoNLL input keeps every line and column and appends the tag.
     The input is read, tagged and written in chunks, so memory stays flat on big files; a
-    progress bar goes to stderr when INPUT is a file.
+    progress bar goes to stderr when INPUT is a file. With --workers N, N processes tag
+    chunks of whole lines in parallel.
     """
     from nerwin.api import load_model
 
-    if output:
-        check_output_file(output, "--output")
-    model = load_model(model_dir)
+    if output is not None:
+        check_destination(output, "--output")
+    model = load_model(model_dir)  # also when workers load their own: fail here, early
     try:
-        _tag_to(model, input_file, output, input_format, output_format, quiet)
-    except BrokenPipeError:  # `nerwin tag ... | head`: the reader has had enough
-        # Point stdout at /dev/null so the interpreter's final flush does not fail.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except OSError as e:  # the output could not be created or written (disk full, denied)
-        if not output:
-            raise
-        raise NerwinError(f"{output}: cannot write --output ({e.strerror or e})") from None
+        # A full or closed standard output is main()'s to report, as for every command.
+        _tag_to(model, input_file, output, input_format, output_format, quiet, workers,
+                model_dir)
+    except KeyboardInterrupt:  # the workers are stopped; an --output file is not written
+        click.echo("\ninterrupted; no output was written" if output else "\ninterrupted",
+                   err=True)
+        sys.exit(130)
 
 
 def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
-            output_format: str, quiet: bool) -> None:
+            output_format: str, quiet: bool, workers: int = 1, model_dir: str | None = None
+            ) -> None:
     """Stream INPUT (a file or stdin) through the model into OUTPUT (atomic) or stdout."""
     import contextlib
 
-    from nerwin.checkpoint import atomic_writer
+    from nerwin.atomic import atomic_writer
     from nerwin.tagging import tag_stream
 
     name = "<stdin>" if input_file == "-" else input_file
@@ -446,12 +434,17 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
                                            unit_scale=True, desc="tagging", file=sys.stderr,
                                            leave=False))
             on_bytes = bar.update
-        if output:
-            out = stack.enter_context(atomic_writer(output))
+        if output is not None:
+            out = stack.enter_context(atomic_writer(output, "--output"))
         else:
             out = sys.stdout
+        runner = None
+        if workers > 1:
+            from nerwin.parallel import Workers
+
+            runner = Workers(model_dir or "", workers)
         tag_stream(model, src, name, out, input_format=input_format,
-                   output_format=output_format, on_bytes=on_bytes)
+                   output_format=output_format, on_bytes=on_bytes, runner=runner)
 
 
 @cli.command()
@@ -590,13 +583,90 @@ def sweep(config_path: str, space_path: str, out: str, trials: int, workers: int
         sys.exit(1)
 
 
+class _StdoutFailed(Exception):
+    """Standard output could not be written (a full disk, a closed pipe).
+
+    Deliberately not an OSError: the commands' own OSError handling (and click's, which
+    exits 1 on a closed pipe) must leave it to :func:`main`, the one place that reports it.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _GuardedStdout(io.RawIOBase):
+    """File descriptor 1 as a raw stream whose failed writes raise :class:`_StdoutFailed`,
+    so a failure of standard output is told apart from any other OSError."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        try:
+            return os.write(self._fd, data)
+        except OSError as e:
+            raise _StdoutFailed(e) from None
+
+
+def _guard_stdout() -> None:
+    """Put :class:`_GuardedStdout` under ``sys.stdout`` (same encoding and buffering)."""
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+        old.flush()
+    except (AttributeError, OSError, ValueError):
+        return  # no real standard output (embedded, or already closed): leave it alone
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_GuardedStdout(fd)),
+                                  encoding=old.encoding, errors=old.errors,
+                                  line_buffering=old.line_buffering)
+
+
+def _stdout_failed(e: OSError) -> int:
+    """Report a failed standard output once; the exit code.
+
+    A closed pipe (``nerwin tag ... | head -1``) is the reader saying it has enough: a
+    quiet exit with the status a Unix tool killed by SIGPIPE has in the shell, 141, so
+    ``set -o pipefail`` still sees that the command did not finish (a ``nerwin train ... |
+    head`` stops training) while an interactive ``| head`` shows nothing. Anything else (a
+    full disk, an I/O error) is one line on stderr and exit 1. Either way file descriptor 1
+    then points at /dev/null, so the interpreter's last flush of what is still buffered
+    cannot fail again.
+    """
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    if e.errno == errno.EPIPE:
+        return 128 + 13  # 13 = SIGPIPE on every POSIX system (signal.SIGPIPE is not on Windows)
+    with contextlib.suppress(OSError):
+        click.echo(f"Error: cannot write to standard output: {e.strerror or e}", err=True)
+    return 1
+
+
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="nerwin")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    """Console-script entry point: the CLI, and the one handler of a failed stdout."""
+    _guard_stdout()
+    code: Any = 0
+    try:
+        try:
+            cli(prog_name="nerwin")  # standalone mode: always ends in SystemExit
+        except SystemExit as e:
+            code = e.code
+        sys.stdout.flush()  # what is still buffered must fail here, not at exit
+    except _StdoutFailed as e:
+        code = _stdout_failed(e.error)
+    sys.exit(code)
 
 
 def _conv_text(cfg: Any) -> str:
@@ -604,3 +674,7 @@ def _conv_text(cfg: Any) -> str:
     b = cfg.model.blocks
     return (", conv blocks " + ", ".join(f"{x.width}x{x.units} {x.nonlinearity}" for x in b)
             if b else "")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

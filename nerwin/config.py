@@ -166,6 +166,14 @@ class FeaturesConfig:
     char_max_len: int = field(default=20, metadata=_meta(
         "characters kept per word: a longer word keeps its first half and last half",
         minimum=1))
+    gazetteers: dict[str, Path] | None = field(default=None, metadata=_meta(
+        "named entry lists, e.g. {LOC: lists/loc.txt}: one UTF-8 entry a line (# comments); "
+        "each adds a table of the token's place in a longest match (null = none)",
+        path="files"))
+    gazetteer_lowercase: bool = field(default=True, metadata=_meta(
+        "match gazetteer entries case-insensitively"))
+    gazetteer_dim: int = field(default=5, metadata=_meta(
+        "size of each gazetteer's match embedding", minimum=1))
 
 
 @dataclass(frozen=True)
@@ -216,7 +224,11 @@ class ModelConfig:
         "null = viterbi) or argmax per token", choices=DECODERS))
     constrained: bool = field(default=True, metadata=_meta(
         "crf and viterbi decoding: forbid the transitions IOB2 does not allow "
-        "(O → I-X, B-X → I-Y, start → I-X)"))
+        "(O → I-X, B-X → I-Y, start → I-X; with scheme iobes, IOBES's rules)"))
+    scheme: str = field(default="iob2", metadata=_meta(
+        "the tags the model trains on and decodes in (softmax and crf heads); files in any "
+        "scheme are converted on reading, and eval, predictions and tag output stay IOB2",
+        choices=("iob2", "iobes")))
 
 
 @dataclass(frozen=True)
@@ -333,6 +345,8 @@ def _type_name(tp: Any) -> str:
         return "a string"
     if typing.get_origin(tp) is tuple:
         return "a list of integers"
+    if typing.get_origin(tp) is dict:
+        return "a mapping of names to paths"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -388,6 +402,20 @@ def _coerce(value: Any, tp: Any, f: dataclasses.Field, source: str, key: str,
             raise bad("a list of mappings, e.g. [{width: 3, units: 300}]")
         item = typing.get_args(inner)[0]
         out = tuple(_build(item, v, source, f"{key}[{i}]", base) for i, v in enumerate(value))
+    elif typing.get_origin(inner) is dict:
+        # A named map of files (features.gazetteers): names as the ids of tables and ONNX
+        # inputs, so letters, digits and _ only; each path relative to the config's folder.
+        if not isinstance(value, dict) or not value:
+            raise bad("a mapping of names to file paths, e.g. {LOC: lists/loc.txt}")
+        out = {}
+        for name, v in value.items():
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise ConfigError(source, key, f"expected names of letters, digits and _, "
+                                  f"got {name!r}")
+            if not isinstance(v, str) or not v:
+                raise ConfigError(source, f"{key}.{name}", f"expected a path (a string), "
+                                  f"got {v!r}")
+            out[name] = _path(v, base)
     elif typing.get_origin(inner) is tuple:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
@@ -480,6 +508,8 @@ def _check_cross_fields(cfg: Config) -> None:
         p = getattr(getattr(cfg, section), name)
         if p is not None:
             _check_readable(src, key, Path(p))
+    for name, p in (cfg.features.gazetteers or {}).items():
+        _check_readable(src, f"features.gazetteers.{name}", Path(p))
 
 
 def train_files(cfg: Config) -> tuple[Path, ...]:
@@ -560,9 +590,11 @@ def _resolve_cli_paths(key: str, value: Any, cwd: Path) -> Any:
     """
     if isinstance(value, dict):
         return {k: _resolve_cli_paths(f"{key}.{k}", v, cwd) for k, v in value.items()}
-    if key in path_keys() and isinstance(value, list):  # data.train: [A, B]
+    keys = path_keys()
+    if key in keys and isinstance(value, list):  # data.train: [A, B]
         return [_resolve_cli_paths(key, v, cwd) for v in value]
-    if key in path_keys() and isinstance(value, str) and value:
+    # a named map of paths (features.gazetteers.NAME) is resolved entry by entry
+    if (key in keys or key.rpartition(".")[0] in keys) and isinstance(value, str) and value:
         p = Path(value).expanduser()
         return str(p if p.is_absolute() else cwd / p)
     return value
@@ -642,6 +674,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         elif isinstance(v, tuple):
             out[f.name] = [to_dict(x) if dataclasses.is_dataclass(x)
                            else str(x) if isinstance(x, Path) else x for x in v]
+        elif isinstance(v, dict):
+            out[f.name] = {k: str(x) for k, x in v.items()}
         else:
             out[f.name] = v
     return out

@@ -682,6 +682,13 @@ def format_columns(sentences: Sequence[Sentence], *columns: Sequence[Sequence[st
     return "".join(out)
 
 
-def format_predictions(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> str:
-    """``token gold predicted`` columns: conlleval reads the last two as gold and guess."""
-    return format_columns(sentences, [s.tags for s in sentences], predicted)
+def format_predictions(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]],
+                       gold: Sequence[Sequence[str]] | None = None) -> str:
+    """``token gold predicted`` columns: conlleval reads the last two as gold and guess.
+
+    ``gold`` defaults to the sentences' own tags; ``nerwin eval`` passes the gold tags the
+    model is scored against (for the logistic head: its one type, the others as ``O``), so
+    that conlleval.pl on this file prints what ``eval --conlleval`` prints.
+    """
+    return format_columns(sentences, [s.tags for s in sentences] if gold is None else gold,
+                          predicted)

@@ -84,7 +84,7 @@ def convert(src: str | Path, dst: str | Path, to: str, *, source: str = "auto",
 
     ``scheme`` and ``tag_column`` say how to read a CoNLL ``src`` (as ``nerwin data``).
     """
-    from nerwin.checkpoint import atomic_writer
+    from nerwin.atomic import atomic_writer
 
     if to not in TARGETS:
         raise NerwinError(f"--to {to!r}: expected one of {', '.join(TARGETS)}")
@@ -100,14 +100,14 @@ def convert(src: str | Path, dst: str | Path, to: str, *, source: str = "auto",
         stats = ConvertStats("conll", corpus.scheme, to, repaired=corpus.repaired)
         stats.sentences, stats.tokens = len(corpus.lengths), corpus.n_tokens
         stats.entities = corpus.entity_counts()
-        with atomic_writer(dst) as out:
+        with atomic_writer(dst, "OUT") as out:
             if to == "jsonl":
                 _conll_to_jsonl(src, corpus, out)
             else:
                 _conll_to_conll(src, corpus, to, tag_column, out)
         return stats
     stats = ConvertStats("jsonl", "spans", to)
-    with atomic_writer(dst) as out:
+    with atomic_writer(dst, "OUT") as out:
         _jsonl_to_conll(src, to, out, stats)
     return stats
 

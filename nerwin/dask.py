@@ -71,18 +71,15 @@ def _check_formats(input_format: str, output_format: str) -> None:
 
 
 def _write(dest: str, text: str) -> None:
-    from nerwin.checkpoint import atomic_write_text
+    from nerwin.atomic import atomic_write_text
 
-    try:
-        atomic_write_text(dest, text)
-    except OSError as e:
-        raise NerwinError(f"{dest}: cannot write the output ({e.strerror or e})") from None
+    atomic_write_text(dest, text, "the output")
 
 
 def _tag_file(model: str, src: str, dest: str, input_format: str,
               output_format: str) -> str:
     """``nerwin tag MODEL SRC --output DEST``, in a worker."""
-    from nerwin.checkpoint import atomic_writer
+    from nerwin.atomic import atomic_writer
     from nerwin.errors import os_error
     from nerwin.tagging import tag_stream
 
@@ -90,7 +87,7 @@ def _tag_file(model: str, src: str, dest: str, input_format: str,
         f = open(src, "rb")  # noqa: SIM115
     except OSError as e:
         raise os_error(src, e, "text to tag") from None
-    with f, atomic_writer(dest) as out:
+    with f, atomic_writer(dest, "the output") as out:
         tag_stream(_model(model), f, src, out, input_format=input_format,
                    output_format=output_format)
     return dest

@@ -27,6 +27,7 @@ from nerwin.vocab import (
     build_tag_vocab,
     build_word_vocab,
     normalise,
+    tag_scheme,
 )
 from nerwin.windows import WindowData
 
@@ -66,6 +67,11 @@ class Lexicon:
         """Each feature's vocabulary by feature name (what a checkpoint stores)."""
         return {f.name: list(f.vocab.itos) for f in self.features}
 
+    def gazetteers(self) -> dict[str, dict[str, Any]]:
+        """Each gazetteer feature's list by feature name (what a checkpoint stores, so a
+        model folder tags without the list files)."""
+        return {f.name: g for f in self.features if (g := f.stored_list()) is not None}
+
 
 def _normalised_counts(c: Corpus, norm: Any) -> Counter:
     """How often each normalised word occurs in ``c`` (counted per distinct token)."""
@@ -87,7 +93,7 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     f = cfg.features
     norm = lambda w: normalise(w, lowercase=f.lowercase, digits=f.digits)  # noqa: E731
     counts = _normalised_counts(train, norm)
-    tags = build_tag_vocab([train.tag_names])
+    tags = build_tag_vocab([train.tag_names], cfg.model.scheme)
     if check:
         check_tags(train, others, tags)
     n_tokens = train.n_tokens + sum(c.n_tokens for c in others)
@@ -96,7 +102,8 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     if f.vectors is None:
         words = build_word_vocab(counts, min_count=f.min_count, max_size=f.max_size)
         return Lexicon(words, tags, n_tokens=n_tokens,
-                       features=build_features(f, words, train.types, type_counts))
+                       features=build_features(f, words, train.types, type_counts,
+                                               scheme=cfg.model.scheme))
     every = set(counts)
     for c in others:
         every.update(norm(t) for t in c.types)
@@ -112,7 +119,8 @@ def build_lexicon(cfg: Config, train: Corpus, others: Sequence[Corpus] = (), *,
     pretrained[n_special:][found] = vecs.vectors[rows[found]]
     mask[n_special:] = found
     return Lexicon(words, tags, pretrained, mask, coverage, n_tokens,
-                   build_features(f, words, train.types, type_counts))
+                   build_features(f, words, train.types, type_counts,
+                                  scheme=cfg.model.scheme))
 
 
 def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
@@ -146,12 +154,47 @@ def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
 
 
 def encode_labels(corpus: Corpus, tags: Vocab) -> np.ndarray:
-    """(N,) int32 tag ids; a tag the tag set does not hold is an error naming file and line."""
+    """(N,) int32 tag ids; a tag the tag set does not hold is an error naming file and line.
+
+    The corpus holds IOB2 tags (nerwin.conll converts every file on reading); a model whose
+    tag set is IOBES (model.scheme) gets each one's IOBES form (:func:`iobes_labels`)."""
+    if tag_scheme(tags) == "iobes":
+        return iobes_labels(corpus, tags)
     table = np.array([tags.stoi.get(t, -1) for t in corpus.tag_names], dtype=np.int32)
     labels = table[corpus.tag_ids] if len(table) else np.zeros(0, dtype=np.int32)
+    _check_labels(corpus, tags, labels)
+    return labels
+
+
+def iobes_labels(corpus: Corpus, tags: Vocab) -> np.ndarray:
+    """(N,) int32 ids in the IOBES tag set ``tags`` of the corpus's IOB2 tags, over whole
+    arrays: B-X/I-X stays when the next token of its sentence is I-X, else it becomes
+    S-X/E-X (what nerwin.conll.from_iob2 does per sentence)."""
+    names = corpus.tag_names
+    ids = corpus.tag_ids
+    if len(names) == 0 or len(ids) == 0:
+        return np.zeros(0, dtype=np.int32)
+    get = tags.stoi.get
+    # cont[k]: the id (in names) of the I- tag that continues tag k (-1 for O).
+    cont = np.array([names.index(f"I-{n[2:]}") if n != "O" and f"I-{n[2:]}" in names
+                     else -1 for n in names], dtype=np.int64)
+    nxt = np.full(len(ids), -2, dtype=np.int64)
+    nxt[:-1] = ids[1:]
+    ends = np.cumsum(corpus.lengths)
+    nxt[ends[ends > 0] - 1] = -2  # a sentence's last token is continued by nothing
+    continued = cont[ids] == nxt
+    closing = {"B": "S", "I": "E"}
+    stay = np.array([get(n, -1) for n in names], dtype=np.int32)
+    close = np.array([get(n if n == "O" else f"{closing.get(n[0], n[0])}{n[1:]}", -1)
+                      for n in names], dtype=np.int32)
+    labels = np.where(continued, stay[ids], close[ids]).astype(np.int32)
+    _check_labels(corpus, tags, labels)
+    return labels
+
+
+def _check_labels(corpus: Corpus, tags: Vocab, labels: np.ndarray) -> None:
     if (labels < 0).any():
         i = int(np.flatnonzero(labels < 0)[0])
         raise NerwinError(f"{corpus.where(i)}: tag "
                           f"{corpus.tag_names[corpus.tag_ids[i]]!r} was never seen in "
                           f"training; the model knows {', '.join(tags.itos)}")
-    return labels

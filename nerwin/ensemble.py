@@ -316,6 +316,10 @@ class EnsembleModel:
 
     # -------------------------------------------------------------- the Model interface
 
+    def gold_tags(self, corpus: Corpus) -> list[list[str]]:
+        """The gold tags as the ensemble is scored (its members', e.g. one logistic type)."""
+        return self.members[0].gold_tags(corpus)
+
     def evaluate(self, corpus: Corpus, data: WindowData | None = None
                  ) -> tuple[dict[str, Any], list[list[str]]]:
         """Entity-level scores of the combined tags on ``corpus`` and the tags. ``loss`` is

@@ -18,6 +18,8 @@ here (and, for a new kind of table, one in nerwin.nn.tables) plus a config key
 | shape     | E_shape | the word's shape: X upper, x lower, d digit, other characters kept, |
 |           |        | every run of one class cut to 3 (Paris → Xxxx, EU → XX, 12.5 → dd.d) |
 | chars     | E_char, W_char, b_char | a row of ``max_len`` character ids (nerwin.nn.chars) |
+| gaz_NAME  | E_gaz_NAME | the token's place in a match of gazetteer NAME: O, B, I (and E, S |
+|           |        | when model.scheme is iobes), by longest match (nerwin.gazetteer)      |
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nerwin.config import FeaturesConfig
 from nerwin.conll import Corpus
+from nerwin.gazetteer import CLASSES, PAD, Gazetteer, load_gazetteer
 from nerwin.nn.chars import CharBatch
 from nerwin.nn.tables import CharTable, LookupTable, Table, table_param
 from nerwin.vocab import (
@@ -92,6 +96,11 @@ class Feature:
         """How its ids are computed from a token, for a runtime outside Python (what
         ``nerwin export`` writes in an ONNX file's metadata)."""
         raise NotImplementedError(f"no rule for the feature {self.name!r}")
+
+    def stored_list(self) -> dict[str, Any] | None:
+        """What a checkpoint keeps of this feature besides its vocabulary (a gazetteer's
+        entries, in meta.json "gazetteers"), or None."""
+        return None
 
     def table(self) -> Table:
         """The network's part for this feature (nerwin.nn.tables): a lookup table."""
@@ -258,6 +267,65 @@ class CharFeature(Feature):
         return CharWindows(corpus.token_ids + np.int32(2), self.encode_types(corpus.types))
 
 
+@dataclass(frozen=True)
+class GazetteerFeature(Feature):
+    """A token's place in a match of one gazetteer (nerwin.gazetteer): a small fixed class
+    set, embedded like casing. Its ids depend on the token's neighbours, so it encodes whole
+    sentences (each distinct token's key is computed once)."""
+
+    gazetteer: Gazetteer | None = None
+    scheme: str = "iob2"
+    left_pad: int = PAD
+    right_pad: int = PAD
+    dtype: type = np.int8
+
+    DIM_KEY = "features.gazetteer_dim"
+    LEARNED_VOCAB = False  # the classes are fixed; the entries go to the checkpoint apart
+
+    def ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """The match ids of one sentence."""
+        assert self.gazetteer is not None
+        return self.gazetteer.match_tokens(tokens, self.scheme)
+
+    def encode(self, corpus: Corpus) -> TokenIds:
+        g = self.gazetteer
+        assert g is not None
+        keys = [g.key(t) for t in corpus.types]
+        offsets = np.concatenate([[0], np.cumsum(corpus.lengths)]).astype(np.int64)
+        ids = g.match(keys, np.asarray(corpus.token_ids), offsets, self.scheme)
+        return TokenIds(ids, self.left_pad, self.right_pad)
+
+    def stored_list(self) -> dict[str, Any] | None:
+        assert self.gazetteer is not None
+        return self.gazetteer.to_meta()
+
+    def rule(self) -> dict[str, object]:
+        assert self.gazetteer is not None
+        return {"kind": "gazetteer", "list": self.gazetteer.name, "scheme": self.scheme,
+                "lowercase": self.gazetteer.lowercase, "entries": len(self.gazetteer.entries),
+                "rule": "nerwin.gazetteer: greedy leftmost-longest match of the list's "
+                        "entries (nerwin_meta.gazetteers) within the sentence; ids 0 pad, "
+                        "1 O, 2 B, 3 I" + (", 4 E, 5 S" if self.scheme == "iobes" else "")}
+
+
+def gazetteer_features(f: FeaturesConfig, scheme: str = "iob2",
+                       stored: dict[str, dict] | None = None) -> list[Feature]:
+    """One feature per list of features.gazetteers (in the config's order), read from its
+    file, or from a checkpoint's ``stored`` lists (meta.json "gazetteers", by feature name)."""
+    out: list[Feature] = []
+    for name, path in (f.gazetteers or {}).items():
+        fname = f"gaz_{name}"
+        if stored is not None:
+            if fname not in stored:
+                raise ValueError(f"the gazetteer {name!r} is not stored in the checkpoint")
+            g = Gazetteer.from_meta(name, stored[fname])
+        else:
+            g = load_gazetteer(name, path, f.gazetteer_lowercase)
+        out.append(GazetteerFeature(fname, table_param(fname), Vocab(CLASSES[scheme]),
+                                    f.gazetteer_dim, gazetteer=g, scheme=scheme))
+    return out
+
+
 def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...],
                   weights: Iterable[int] | None = None) -> Vocab:
     """Specials, then keys seen at least ``min_count`` times (most frequent first, ties by
@@ -275,10 +343,13 @@ def counted_vocab(keys: Iterable[str], min_count: int, specials: tuple[str, ...]
 
 
 def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str],
-                   counts: Sequence[int] | None = None) -> tuple[Feature, ...]:
+                   counts: Sequence[int] | None = None, *, scheme: str = "iob2",
+                   gazetteers: dict[str, dict] | None = None) -> tuple[Feature, ...]:
     """The configured features in the network's order: word, casing, prefixes, suffixes,
-    shape, chars. ``f`` is a FeaturesConfig, ``tokens`` every training token (in order),
-    or with ``counts`` every distinct training token and how often it occurs."""
+    shape, chars, gazetteers. ``f`` is a FeaturesConfig, ``tokens`` every training token (in
+    order), or with ``counts`` every distinct training token and how often it occurs.
+    ``scheme``: model.scheme (the gazetteers' match classes); ``gazetteers``: a
+    checkpoint's stored lists (else the list files are read)."""
     if counts is None:
         counts = [1] * len(tokens)
     feats: list[Feature] = [WordFeature("word", table_param("word"), words, f.dim,
@@ -304,13 +375,18 @@ def build_features(f: FeaturesConfig, words: Vocab, tokens: Sequence[str],
                                  left_pad=CHAR_BOS, right_pad=CHAR_EOS,
                                  filters=f.char_filters, width=f.char_width,
                                  max_len=f.char_max_len))
+    feats += gazetteer_features(f, scheme, gazetteers)
     return tuple(feats)
 
 
-def features_from_vocabs(f: FeaturesConfig, vocabs: dict[str, list[str]]) -> tuple[Feature, ...]:
-    """Rebuild the configured features from a checkpoint's vocabularies (by feature name)."""
+def features_from_vocabs(f: FeaturesConfig, vocabs: dict[str, list[str]], *,
+                         scheme: str = "iob2", gazetteers: dict[str, dict] | None = None
+                         ) -> tuple[Feature, ...]:
+    """Rebuild the configured features from a checkpoint's vocabularies (by feature name)
+    and its stored gazetteers (meta.json "gazetteers")."""
     fake_tokens: list[str] = []
-    feats = build_features(f, Vocab(tuple(vocabs["word"])), fake_tokens)
+    feats = build_features(f, Vocab(tuple(vocabs["word"])), fake_tokens, scheme=scheme,
+                           gazetteers=gazetteers if gazetteers is not None else {})
     out = []
     for feat in feats:
         if feat.LEARNED_VOCAB:

@@ -46,8 +46,11 @@ FALLBACK_LIMIT = 8 * 2**30
 #: Rows of one evaluation batch (nerwin.model.PREDICT_BATCH; repeated to avoid an import
 #: cycle, checked equal by a test).
 EVAL_BATCH = 4096
-#: The keys that size the model, with the value each is compared at to find the culprit.
+#: The keys that size the model; each is compared at a usual value to find the culprit
+#: (see check_memory), the first three are the usual remedies.
 SIZE_KEYS = ("features.window", "features.dim", "model.hidden", "features.casing_dim",
+             "features.affix_dim", "features.shape_dim", "features.char_filters",
+             "features.char_dim", "features.char_width", "features.char_max_len",
              "training.batch_size")
 
 
@@ -88,7 +91,9 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
                                      + 3 * spec.n_out),
         "projections": _projection_bytes(spec, itemsize),
         "token arrays": (4 * len(spec.tables) + 20) * n_windows
-        + (10 + 4 * len(spec.tables)) * b * k,
+        + (10 + 4 * len(spec.tables)) * b * k
+        # a character table's feature holds max_len int16 ids a token, not one int32
+        + sum((2 * getattr(t, "max_len", 2) - 4) * (n_windows + b * k) for t in spec.tables),
     }
 
 
@@ -131,28 +136,45 @@ def check_memory(cfg: Config, spec: NetSpec, n_windows: int, itemsize: int = 4,
     limit = available_bytes() if limit is None else limit
     if total <= limit:
         return parts
-    # The culprit: the key whose default value would shrink the estimate the most.
-    def table_dim(key: str, dim: int) -> NetSpec:
-        # The tables whose dim that config key sets (each table knows its key).
-        tables = tuple(dataclasses.replace(t, dim=dim) if t.dim_key == key else t
-                       for t in spec.tables)
-        return dataclasses.replace(spec, tables=tables)
+    # The culprit: the key whose usual value would shrink the estimate the most (a key
+    # whose table the model does not have saves nothing).
+    def tables(change: dict[str, int], key: str = "") -> NetSpec:
+        # The tables that config key sets (each table knows its dim's key), else those
+        # that have the changed fields (the character encoder's filters, width, max_len).
+        new = tuple(dataclasses.replace(t, **{k: min(v, getattr(t, k)) for k, v in
+                                              change.items()})
+                    if (t.dim_key == key if key else all(hasattr(t, k) for k in change))
+                    else t for t in spec.tables)
+        return dataclasses.replace(spec, tables=new)
 
-    defaults = {"features.window": dataclasses.replace(spec, window=2),
-                "features.dim": table_dim("features.dim", 50),
-                "model.hidden": dataclasses.replace(spec, hidden=(100,)),
-                "features.casing_dim": table_dim("features.casing_dim", 5)}
-    saved = {}
-    for key, smaller in defaults.items():
-        saved[key] = total - sum(estimate(smaller, cfg.training.batch_size).values())
-    saved["training.batch_size"] = total - sum(estimate(spec, 32).values())
-    key = max(saved, key=lambda kk: saved[kk])
+    widths = [t.width for t in spec.tables if hasattr(t, "width")]
+    usual = {"features.window": dataclasses.replace(spec, window=min(spec.window, 2)),
+             "features.dim": tables({"dim": 50}, "features.dim"),
+             "model.hidden": dataclasses.replace(spec, hidden=tuple(min(h, 100)
+                                                                    for h in spec.hidden)),
+             "features.casing_dim": tables({"dim": 5}, "features.casing_dim"),
+             "features.affix_dim": tables({"dim": 20}, "features.affix_dim"),
+             "features.shape_dim": tables({"dim": 20}, "features.shape_dim"),
+             "features.char_filters": tables({"filters": 50}),
+             "features.char_dim": tables({"dim": 25}, "features.char_dim"),
+             "features.char_width": tables({"width": 3}),
+             # the width must still fit in max_len
+             "features.char_max_len": tables({"max_len": max([20, *widths])})}
+    saved = {key: total - sum(estimate(smaller, cfg.training.batch_size).values())
+             for key, smaller in usual.items()}
+    saved["training.batch_size"] = total - sum(
+        estimate(spec, min(cfg.training.batch_size, 32)).values())
+    # Ties (nothing would help: a machine with little memory) go to the first key.
+    ranked = sorted(saved, key=lambda kk: (-saved[kk], SIZE_KEYS.index(kk)))
+    key = ranked[0]
     section, name = key.split(".")
     value = getattr(getattr(cfg, section), name)
     value = list(value) if isinstance(value, tuple) else value
     biggest = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
                         if v >= total // 10)
-    others = ", ".join(k for k in SIZE_KEYS[:3] if k != key)
+    # The alternatives: the next keys that would help, else the usual remedies.
+    helpful = [k for k in ranked[1:] if saved[k] > saved[key] // 100 and saved[k] > 0]
+    others = ", ".join(helpful[:2] or [k for k in SIZE_KEYS[:3] if k != key][:2])
     raise ConfigError(cfg.source, key, f"{value!r} makes the model too big: it would need "
                       f"about {_fmt(total)} ({biggest}) but {_fmt(limit)} of memory is free; "
                       f"lower {key} (or {others})")

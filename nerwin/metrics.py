@@ -305,6 +305,13 @@ def format_conlleval(scores: dict[str, Any]) -> str:
     recall: %6.2f%%; FB1: %6.2f``, then per type in sorted order ``%17s: precision:
     %6.2f%%; recall: %6.2f%%; FB1: %6.2f  %d`` where the last number is the count of
     *predicted* chunks of the type (not its support). Lines end in ``\\n``.
+
+    For tags of ``O``, ``B-`` and ``I-`` (any sequence: lone ``I-``, type changes, IOB1)
+    the counts are conlleval.pl's own (tests/test_conlleval.py checks them against a
+    reimplementation of the script). The script has no ``S-`` rule and reads ``E-`` its own
+    way, while :func:`get_entities` reads IOBES as seqeval does; ``nerwin eval`` converts
+    both columns to IOB2 first, so ``eval --conlleval`` always equals conlleval.pl run on
+    the ``--predictions`` file.
     """
     counts = scores["counts"]
     out = [f"processed {counts['tokens']} tokens with {counts['gold']} phrases; "

@@ -173,7 +173,7 @@ class Model:
         """The JSON part of a checkpoint: version, config, vocabularies."""
         return {"nerwin_version": __version__, "config": to_dict(self.cfg),
                 "vocabs": self.lex.vocabs(), "tags": list(self.lex.tags.itos),
-                "frozen": sorted(self.net.frozen)}
+                "frozen": sorted(self.net.frozen), "gazetteers": self.lex.gazetteers()}
 
 
 def check_head(cfg: Config, lex: Lexicon) -> None:
@@ -205,7 +205,8 @@ def _from_meta(meta: dict[str, Any], where: Path | str) -> tuple[Config, Lexicon
     try:
         cfg = from_dict(meta["config"], source=f"{where}/meta.json", check_files=False)
         # A checkpoint keeps each feature's vocabulary by name.
-        feats = features_from_vocabs(cfg.features, meta["vocabs"])
+        feats = features_from_vocabs(cfg.features, meta["vocabs"], scheme=cfg.model.scheme,
+                                     gazetteers=meta.get("gazetteers"))
         return cfg, Lexicon(feats[0].vocab, Vocab(tuple(meta["tags"])), features=feats)
     except (KeyError, TypeError, ValueError) as e:
         raise NerwinError(f"{where}/meta.json: not a nerwin model ({e})") from None

@@ -26,7 +26,8 @@ features with nerwin's own code, runs the network in onnxruntime, and decodes as
 checkpoint does.
 
 Metadata (``metadata_props``, all strings, JSON where structured): ``nerwin_version``,
-``nerwin_meta`` (the checkpoint's meta: config, every feature's vocabulary, tags),
+``nerwin_meta`` (the checkpoint's meta: config, every feature's vocabulary, tags, the
+gazetteers' entries),
 ``feature_rules`` (how each input is computed from a token, for a runtime outside
 Python), ``inputs``, ``tags``, ``window``, ``head``, ``decode``, ``constrained``, ``crf``
 (``trans``, ``start``, ``end`` as lists; empty for other heads), ``positive`` (logistic).
@@ -70,7 +71,8 @@ def _config_and_lexicon(meta: dict[str, Any], where: str) -> tuple[Any, Any]:
 
     try:
         cfg = from_dict(meta["config"], source=f"{where} (nerwin_meta)", check_files=False)
-        feats = features_from_vocabs(cfg.features, meta["vocabs"])
+        feats = features_from_vocabs(cfg.features, meta["vocabs"], scheme=cfg.model.scheme,
+                                     gazetteers=meta.get("gazetteers"))
         lex = Lexicon(feats[0].vocab, Vocab(tuple(meta["tags"])), features=feats)
     except (KeyError, TypeError, ValueError) as e:
         raise NerwinError(f"{where}: not a nerwin model ({e})") from None
@@ -188,7 +190,8 @@ def build_graph(arrays: dict[str, np.ndarray], cfg: Any, lex: Any, where: str) -
 def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the network of the checkpoint ``model_dir`` to ``out`` (atomically) as
     ONNX with the metadata a runtime needs; return a short summary."""
-    from nerwin.checkpoint import atomic_write_bytes, load_checkpoint
+    from nerwin.atomic import atomic_write_bytes
+    from nerwin.checkpoint import load_checkpoint
     from nerwin.model import expected_shapes
 
     helper = _need("onnx.helper", "nerwin export")
@@ -202,8 +205,8 @@ def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     # The head's own parameters (crf: trans, start, end) go to the decoder, in the metadata.
     crf = {k: arrays[k].tolist()
            for k in Head.from_config(cfg.model, lex.tags.itos).param_shapes()}
-    keep = {k: meta[k] for k in ("nerwin_version", "config", "vocabs", "tags", "frozen")
-            if k in meta}
+    keep = {k: meta[k] for k in ("nerwin_version", "config", "vocabs", "tags", "frozen",
+                                 "gazetteers") if k in meta}
     props = {
         "nerwin_version": __version__,
         "nerwin_meta": json.dumps(keep, ensure_ascii=False),
@@ -220,10 +223,7 @@ def export(model_dir: str | Path, out: str | Path) -> dict[str, Any]:
     }
     helper.set_model_props(model, props)
     data = model.SerializeToString()
-    try:
-        atomic_write_bytes(out, data)
-    except OSError as e:
-        raise NerwinError(f"{out}: cannot write the ONNX file ({e.strerror or e})") from None
+    atomic_write_bytes(out, data, "the ONNX file")
     return {"path": str(out), "bytes": len(data), "inputs": json.loads(props["inputs"]),
             "head": cfg.model.head, "tags": len(lex.tags)}
 

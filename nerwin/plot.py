@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from nerwin.checkpoint import atomic_write_bytes
-from nerwin.errors import NerwinError
+from nerwin.atomic import atomic_write_bytes, check_destination
+from nerwin.errors import NerwinError, os_error, utf8_error
 
 FORMATS = (".png", ".svg")
 INSTALL_HINT = "pip install 'nerwin[plot]'"
@@ -28,28 +29,84 @@ def _figure_class() -> Any:
     return Figure
 
 
+# What learning_curves reads from each record besides 'epoch' (a missing key or null is a
+# gap in its curve). Numbers are int or float, never bool.
+_NUMBERS = ("train_loss", "dev_loss", "dev_f1", "lr")
+_METRICS_WHAT = "a run directory written by `nerwin train`"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_record(rec: Any) -> str | None:
+    """What is wrong with one metrics record, in words, or None when it can be drawn."""
+    if not isinstance(rec, dict):
+        return f"expected a JSON object, got {type(rec).__name__}"
+    epoch = rec.get("epoch")
+    if "epoch" not in rec:
+        return "no 'epoch' key"
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch <= 10**9:
+        return f"'epoch' must be a positive integer, got {epoch!r:.40}"
+    for key in _NUMBERS:
+        if rec.get(key) is not None and not _is_number(rec[key]):
+            return f"{key!r} must be a number or null, got {rec[key]!r:.40}"
+    per_type = rec.get("dev_per_type_f1")
+    if per_type is not None:
+        if not isinstance(per_type, dict):
+            return f"'dev_per_type_f1' must be an object, got {per_type!r:.40}"
+        for t, v in per_type.items():
+            if v is not None and not _is_number(v):
+                return f"'dev_per_type_f1' of {t!r:.40} must be a number, got {v!r:.40}"
+    if "best" in rec and not isinstance(rec["best"], bool):
+        return f"'best' must be true or false, got {rec['best']!r:.40}"
+    return None
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The per-epoch records of ``RUN_DIR/metrics.jsonl``, one per epoch (the last wins).
 
-    A line torn by a crash (not JSON) is skipped only if it is the last line.
+    A line torn by a crash (not JSON, and the file does not end in a newline) is skipped
+    only if it is the last line. Anything else that is not a record ``nerwin train``
+    writes (invalid UTF-8, not JSON, a missing key, a value of the wrong type) is a
+    one-line NerwinError naming the file and the line.
     """
     path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise NerwinError(f"{path}: no such file; expected a run directory written by "
-                          f"`nerwin train`")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        if not os.path.lexists(path):
+            raise FileNotFoundError(path)
+        if not path.is_file():  # a FIFO would block the read; a folder cannot be read
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise NerwinError(f"{path}: is {kind}; expected the metrics of "
+                              f"{_METRICS_WHAT}")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NerwinError(f"{path}: no such file; expected {_METRICS_WHAT}") from None
+    except OSError as e:
+        raise os_error(path, e, f"the metrics of {_METRICS_WHAT}") from None
+    lines = data.split(b"\n")
+    torn_tail = not data.endswith(b"\n")
     by_epoch: dict[int, dict[str, Any]] = {}
-    for i, line in enumerate(lines, start=1):
+    for i, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise utf8_error(path, i, e, raw, "metrics.jsonl") from None
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-            by_epoch[int(rec["epoch"])] = rec
-        except (ValueError, KeyError, TypeError):
-            if i == len(lines):
-                continue
-            raise NerwinError(f"{path}:{i}: not a metrics record (a JSON object with "
-                              f"'epoch')") from None
+        except (ValueError, RecursionError) as e:
+            if i == len(lines) and torn_tail:
+                continue  # the last line, cut short by a crash mid-write
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise NerwinError(f"{path}:{i}: not a metrics record: not valid JSON ({why}); "
+                              f"expected one JSON object a line, as `nerwin train` writes "
+                              f"them") from None
+        problem = _check_record(rec)
+        if problem is not None:
+            raise NerwinError(f"{path}:{i}: not a metrics record: {problem}") from None
+        by_epoch[rec["epoch"]] = rec
     if not by_epoch:
         raise NerwinError(f"{path}: no epochs recorded yet")
     return [by_epoch[e] for e in sorted(by_epoch)]
@@ -151,15 +208,14 @@ def check_suffix(path: str | Path) -> str:
     return suffix[1:]
 
 
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Render ``fig`` to PNG or SVG by the suffix of ``path`` and write it atomically."""
+def save_figure(fig: Any, path: str | Path, what: str = "the picture") -> Path:
+    """Render ``fig`` to PNG or SVG by the suffix of ``path`` and write it atomically
+    (:mod:`nerwin.atomic`: the destination is checked before the figure is rendered)."""
     fmt = check_suffix(path)
-    target = Path(path)
-    if not target.resolve().parent.is_dir():
-        raise NerwinError(f"{path}: the folder {target.resolve().parent} does not exist")
+    target = check_destination(path, what)
     buf = io.BytesIO()
     # metadata without a date, so the same run gives the same bytes
     meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
     fig.savefig(buf, format=fmt, metadata=meta)
-    atomic_write_bytes(target, buf.getvalue())
+    atomic_write_bytes(target, buf.getvalue(), what)
     return target

@@ -27,9 +27,9 @@ import shutil
 from pathlib import Path
 
 from nerwin import __version__
+from nerwin.atomic import atomic_write_text
 from nerwin.checkpoint import (
     CHECKPOINT_FILES,
-    atomic_write_text,
     complete_sibling,
     is_checkpoint_folder,
     recover_checkpoint,

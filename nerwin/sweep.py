@@ -557,6 +557,14 @@ def check_out_dir(spec: SweepSpec, storage: Storage) -> dict[str, Any] | None:
         raise NerwinError(f"{out}: cannot write there (read-only or not yours); a sweep "
                           f"writes its trials in --out: choose another --out")
     marker = out / SWEEP_FILE
+    # A sweep started at the same moment may be writing sweep.json right now (its temporary
+    # .sweep.json.tmp-* is there, the file not yet): give it a moment to appear.
+    deadline = time.monotonic() + 5.0
+    while (not os.path.lexists(marker) and time.monotonic() < deadline
+           and any(e.startswith(f".{SWEEP_FILE}.tmp-") for e in entries)):
+        time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            entries = sorted(os.listdir(out))
     if not os.path.lexists(marker):
         if entries:
             more = f" (and {len(entries) - 1} more)" if len(entries) > 1 else ""
@@ -584,7 +592,7 @@ def check_out_dir(spec: SweepSpec, storage: Storage) -> dict[str, Any] | None:
 
 
 def write_sweep_json(spec: SweepSpec, storage: Storage, best_sha256: str | None) -> None:
-    from nerwin.checkpoint import atomic_write_text
+    from nerwin.atomic import atomic_write_text
 
     path = Path(spec.out) / SWEEP_FILE
     mine = {"format": SWEEP_FORMAT, "study": spec.study, "storage": storage.key,
@@ -845,7 +853,7 @@ def write_best_config(spec: SweepSpec, rows: list[dict[str, Any]],
     import dataclasses
     import hashlib
 
-    from nerwin.checkpoint import atomic_write_text
+    from nerwin.atomic import atomic_write_text
     from nerwin.config import OutputConfig, dump_yaml, load_config
 
     done = [r for r in rows if r["state"] == "COMPLETE" and r["best_dev_f1"] is not None]

@@ -20,35 +20,56 @@ Output formats
     sentence, tokens joined by spaces.
 
 Entity score: the mean, over the entity's tokens, of the probability the model gives to the
-entity's type at that token (the sum of its ``B-X`` and ``I-X`` probabilities), read from
+entity's type at that token (the sum of its ``B-X`` and ``I-X`` probabilities, and of
+``E-X`` and ``S-X`` for a model trained in IOBES: every label of the type), read from
 :meth:`nerwin.model.Model.token_probabilities` (computed with the tags, from the same
 pass through the network: :meth:`~nerwin.model.Model.tag_and_probabilities`). A token's
 share of the type is what the tag decision rests on whatever the head, so the score works
 unchanged for per-token softmax, the logistic head, and any head that provides marginals
 through that method.
 
-Memory stays flat: the input is read a line at a time and tagged in chunks of about
-``chunk_tokens`` tokens (whole sentences), each chunk written before the next is read.
+Memory stays flat: the input is read in blocks of at most READ_BYTES (whatever its line
+ends: \n, \r\n or a lone \r) and tagged in chunks of about ``chunk_tokens`` tokens (whole
+lines), each chunk written before the next is read. ``workers`` > 1 tags chunks in that many
+processes (see :func:`tag_stream`); the chunks are the same, so the output is too.
+
+Speed (see bench/tag_breakdown.py): text is cut into tokens with few Python steps a token
+(nerwin.tokenize.token_spans), a chunk is encoded straight from its flat tokens, the
+network's first-layer projections are kept from chunk to chunk (:class:`Tagger`), tags are
+repaired and entities found and scored with array operations over the whole chunk, and the
+JSON of each distinct token is made once per chunk. Every one of these computes the same
+numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
+for byte).
+
+For a program: :func:`tag_texts` (strings) and :func:`tag_tokens` (token lists) return
+:class:`Item` objects with tags and scored entities.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, BinaryIO
+from itertools import chain
+from json.encoder import encode_basestring
+from pathlib import Path
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
-from nerwin.conll import BOM, DOCSTART, EOL_BYTES, Sentence, split_line
+from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Corpus, Sentence, split_line
 from nerwin.errors import NerwinError, utf8_error
-from nerwin.metrics import get_entities
-from nerwin.model import Model
-from nerwin.tokenize import sentences as split_sentences
+from nerwin.model import Model, eval_batches
+from nerwin.tokenize import _ENDERS, sentence_cuts, token_spans
+from nerwin.windows import WindowData
 
 INPUT_FORMATS = ("text", "conll")
 OUTPUT_FORMATS = ("conll", "jsonl", "inline")
 CHUNK_TOKENS = 20_000  # tokens per tagging call: bounded memory, full BLAS batches
+READ_BYTES = 1 << 20  # input bytes read at a time (the longest line may exceed it)
 
 
 @dataclass
@@ -106,25 +127,72 @@ Record = Item | TextLine | Raw
 # --------------------------------------------------------------------------- reading
 
 
+def line_blocks(src: BinaryIO, name: str, on_bytes: Callable[[int], None] | None = None
+                ) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines without their ends) of a UTF-8 byte stream, a
+    block of at most about READ_BYTES at a time.
+
+    Lines end at \\n, \\r\\n or \\r. A block is cut after a line end (never between \\r and
+    \\n), so memory is bounded by the block and the longest line, whatever the line ends; a
+    stream without ``read1`` (an iterable of byte strings) is read as it comes. Invalid
+    UTF-8 is reported with its line; a BOM at the start of the stream is dropped.
+    """
+    lineno = 0  # lines yielded so far
+    buf = b""
+    reader = getattr(src, "read1", None)
+    pieces: Iterator[bytes] = (iter(lambda: reader(READ_BYTES), b"") if reader is not None
+                               else iter(src))
+    for data in _with_end(pieces):
+        if data is not None:
+            if on_bytes is not None:
+                on_bytes(len(data))
+            buf += data
+            # the last line end, but not a \r at the very end (a \n may follow it)
+            cut = max(buf.rfind(b"\n"), buf.rfind(b"\r", 0, len(buf) - 1)) + 1
+            if cut == 0:
+                continue
+        else:
+            cut = len(buf)
+            if cut == 0:
+                return
+        chunk, buf = buf[:cut], buf[cut:]
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as e:
+            # Decode the offending line alone: its message is the one of that line.
+            bad = lineno + len(EOL_BYTES.findall(chunk, 0, e.start)) + 1
+            a = max(chunk.rfind(b"\n", 0, e.start), chunk.rfind(b"\r", 0, e.start)) + 1
+            m = EOL_BYTES.search(chunk, e.start)
+            raw = chunk[a:m.start() if m else len(chunk)]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e2:
+                raise utf8_error(name, bad, e2, raw, "the input") from None
+            raise utf8_error(name, bad, e, chunk, "the input") from None  # pragma: no cover
+        del chunk
+        lines = text.split("\n") if "\r" not in text else _EOL.split(text)
+        del text
+        if lines[-1] == "":
+            lines.pop()
+        if lineno == 0 and lines:
+            lines[0] = lines[0].removeprefix(BOM)
+        yield lineno + 1, lines
+        lineno += len(lines)
+
+
+def _with_end(pieces: Iterator[bytes]) -> Iterator[bytes | None]:
+    yield from pieces
+    yield None
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
 def read_lines(src: BinaryIO, name: str, on_bytes: Callable[[int], None] | None = None
                ) -> Iterator[tuple[int, str]]:
     """(line number, line without its newline) of a UTF-8 byte stream, one at a time."""
-    lineno = 0
-    for chunk in src:  # ends at b"\n" only: a \r\n stays whole, a lone \r is split below
-        if on_bytes is not None:
-            on_bytes(len(chunk))
-        pieces = EOL_BYTES.split(chunk)
-        if pieces[-1] == b"":  # the chunk ended with its line end
-            pieces.pop()
-        for raw in pieces:
-            lineno += 1
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise utf8_error(name, lineno, e, raw, "the input") from None
-            if lineno == 1:
-                text = text.removeprefix(BOM)
-            yield lineno, text
+    for first, lines in line_blocks(src, name, on_bytes):
+        yield from enumerate(lines, start=first)
 
 
 def _spaced(tokens: list[str]) -> tuple[str, list[int], list[int]]:
@@ -137,16 +205,71 @@ def _spaced(tokens: list[str]) -> tuple[str, list[int], list[int]]:
     return " ".join(tokens), starts, ends
 
 
+def text_line(lineno: int, line: str, spans: list[tuple[int, int]] | None = None
+              ) -> TextLine:
+    """One line of text input with its sentences (offsets relative to each sentence);
+    ``spans``: its token spans, if already found."""
+    items = []
+    if spans is None:
+        spans = token_spans(line)
+    if spans:
+        texts = [line[a:b] for a, b in spans]
+        # Only a token holding . ! or ? can end a sentence, and not the last one: a line
+        # with one such character, in its last token, is one sentence (most lines are).
+        one = (line.count(".") + line.count("!") + line.count("?") == 1
+               and texts[-1] in _ENDERS)
+        cuts = [] if one else sentence_cuts(texts, spans)
+        if not cuts and spans[0][0] == 0:  # one sentence from the line's start: most lines
+            starts, ends = map(list, zip(*spans))
+            items.append(Item(texts, starts, ends, line[:ends[-1]], lineno))
+            return TextLine(lineno, line, items)
+        for i, j in zip([0, *cuts], [*cuts, len(spans)]):
+            a0, b0 = spans[i][0], spans[j - 1][1]
+            sp = spans[i:j]
+            items.append(Item(texts[i:j], [a - a0 for a, _ in sp], [b - a0 for _, b in sp],
+                              line[a0:b0], lineno, offset=a0))
+    return TextLine(lineno, line, items)
+
+
 def text_records(lines: Iterable[tuple[int, str]]) -> Iterator[TextLine]:
     """Text input: each line with its sentences (offsets relative to the sentence text)."""
     for lineno, line in lines:
-        items = []
-        if line.strip():
-            for toks in split_sentences(line):
-                a, b = toks[0].start, toks[-1].end
-                items.append(Item([t.text for t in toks], [t.start - a for t in toks],
-                                  [t.end - a for t in toks], line[a:b], lineno, offset=a))
-        yield TextLine(lineno, line, items)
+        yield text_line(lineno, line)
+
+
+# What a CoNLL token line looks like: two or more columns, the last one a tag.
+PROBE_LINES = 20  # non-blank lines looked at
+_WS = re.compile(r"[ \t]+")
+
+
+def looks_like_conll(lines: Sequence[str]) -> bool:
+    """Whether non-blank ``lines`` (the first ones of an input) look like CoNLL columns.
+
+    Yes when the first starts with ``-DOCSTART-``, or when there are at least 3 and every
+    one has the same number (2 or more) of space- or tab-separated columns with a tag
+    (``O``, ``B-X``, ``I-X``, ``E-X``, ``S-X``) last, some of them not ``O``. Prose lines
+    do not all end in tags with the same number of words, so real text is not refused.
+    """
+    if not lines:
+        return False
+    if lines[0].lstrip(BOM + " \t").startswith(DOCSTART):
+        return True
+    if len(lines) < 3:
+        return False
+    cols = [_WS.split(ln.strip(" \t")) for ln in lines]
+    n = len(cols[0])
+    return (n >= 2 and all(len(c) == n and _TAG.match(c[-1]) for c in cols)
+            and any(c[-1] != "O" for c in cols))
+
+
+def check_not_conll(name: str, lines: Iterable[tuple[int, str]]) -> None:
+    """Refuse text input whose first non-blank lines look like CoNLL columns (one line,
+    with the flag to pass)."""
+    probe = [(n, ln) for n, ln in lines if ln.strip()]
+    if looks_like_conll([ln for _, ln in probe]):
+        raise NerwinError(f"{name}:{probe[0][0]}: this looks like CoNLL columns (a token and "
+                          f"its tags a line), not raw text; to tag it as columns pass "
+                          f"--input-format conll")
 
 
 def conll_records(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Item | Raw]:
@@ -190,7 +313,8 @@ def conll_records(lines: Iterable[tuple[int, str]], name: str) -> Iterator[Item 
 
 
 def entity_score(probs: np.ndarray, labels: list[str], type_: str) -> float:
-    """Mean over the entity's tokens of P(B-type) + P(I-type) (see the module docstring).
+    """Mean over the entity's tokens of P(B-type) + P(I-type) (+ P(E-type) + P(S-type) for
+    an IOBES model: every label of the type; see the module docstring).
 
     probs: (n, len(labels)) the probabilities of the entity's own tokens.
     """
@@ -200,7 +324,233 @@ def entity_score(probs: np.ndarray, labels: list[str], type_: str) -> float:
     return float(np.clip(probs[:, cols].sum(axis=1), 0.0, 1.0).mean())
 
 
-def tag_items(model: Model, items: list[Item], scores: bool = True) -> None:
+@dataclass
+class Tagged:
+    """What :meth:`Tagger.predict` finds in a run of sentences (flat over their tokens).
+
+    ``names[ids[t]]`` is token t's IOB2 tag (repaired: an I-X that does not continue an X
+    is B-X); entity k is of type ``types[ent_type[k]]``, tokens ``ent_start[k]`` to
+    ``ent_end[k]`` (exclusive, flat), with score ``ent_score[k]``.
+    """
+
+    names: list[str]
+    ids: np.ndarray
+    types: list[str]
+    ent_start: np.ndarray
+    ent_end: np.ndarray
+    ent_type: np.ndarray
+    ent_score: np.ndarray
+
+
+class Tagger:
+    """A model ready to tag many chunks: it keeps the network's first-layer projections
+    from chunk to chunk (:meth:`_projections`), and finds entities and their scores with
+    array operations over a whole chunk. :meth:`predict` gives the same tags and scores as
+    :meth:`Model.tag_and_probabilities` on the same sentences (tests check it).
+
+    ``model`` may also be any object with ``tag_and_probabilities`` (and ``tag``), such
+    as an ONNX-backed model: then those are called (the entity scores read only the
+    probabilities they return).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.fast = isinstance(model, Model)
+        # Seconds per stage, when a profiler (bench/tag_breakdown.py) sets this to a dict.
+        self.timings: dict[str, float] | None = None
+        self._proj: dict[tuple[bool, ...], Any] = {}
+
+    # ---------------------------------------------------------------- encoding
+
+    def encode(self, tokens: list[str], lengths: Sequence[int]
+               ) -> tuple[WindowData, list[str], np.ndarray]:
+        """(the encoded windows, the distinct tokens in order of first appearance, each
+        token's index among them): Model.encode of these sentences (each feature encodes
+        each distinct token once), from a Corpus built straight from the flat tokens."""
+        types = list(dict.fromkeys(tokens))  # in order of first appearance, as Corpus
+        index = dict(zip(types, range(len(types))))
+        tid = np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+        lens = np.asarray(lengths, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        corpus = Corpus.from_arrays(Path("<input>"), types, tid, ("O",),
+                                    np.zeros(len(tokens), dtype=np.int32), offsets,
+                                    np.ones(len(lens), dtype=np.int64))
+        return self.model.encode(corpus), types, tid
+
+    # ---------------------------------------------------------------- predicting
+
+    def predict(self, tokens: list[str], lengths: Sequence[int], scores: bool = True,
+                encoded: tuple[WindowData, list[str], np.ndarray] | None = None) -> Tagged:
+        """Tags and entities of sentences given flat (``tokens``, ``lengths``).
+
+        ``scores=False`` skips the probabilities (the crf's forward-backward, a softmax)
+        when the output has no place for entity scores; the entities then score 0.
+        """
+        if not self.fast:
+            return self._predict_generic(tokens, lengths, scores)
+        model = self.model
+        net, head = model.net, model.net.head
+        clock = _Clock(self.timings)
+        data = self.encode(tokens, lengths)[0] if encoded is None else encoded[0]
+        clock("encode")
+        n = len(data)
+        labels = head.labels
+        ids = np.empty(n, dtype=np.int64)
+        probs = np.empty((n, len(labels)), dtype=np.float64) if scores else None
+        proj = self._projections(n)
+        clock("network")
+        # Batch by batch, the calls Model.tag_and_probabilities makes: the same scores.
+        for rows, lens in eval_batches(data, net.needs_whole_sentences(training=False)):
+            x = data.rows(rows)
+            if self.timings is not None:  # predict_and_proba's calls, one at a time
+                out, _ = net.forward(x, train=False, proj=proj, lengths=lens)
+                clock("network")
+                ids[rows] = head.decode(out, lens, net.params)
+                clock("decode")
+                if scores:
+                    probs[rows] = head.columns(head.proba(out, lens, net.params))
+                    clock("probabilities")
+            elif scores:
+                ids[rows], p = net.predict_and_proba(x, lens, proj)
+                probs[rows] = head.columns(p)
+            else:
+                ids[rows] = net.predict(x, lens, proj)
+        clock("network")
+        if head.scheme not in ("iob2", "io"):  # repaired sentence by sentence, as Model does
+            tags = [t for s in model.decode(data, ids) for t in s]
+            names = sorted(set(tags) | {"O"})
+            at = {t: i for i, t in enumerate(names)}
+            ids = np.array([at[t] for t in tags], dtype=np.int64)
+            labels_ = labels
+        else:
+            names, labels_ = list(labels), labels
+        clock("decode")
+        res = self._entities(names, ids, data.offsets, labels_, probs)
+        clock("entities")
+        return res
+
+    def _projections(self, n: int) -> Any:
+        """``net.projections(n)``, built once per plan: which tables it precomputes depends
+        only on whether each table has at most ``n`` rows, and for the same tables it holds
+        the same products (the same matrices multiplied), so a chunk of another size with
+        the same plan reads the very same numbers; only building it is saved."""
+        net = self.model.net
+        # Whether each table is precomputed depends on n only through n_rows <= n (the rest
+        # is fixed per table), so this tuple tells plans apart.
+        key = tuple(getattr(t, "n_rows", 0) <= max(n, 1) for t in net.spec.tables)
+        if key not in self._proj:
+            self._proj.clear()  # one kept: a run's chunks nearly all share one plan
+            self._proj[key] = net.projections(n)
+        return self._proj[key]
+
+    def _predict_generic(self, tokens: list[str], lengths: Sequence[int], scores: bool
+                         ) -> Tagged:
+        """Through the model's own methods (anything with tag_and_probabilities)."""
+        sents, pos = [], 0
+        for n in lengths:
+            sents.append(Sentence(tokens[pos:pos + n], ["O"] * n, 0))
+            pos += n
+        if scores:
+            tags, labels, probs = self.model.tag_and_probabilities(sents)
+            flat_p = (np.concatenate(probs) if probs else np.zeros((0, len(labels))))
+        else:
+            tags, labels, flat_p = self.model.tag(sents), [], None
+        flat = [t for s in tags for t in s]
+        names = sorted(set(flat) | {"O"})
+        at = {t: i for i, t in enumerate(names)}
+        ids = np.array([at[t] for t in flat], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))])
+        return self._entities(names, ids, offsets, list(labels), flat_p)
+
+    @staticmethod
+    def _entities(names: list[str], ids: np.ndarray, offsets: np.ndarray, labels: list[str],
+                  probs: np.ndarray | None) -> Tagged:
+        """Repair the tags (an I-X that does not continue an X becomes B-X, as
+        nerwin.conll.to_iob2 does), read the entities (a B-X and the I-X after it, as
+        nerwin.metrics.get_entities reads valid IOB2) and score them (entity_score)."""
+        types = sorted({t[2:] for t in names if t != "O"})
+        tix = {t: i for i, t in enumerate(types)}
+        names = list(names)
+        for t in types:  # every type gets a B- to repair to
+            if f"B-{t}" not in names:
+                names.append(f"B-{t}")
+        typ = np.array([tix[t[2:]] if t != "O" else -1 for t in names], dtype=np.int64)
+        is_b = np.array([t.startswith("B-") for t in names], dtype=bool)
+        is_i = np.array([t != "O" and not t.startswith("B-") for t in names], dtype=bool)
+        b_of = np.array([names.index(f"B-{t[2:]}") if t != "O" else k
+                         for k, t in enumerate(names)], dtype=np.int64)
+        n = len(ids)
+        tok_type = typ[ids]
+        prev = np.empty(n, dtype=np.int64)
+        if n:
+            prev[0] = -1
+            prev[1:] = tok_type[:-1]
+            prev[offsets[:-1][offsets[:-1] < n]] = -1  # a sentence's first token
+        fix = is_i[ids] & (tok_type != prev)
+        ids = np.where(fix, b_of[ids], ids)
+        starts = np.flatnonzero(is_b[ids])
+        not_i = np.append(np.flatnonzero(~is_i[ids]), n)
+        ends = not_i[np.searchsorted(not_i, starts, side="right")]
+        etype = typ[ids[starts]]
+        score = np.zeros(len(starts), dtype=np.float64)
+        if probs is not None and len(starts):
+            for x, name in enumerate(types):
+                cols = [k for k, lab in enumerate(labels) if lab != "O" and lab[2:] == name]
+                sel = np.flatnonzero(etype == x)
+                if not cols or not len(sel):
+                    continue
+                # The same sums as entity_score, row by row, for the whole chunk at once;
+                # the mean of up to 7 values is their sum left to right (numpy sums fewer
+                # than 8 that way), longer entities take entity_score's own mean.
+                vals = np.clip(probs[:, cols].sum(axis=1), 0.0, 1.0)
+                s, e = starts[sel], ends[sel]
+                length = e - s
+                short = length < 8
+                acc = vals[s[short]].copy()
+                for k in range(1, 8):
+                    more = length[short] > k
+                    acc[more] += vals[s[short][more] + k]
+                score[sel[short]] = acc / length[short]
+                for j in np.flatnonzero(~short).tolist():
+                    score[sel[j]] = float(vals[s[j]: e[j]].mean())
+        return Tagged(names, ids, types, starts, ends, etype, score)
+
+
+class _Clock:
+    """Adds the seconds since its last call to ``timings[stage]`` (nothing if None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.t = time.perf_counter() if timings is not None else 0.0
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
+
+
+def fill_items(items: list[Item], res: Tagged) -> None:
+    """Put the tags and entities of ``res`` (flat over ``items``' tokens) into ``items``."""
+    names = res.names
+    tags = list(map(names.__getitem__, res.ids.tolist()))
+    types = res.types
+    ents = list(zip(res.ent_start.tolist(), res.ent_end.tolist(), res.ent_type.tolist(),
+                    res.ent_score.tolist()))
+    k = pos = 0
+    for it in items:
+        n = len(it.tokens)
+        it.tags = tags[pos:pos + n]
+        it.entities = []
+        while k < len(ents) and ents[k][0] < pos + n:
+            s, e, x, sc = ents[k]
+            a, b = it.starts[s - pos], it.ends[e - 1 - pos]
+            it.entities.append(Entity(types[x], a, b, it.text[a:b], sc))
+            k += 1
+        pos += n
+
+
+def tag_items(model: Model | Tagger, items: list[Item], scores: bool = True) -> None:
     """Fill in the tags and entities of ``items`` (one call to the model for all of them).
 
     ``scores=False`` skips the probabilities (the crf's forward-backward, a softmax) when
@@ -208,19 +558,55 @@ def tag_items(model: Model, items: list[Item], scores: bool = True) -> None:
     """
     if not items:
         return
-    sents = [Sentence(it.tokens, ["O"] * len(it.tokens), it.line) for it in items]
-    if scores:
-        tags, labels, probs = model.tag_and_probabilities(sents)
-    else:
-        tags = model.tag(sents)
-        labels, probs = [], [np.zeros((len(s.tokens), 0)) for s in sents]
-    for it, tg, pr in zip(items, tags, probs):
-        it.tags = list(tg)
-        it.entities = []
-        for typ, s, e in get_entities(it.tags):
-            a, b = it.starts[s], it.ends[e - 1]
-            it.entities.append(Entity(typ, a, b, it.text[a:b],
-                                      entity_score(pr[s:e], labels, typ)))
+    tagger = model if isinstance(model, Tagger) else Tagger(model)
+    tokens = list(chain.from_iterable(it.tokens for it in items))
+    res = tagger.predict(tokens, [len(it.tokens) for it in items], scores)
+    clock = _Clock(tagger.timings)
+    fill_items(items, res)
+    clock("entities")
+
+
+def tag_tokens(model: Model | Tagger, sentences: Iterable[Sequence[str]], scores: bool = True,
+               chunk_tokens: int = CHUNK_TOKENS) -> list[Item]:
+    """Tag sentences given as token lists: one Item a sentence (``text`` is the tokens
+    joined by spaces, offsets and entity offsets into it), tagged in chunks of about
+    ``chunk_tokens`` tokens."""
+    tagger = model if isinstance(model, Tagger) else Tagger(model)
+    items = []
+    for k, toks in enumerate(sentences):
+        toks = list(toks)
+        text, starts, ends = _spaced(toks)
+        items.append(Item(toks, starts, ends, text, k + 1))
+    for chunk in _item_chunks(items, chunk_tokens):
+        tag_items(tagger, chunk, scores)
+    return items
+
+
+def tag_texts(model: Model | Tagger, texts: Iterable[str], scores: bool = True,
+              chunk_tokens: int = CHUNK_TOKENS) -> list[list[Item]]:
+    """Tag raw texts: for each text, its sentences (every line split as ``nerwin tag``
+    splits text input; ``Item.line`` is the line within the text, ``Item.offset`` where
+    the sentence starts in that line)."""
+    tagger = model if isinstance(model, Tagger) else Tagger(model)
+    out: list[list[Item]] = []
+    for text in texts:
+        items = [it for k, line in enumerate(_EOL.split(text), start=1)
+                 for it in text_line(k, line).items]
+        for chunk in _item_chunks(items, chunk_tokens):
+            tag_items(tagger, chunk, scores)
+        out.append(items)
+    return out
+
+
+def _item_chunks(items: list[Item], chunk_tokens: int) -> Iterator[list[Item]]:
+    start = n = 0
+    for i, it in enumerate(items):
+        n += len(it.tokens)
+        if n >= chunk_tokens:
+            yield items[start:i + 1]
+            start, n = i + 1, 0
+    if start < len(items):
+        yield items[start:]
 
 
 def _items_of(rec: Record) -> list[Item]:
@@ -229,13 +615,24 @@ def _items_of(rec: Record) -> list[Item]:
     return [rec] if isinstance(rec, Item) else []
 
 
-def chunks(records: Iterable[Record], chunk_tokens: int) -> Iterator[list[Record]]:
+# A line of text input as the reading process sends it to a worker: (line number, line,
+# token spans); the worker builds its TextLine (text_line).
+LineSpans = tuple[int, str, list[tuple[int, int]]]
+
+
+def _n_tokens(rec: Record | LineSpans) -> int:
+    if isinstance(rec, tuple):
+        return len(rec[2])
+    return sum(len(it.tokens) for it in _items_of(rec))
+
+
+def chunks(records: Iterable[Any], chunk_tokens: int) -> Iterator[list[Any]]:
     """Consecutive records holding about ``chunk_tokens`` tokens (whole sentences)."""
-    chunk: list[Record] = []
+    chunk: list[Any] = []
     n = 0
     for rec in records:
         chunk.append(rec)
-        n += sum(len(it.tokens) for it in _items_of(rec))
+        n += _n_tokens(rec)
         if n >= chunk_tokens:
             yield chunk
             chunk, n = [], 0
@@ -262,18 +659,53 @@ def _bracketed(text: str, entities: list[Entity], shift: int = 0) -> str:
 _JSON_LINE_SAFE = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
+def _json_float(x: float) -> str:
+    r = round(x, 4)
+    return repr(r) if math.isfinite(r) else json.dumps(r)
+
+
+_INT_STR: list[str] = []  # str(i), made once for every offset seen
+
+
+def jsonl_lines(items: list[Item]) -> str:
+    """The jsonl output of ``items``: what ``json.dumps`` of each one's object gives
+    (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), put together from the JSON of
+    each distinct token (made once per chunk) and of each offset (made once per run) with
+    C-level joins."""
+    distinct = dict.fromkeys(chain.from_iterable(it.tokens for it in items))
+    tok_json = dict(zip(distinct, map(encode_basestring, distinct)))
+    tj = tok_json.__getitem__
+    top = max((it.ends[-1] for it in items if it.ends), default=0)
+    if top >= len(_INT_STR):
+        _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
+    num = _INT_STR.__getitem__
+    # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
+    plain = all(encode_basestring(t) == f'"{t}"'
+                for t in set(chain.from_iterable(it.tags for it in items)))
+    out = []
+    for it in items:
+        ents = ", ".join(
+            f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
+            f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
+            for e in it.entities)
+        offsets = "], [".join(map(", ".join, zip(map(num, it.starts), map(num, it.ends))))
+        tags = ('"' + '", "'.join(it.tags) + '"' if plain
+                else ", ".join(map(encode_basestring, it.tags)))
+        out.append(
+            f'{{"text": {encode_basestring(it.text)}, "tokens": ['
+            f'{", ".join(map(tj, it.tokens))}], "offsets": [[{offsets}]], "tags": [{tags}], '
+            f'"entities": [{ents}], "line": {it.line}}}\n')
+    return "".join(out).translate(_JSON_LINE_SAFE)
+
+
 def format_record(rec: Record, output_format: str) -> str:
     """The output text of one record, newlines included (maybe empty)."""
     if output_format == "jsonl":
-        return "".join(json.dumps({
-            "text": it.text, "tokens": it.tokens,
-            "offsets": [[a, b] for a, b in zip(it.starts, it.ends)], "tags": it.tags,
-            "entities": [{"type": e.type, "start": e.start, "end": e.end, "text": e.text,
-                          "score": round(e.score, 4)} for e in it.entities],
-            "line": it.line}, ensure_ascii=False).translate(_JSON_LINE_SAFE) + "\n"
-            for it in _items_of(rec))
+        return jsonl_lines(_items_of(rec))
     if output_format == "inline":
         if isinstance(rec, TextLine):
+            if not any(it.entities for it in rec.items):
+                return rec.text + "\n"
             out, pos = [], 0
             for it in rec.items:
                 end = it.offset + len(it.text)
@@ -296,6 +728,13 @@ def format_record(rec: Record, output_format: str) -> str:
                    for cols, sep, tag in zip(rec.columns, rec.seps, rec.tags))
 
 
+def format_chunk(chunk: list[Record], output_format: str) -> str:
+    """The output text of a chunk of records."""
+    if output_format == "jsonl":
+        return jsonl_lines([it for rec in chunk for it in _items_of(rec)])
+    return "".join([format_record(rec, output_format) for rec in chunk])
+
+
 @dataclass
 class TagStats:
     """What a tagging run saw."""
@@ -305,39 +744,97 @@ class TagStats:
     tokens: int = 0
     entities: int = 0
 
+    def add(self, other: TagStats) -> None:
+        self.lines += other.lines
+        self.sentences += other.sentences
+        self.tokens += other.tokens
+        self.entities += other.entities
 
-def tag_stream(model: Model, src: BinaryIO, name: str, out: IO[str], *,
-               input_format: str = "text", output_format: str = "conll",
-               chunk_tokens: int = CHUNK_TOKENS,
-               on_bytes: Callable[[int], None] | None = None) -> TagStats:
-    """Read ``src``, tag it chunk by chunk, write each chunk to ``out``.
 
-    Raises NerwinError (naming ``name`` and the line) for invalid UTF-8, ragged CoNLL
-    columns, or an input without a single token.
-    """
+def tag_chunk(tagger: Tagger, chunk: list[Record] | list[LineSpans], output_format: str
+              ) -> tuple[str, TagStats]:
+    """Tag one chunk of records (or LineSpans) and format it: (output text, what it held)."""
+    if chunk and isinstance(chunk[0], tuple):
+        chunk = [text_line(*rec) for rec in chunk]  # type: ignore[misc]
+    items = [it for rec in chunk for it in _items_of(rec)]
+    tag_items(tagger, items, scores=output_format == "jsonl")
+    stats = TagStats(sentences=len(items), tokens=sum(len(it.tokens) for it in items),
+                     entities=sum(len(it.entities) for it in items))
+    return format_chunk(chunk, output_format), stats
+
+
+def record_chunks(src: BinaryIO, name: str, *, input_format: str = "text",
+                  chunk_tokens: int = CHUNK_TOKENS,
+                  on_bytes: Callable[[int], None] | None = None,
+                  stats: TagStats | None = None, spans_only: bool = False
+                  ) -> Iterator[list[Any]]:
+    """Read ``src`` into chunks of records of about ``chunk_tokens`` tokens (whole lines
+    for text, whole sentences for CoNLL); counts the lines into ``stats``. With
+    ``spans_only``, text lines come as LineSpans (for a worker to finish)."""
     if input_format not in INPUT_FORMATS:
         raise NerwinError(f"input format {input_format!r}: expected one of "
                           f"{', '.join(INPUT_FORMATS)}")
+    stats = stats if stats is not None else TagStats()
+    blocks = line_blocks(src, name, on_bytes)
+
+    def numbered() -> Iterator[tuple[int, str]]:
+        for first, lines in blocks:
+            stats.lines += len(lines)
+            yield from enumerate(lines, start=first)
+
+    lines = numbered()
+    if input_format == "text":
+        # Look at the first non-blank lines before anything is tagged.
+        head: list[tuple[int, str]] = []
+        nonblank = 0
+        for ln in lines:
+            head.append(ln)
+            nonblank += bool(ln[1].strip())
+            if nonblank >= PROBE_LINES:
+                break
+        check_not_conll(name, head)
+        records: Iterable[Any] = (
+            ((n, ln, token_spans(ln)) for n, ln in _chain(head, lines)) if spans_only
+            else text_records(_chain(head, lines)))
+    else:
+        records = conll_records(lines, name)
+    return chunks(records, chunk_tokens)
+
+
+def _chain(head: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
+           ) -> Iterator[tuple[int, str]]:
+    yield from head
+    yield from rest
+
+
+def tag_stream(model: Model | Tagger, src: BinaryIO, name: str, out: IO[str], *,
+               input_format: str = "text", output_format: str = "conll",
+               chunk_tokens: int = CHUNK_TOKENS,
+               on_bytes: Callable[[int], None] | None = None,
+               runner: Any = None) -> TagStats:
+    """Read ``src``, tag it chunk by chunk, write each chunk to ``out``.
+
+    ``runner`` tags the chunks elsewhere: nerwin.parallel.Workers(model_dir, n) in n
+    processes (``nerwin tag --workers``); the output is the same, in input order.
+    Raises NerwinError (naming ``name`` and the line) for invalid UTF-8, ragged CoNLL
+    columns, text that looks like CoNLL columns, or an input without a single token.
+    """
     if output_format not in OUTPUT_FORMATS:
         raise NerwinError(f"output format {output_format!r}: expected one of "
                           f"{', '.join(OUTPUT_FORMATS)}")
     stats = TagStats()
-
-    def counted(lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str]]:
-        for ln in lines:
-            stats.lines += 1
-            yield ln
-
-    lines = counted(read_lines(src, name, on_bytes))
-    records: Iterable[Record] = (text_records(lines) if input_format == "text"
-                                 else conll_records(lines, name))
-    for chunk in chunks(records, chunk_tokens):
-        items = [it for rec in chunk for it in _items_of(rec)]
-        tag_items(model, items, scores=output_format == "jsonl")
-        stats.sentences += len(items)
-        stats.tokens += sum(len(it.tokens) for it in items)
-        stats.entities += sum(len(it.entities) for it in items)
-        out.write("".join(format_record(rec, output_format) for rec in chunk))
+    parts = record_chunks(src, name, input_format=input_format, chunk_tokens=chunk_tokens,
+                          on_bytes=on_bytes, stats=stats,
+                          spans_only=getattr(runner, "spans_only", False))
+    if runner is not None:
+        results: Iterable[tuple[str, TagStats]] = runner(parts, output_format)
+    else:
+        tagger = model if isinstance(model, Tagger) else Tagger(model)
+        results = (tag_chunk(tagger, chunk, output_format) for chunk in parts)
+    for text, st in results:
+        st.lines = 0
+        stats.add(st)
+        out.write(text)
         out.flush()
     if stats.tokens == 0:
         raise NerwinError(f"{name}: no tokens found: the input is empty or blank")

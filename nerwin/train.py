@@ -30,11 +30,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from nerwin.checkpoint import append_jsonl, atomic_write_text, load_checkpoint, save_checkpoint
+from nerwin.atomic import atomic_write_text
+from nerwin.checkpoint import append_jsonl, load_checkpoint, save_checkpoint
 from nerwin.config import Config, dump_yaml, to_dict
 from nerwin.conll import Corpus
 from nerwin.dataset import build_lexicon, read_split, read_train
 from nerwin.errors import NerwinError, TrainingError
+from nerwin.gazetteer import check_unchanged
 from nerwin.model import Model, expected_shapes, model_from_arrays, new_model
 from nerwin.optim import OPTIMIZERS, Optimizer, clip_by_global_norm
 from nerwin.rundir import check_out_path, check_run_dir, claim_run_dir
@@ -119,6 +121,7 @@ def _resume(out: Path, cfg: Config, echo: Callable[[str], None]
     where = out / "last"
     arrays, meta = load_checkpoint(where, expected_shapes)
     _check_resume_config(meta["config"], cfg, where)
+    check_unchanged(cfg.features.gazetteers, meta.get("gazetteers"), str(out))
     model = model_from_arrays(arrays, meta, where)
     model.cfg = cfg  # equal to the saved one but for the allowed changes (epochs, patience)
     opt_state = {k[len(OPT_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPT_PREFIX)}

@@ -83,8 +83,10 @@ def build_word_vocab(counts: Counter, *, min_count: int = 1, max_size: int | Non
     return Vocab(SPECIALS + tuple(words) + tuple(more))
 
 
-def build_tag_vocab(tag_seqs: Iterable[Sequence[str]]) -> Vocab:
-    """IOB2 tags in a fixed order: O, then per type (sorted) B- before I-."""
+def build_tag_vocab(tag_seqs: Iterable[Sequence[str]], scheme: str = "iob2") -> Vocab:
+    """Tags in a fixed order: O, then per type (sorted) B- before I- (IOB2), or B-, I-, E-,
+    S- (``scheme="iobes"``). ``tag_seqs`` hold IOB2 (or any scheme's) tags: only their types
+    count."""
     types = set()
     for tags in tag_seqs:
         for t in tags:
@@ -92,8 +94,14 @@ def build_tag_vocab(tag_seqs: Iterable[Sequence[str]]) -> Vocab:
                 types.add(t[2:])
     tags_sorted = ["O"]
     for typ in sorted(types):
-        tags_sorted += [f"B-{typ}", f"I-{typ}"]
+        tags_sorted += [f"{p}-{typ}" for p in ("BIES" if scheme == "iobes" else "BI")]
     return Vocab(tuple(tags_sorted))
+
+
+def tag_scheme(tags: Vocab | Sequence[str]) -> str:
+    """The scheme a model's tag set is in: iobes when it holds an E- or S- tag, else iob2."""
+    itos = tags.itos if isinstance(tags, Vocab) else tags
+    return "iobes" if any(t[:2] in ("E-", "S-") for t in itos) else "iob2"
 
 
 def encode_words(tokens: Sequence[str], vocab: Vocab, *, lowercase: bool,

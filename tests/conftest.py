@@ -104,3 +104,4 @@ def conll_sets(*, dev: bool) -> list[str]:
     return ["--set", f"data.train={shared_file('conll2003/train.txt')}",
             "--set", f"data.dev={dev_value}", "--set", "data.test=null",
             "--set", f"features.vectors={shared_file('embeddings/glove.6B.50d.txt.gz')}"]
+

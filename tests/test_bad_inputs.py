@@ -468,6 +468,16 @@ TOO_BIG = [
     (["features.dim=1000000000"], "features.dim"),
     (["features.casing_dim=1000000000"], "features.casing_dim"),
     (["features.window=1000000", "model.hidden=[10]"], "features.window"),
+    # the character encoder and the other tables: blamed on their own key, not the window
+    (["features.char_filters=100000000"], "features.char_filters"),
+    (["features.char_filters=50", "features.char_dim=1000000000"], "features.char_dim"),
+    (["features.char_filters=50", "features.char_width=1000001",
+      "features.char_max_len=1000001"], "features.char_width"),
+    (["features.char_filters=50", "features.char_max_len=10000000000"],
+     "features.char_max_len"),
+    (["features.prefixes=[2]", "features.affix_dim=1000000000"], "features.affix_dim"),
+    (["features.suffixes=[3]", "features.affix_dim=1000000000"], "features.affix_dim"),
+    (["features.shape_dim=1000000000"], "features.shape_dim"),
 ]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import run_cli as run
 
+from nerwin import atomic
 from nerwin import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,7 +309,7 @@ def _readonly_marker(t, r, mp):
     def deny(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    mp.setattr(ckpt, "_create_new", deny)  # no file can be created in the folder
+    mp.setattr(atomic, "create_new", deny)  # no file can be created in the folder
     (t / "new").mkdir()  # a real read-only folder could not be created either
     return fresh(t / "new"), "new"
 
@@ -413,7 +414,7 @@ def _out_file(cmd: str, where: str) -> Setup:
             def deny(path):
                 raise PermissionError(13, "Permission denied", str(path))
 
-            mp.setattr(ckpt, "_create_new", deny)
+            mp.setattr(atomic, "create_new", deny)
             target = t / "pred.txt"
         return [cmd, r / "best", DEV, opt, target], opt
 

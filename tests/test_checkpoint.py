@@ -427,7 +427,7 @@ def test_atomic_write_failure_keeps_old_contents(
     path = tmp_path / "f.txt"
     atomic_write_text(path, "old")
     _failing_replace(monkeypatch, {1}, OSError("boom"))
-    with pytest.raises(OSError, match="boom"):
+    with pytest.raises(NerwinError, match="f.txt: cannot write the file: boom"):
         atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]

@@ -69,10 +69,17 @@ def exported(tmp_path_factory):
 def test_tag_output_identical(exported, tmp_path, name, fmt):
     ckpt, onnx_path = exported[name]
     outs = {}
+    src = TEST
+    if fmt == "text":  # raw text (nerwin tag refuses CoNLL columns given as text)
+        from nerwin.conll import read_tokens
+
+        src = tmp_path / "test.txt"
+        src.write_text("".join(" ".join(s.tokens) + "\n" for s in read_tokens(TEST)),
+                       encoding="utf-8")
     for what, model in (("ckpt", ckpt), ("onnx", onnx_path)):
         for of in ("conll", "jsonl", "inline"):
             dest = tmp_path / f"{what}.{of}"
-            r = run("tag", model, TEST, "--input-format", fmt, "--output-format", of,
+            r = run("tag", model, src, "--input-format", fmt, "--output-format", of,
                     "--output", dest, "--quiet")
             assert r.exit_code == 0, r.output
             outs[what, of] = dest.read_text(encoding="utf-8")

@@ -148,10 +148,11 @@ class _Model:
 
     def __init__(self, **kw: object) -> None:
         self.head, self.positive, self.decode, self.constrained = "softmax", None, None, True
+        self.scheme = "iob2"
         self.__dict__.update(kw)
 
 
-DEFAULTS = {"positive": None, "decode": None, "constrained": True}
+DEFAULTS = {"positive": None, "decode": None, "constrained": True, "scheme": "iob2"}
 
 
 @pytest.mark.parametrize("head,kw,key", [

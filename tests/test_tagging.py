@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from nerwin.config import load_config
 from nerwin.dataset import build_lexicon, read_split
+from nerwin.errors import NerwinError
 from nerwin.model import new_model
+from nerwin.parallel import Workers
 from nerwin.tagging import entity_score, tag_stream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +62,13 @@ def input_lines(text: str) -> list[str]:
     return lines
 
 
+def refused_as_conll(text: str) -> bool:
+    """Text whose first lines look like CoNLL columns is refused (tested on its own)."""
+    from nerwin.tagging import PROBE_LINES, looks_like_conll
+
+    return looks_like_conll([ln for ln in input_lines(text) if ln.strip()][:PROBE_LINES])
+
+
 TEXT = st.lists(st.one_of(
     st.text(max_size=30),
     st.sampled_from(["Karel Vosk visited Prague.", "\t", "\n", "\n\n", "\U0001F600 ok",
@@ -70,8 +79,8 @@ TEXT = st.lists(st.one_of(
 @settings(max_examples=60)
 @given(TEXT)
 def test_raw_text_in_entities_out_nothing_lost(fresh_model, text):
-    if not any(not c.isspace() for c in "".join(input_lines(text))):
-        return  # no token at all: an error, tested below
+    if not any(not c.isspace() for c in "".join(input_lines(text))) or refused_as_conll(text):
+        return  # no token at all: an error, tested below; CoNLL-looking: tested below
     lines = input_lines(text)
     jsonl = tag_text(fresh_model, text, "jsonl")
     objs = [json.loads(x) for x in jsonl.splitlines()]  # no stray line breaks inside
@@ -360,3 +369,335 @@ def test_crf_head_gives_marginals_and_scores(tmp_path):
     objs = [json.loads(x) for x in tag_text(model, text, "jsonl").splitlines()]
     ents = [e for o in objs for e in o["entities"]]
     assert ents and all(0.0 < e["score"] <= 1.0 for e in ents)
+
+
+# --------------------------------------------------------------------------- read back
+
+UNICODE_TEXT = st.lists(st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["Karel Vosk visited Prague.", " ", "\n", "\r", "\r\n", "\t",
+                     "Zoe\u0308", "\u0939\u093f\u0928\u094d\u0926\u0940", "\u200b", "\ufeff",
+                     "\u200d", "\u00ad", "\u2060", "\u200e", "\u0301", "\U0001F44D\U0001F3FD",
+                     "\U0001F1E8\U0001F1FF", "\u05e9\u05b8\u05c1", "\u2028", "\x85", "O",
+                     "B-PER", "-DOCSTART-", "\x1c"])), min_size=1, max_size=15).map("".join)
+
+
+@settings(max_examples=80)
+@given(UNICODE_TEXT)
+def test_every_output_reads_back(fresh_model, tmp_path_factory, text):
+    """conll output reads back with nerwin's own CoNLL reader (same tokens and tags),
+    jsonl with json, inline gives the input lines back without its brackets."""
+    from nerwin.conll import read_conll
+    from nerwin.tokenize import tokenize
+
+    lines = input_lines(text)
+    want = [t.text for ln in lines for t in tokenize(ln)]
+    if not want or refused_as_conll(text):
+        return
+    conll = tag_text(fresh_model, text, "conll")
+    f = tmp_path_factory.mktemp("rb") / "out.conll"
+    f.write_bytes(conll.encode("utf-8"))
+    corpus = read_conll(f, scheme="iob2")
+    got = [t for s in corpus.sentences for t in s.tokens]
+    assert got == want
+    assert [t for s in corpus.sentences for t in s.tags] == [
+        ln.rsplit(" ", 1)[1] for ln in conll.split("\n") if ln]
+    objs = [json.loads(x) for x in tag_text(fresh_model, text, "jsonl").split("\n") if x]
+    assert [t for o in objs for t in o["tokens"]] == want
+    inline = tag_text(fresh_model, text, "inline").split("\n")[:-1]
+    assert len(inline) == len(lines)
+
+
+# --------------------------------------------------------------------------- conll hint
+
+@pytest.mark.parametrize("text", [
+    "-DOCSTART- -X- O O\n\nEU NNP B-ORG\n",
+    "EU B-ORG\nrejects O\nGerman B-MISC\ncall O\n",
+    "EU\tNNP\tB-NP\tB-ORG\nrejects\tVBZ\tB-VP\tO\nGerman\tJJ\tB-NP\tB-MISC\n",
+    "\nKarel B-PER\nVosk I-PER\n\nsaid O\n",
+])
+def test_conll_given_as_text_is_refused_with_a_hint(fresh_model, text):
+    with pytest.raises(NerwinError, match="looks like CoNLL columns.*--input-format conll"):
+        tag_text(fresh_model, text, "conll")
+
+
+@pytest.mark.parametrize("text", [
+    "Karel Vosk visited Prague.\nHe left.\nThey stayed.\n",
+    "Plan B-52 was O\nnot B-52 at all O\nsee I-95 O\n",  # tag-like words, ragged columns
+    "I need vitamin B-12\nand zinc O\nor iron O\n",
+    "Top scorers:\nMessi 2 O\nRonaldo 1 O\n",  # the same columns, but all "O" and a title
+    "O\nO\nO\n",  # one column
+    "Karel B-PER\nVosk I-PER\n",  # two lines are too few to tell
+])
+def test_real_text_is_not_refused(fresh_model, text):
+    assert tag_text(fresh_model, text, "conll")
+
+
+def test_conll_hint_from_the_command_line(trained, write):
+    f = write("c.txt", "EU B-ORG\nrejects O\nGerman B-MISC\ncall O\n")
+    r = run("tag", trained, f, "--quiet")
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        f"Error: {f}:1: this looks like CoNLL columns (a token and its tags a line), not raw "
+        f"text; to tag it as columns pass --input-format conll"]
+    assert run("tag", trained, f, "--input-format", "conll").exit_code == 0
+
+
+# --------------------------------------------------------------------------- reading
+
+class Stream(io.RawIOBase):
+    """A byte stream of ``n`` lines ended by ``eol`` that counts the bytes handed out."""
+
+    def __init__(self, n: int, eol: bytes):
+        self.data = b"".join(b"line %d here" % i + eol for i in range(n))
+        self.pos = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        k = min(len(b), len(self.data) - self.pos, 4096)
+        b[:k] = self.data[self.pos:self.pos + k]
+        self.pos += k
+        return k
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
+def test_reading_is_bounded_whatever_the_line_ends(eol, monkeypatch):
+    import nerwin.tagging as tagging
+
+    monkeypatch.setattr(tagging, "READ_BYTES", 10_000)
+    raw = Stream(200_000, eol)
+    src = io.BufferedReader(raw, buffer_size=10_000)
+    blocks = tagging.line_blocks(src, "<s>")
+    first, lines = next(blocks)
+    assert first == 1 and lines[0] == "line 0 here"
+    assert raw.pos < 50_000 < len(raw.data)  # the first block came long before the end
+    assert max(len(b) for _, b in blocks) < 2000  # every block small
+    total = [ln for _, b in tagging.line_blocks(io.BytesIO(raw.data), "<s>") for ln in b]
+    assert total == [f"line {i} here" for i in range(200_000)]
+
+
+def test_cr_and_crlf_split_across_blocks(monkeypatch):
+    import nerwin.tagging as tagging
+
+    monkeypatch.setattr(tagging, "READ_BYTES", 7)
+    data = b"ab\r\ncd\re\r\r\nf\n\rg"
+    got = [x for _, b in tagging.line_blocks(io.BufferedReader(io.BytesIO(data), 7), "<s>")
+           for x in b]
+    assert got == ["ab", "cd", "e", "", "f", "", "g"]
+
+
+# --------------------------------------------------------------------------- fast path
+
+def test_tagger_gives_what_the_model_gives(trained, tmp_path):
+    """Tagger.predict (cached encoding, chunk-level Viterbi, array entities) against
+    Model.tag_and_probabilities and entity_score, per sentence, for every head."""
+    from nerwin.conll import Sentence, read_tokens
+    from nerwin.metrics import get_entities
+    from nerwin.model import load_model
+    from nerwin.tagging import Tagger
+
+    models = [load_model(trained)]
+    for head in ("crf", "logistic"):
+        out = tmp_path / head
+        extra = ["--set", "model.positive=PER"] if head == "logistic" else []
+        r = run("train", SAMPLE, "--out", out, "--quiet", "--set", f"model.head={head}",
+                "--set", "training.epochs=1", "--set", "data.test=null", *extra)
+        assert r.exit_code == 0, r.output
+        models.append(load_model(out / "best"))
+    sents = read_tokens(TEST)[:300]
+    for model in models:
+        tagger = Tagger(model)
+        for _ in range(2):  # the second time from the cache
+            res = tagger.predict([t for s in sents for t in s.tokens],
+                                 [len(s.tokens) for s in sents])
+            tags, labels, probs = model.tag_and_probabilities(
+                [Sentence(s.tokens, ["O"] * len(s.tokens), 1) for s in sents])
+            flat = [res.names[i] for i in res.ids.tolist()]
+            assert flat == [t for s in tags for t in s]
+            want, pos = [], 0
+            for tg, pr in zip(tags, probs):
+                want += [(pos + s, pos + e, typ, entity_score(pr[s:e], labels, typ))
+                         for typ, s, e in get_entities(tg)]
+                pos += len(tg)
+            got = list(zip(res.ent_start.tolist(), res.ent_end.tolist(),
+                           [res.types[x] for x in res.ent_type.tolist()],
+                           res.ent_score.tolist()))
+            assert got == want and want  # exactly: the same sums in the same order
+
+
+def test_tagger_encodes_as_the_dataset_does(fresh_model):
+    from nerwin.conll import read_tokens
+    from nerwin.tagging import Tagger
+
+    sents = read_tokens(TEST)[:200]
+    tagger = Tagger(fresh_model)
+    tagger.encode(["warm", "the", "cache"], [3])
+    data, _, _ = tagger.encode([t for s in sents for t in s.tokens],
+                               [len(s.tokens) for s in sents])
+    want = fresh_model._encode_untagged(sents)
+    idx = np.arange(len(want))
+    for a, b in zip(data.rows(idx), want.rows(idx), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tag_texts_and_tag_tokens(trained):
+    from nerwin.model import load_model
+    from nerwin.tagging import tag_texts, tag_tokens
+
+    model = load_model(trained)
+    [items] = tag_texts(model, ["Karel Vosk visited Prague. He left.\nAcme Corp. grew."])
+    assert [it.line for it in items] == [1, 1, 2]
+    assert items[0].tokens[:2] == ["Karel", "Vosk"] and items[1].offset == 27
+    assert [e.text for e in items[0].entities if e.type == "PER"] == ["Karel Vosk"]
+    [it] = tag_tokens(model, [["Karel", "Vosk", "said"]])
+    assert it.text == "Karel Vosk said" and it.tags[:2] == ["B-PER", "I-PER"]
+    assert it.entities[0].start == 0 and it.entities[0].end == 10
+
+
+# --------------------------------------------------------------------------- workers
+
+MIXED = ("Karel Vosk visited Prague. He left.\n\n  Acme Corp. grew 5 pct.\r\n"
+         "Zoe\u0308 met Jan Novak in Brno \u200b today.\n") * 60
+
+
+@pytest.mark.parametrize("input_format", ["text", "conll"])
+@pytest.mark.parametrize("fmt", ["conll", "jsonl", "inline"])
+def test_two_workers_write_what_one_writes(trained, fmt, input_format):
+    from nerwin.model import load_model
+
+    model = load_model(trained)
+    data = TEST.read_bytes() if input_format == "conll" else MIXED.encode("utf-8")
+    outs = []
+    for workers in (1, 2):
+        out = io.StringIO()
+        stats = tag_stream(model, io.BytesIO(data), "<t>", out, input_format=input_format,
+                           output_format=fmt, chunk_tokens=300,
+                           runner=Workers(str(trained), 2) if workers == 2 else None)
+        outs.append((out.getvalue(), stats))
+    assert outs[0][0] == outs[1][0] and outs[0][0]
+    assert outs[0][1] == outs[1][1]
+
+
+def _descendants(pid: int) -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of every process below ``pid``."""
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, IndexError):
+                continue
+            procs[int(d.name)] = (ppid, cmd)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c, (pp, cmd) in procs.items():
+            if pp == p:
+                out.append((c, pp, cmd))
+                todo.append(c)
+    return out
+
+
+def _start_tagging(trained, tmp_path):
+    import time
+
+    big = tmp_path / "big.txt"
+    big.write_text("Karel Vosk visited Prague with Acme Corp. in May 1996.\n" * 40_000)
+    target = tmp_path / "out.jsonl"
+    target.write_text("previous\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "nerwin", "tag", str(trained), str(big),
+                          "--output", str(target), "--output-format", "jsonl",
+                          "--workers", "2", "--quiet"], env=env, stderr=subprocess.PIPE,
+                         text=True)
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.1)
+        kids = _descendants(p.pid)
+        ids = {c for c, _, _ in kids}
+        # workers: children of the fork server, itself a child of the tagging process
+        workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
+    assert len(workers) == 2, _descendants(p.pid)
+    time.sleep(1.0)  # mid-run
+    return p, workers, target
+
+
+def _check_clean(p, tmp_path, target):
+    import time
+
+    assert target.read_text() == "previous\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt", "out.jsonl"]
+    deadline = time.monotonic() + 10
+    while _descendants(p.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_is_a_clear_error_and_no_output(trained, tmp_path):
+    import signal
+
+    p, workers, target = _start_tagging(trained, tmp_path)
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode not in (0, None)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "died (killed by signal SIGKILL)" in lines[0], err
+    _check_clean(p, tmp_path, target)
+    for w in workers:
+        assert not Path(f"/proc/{w}").exists() or "zombie" in Path(
+            f"/proc/{w}/status").read_text()
+
+
+def test_ctrl_c_stops_the_workers_and_writes_nothing(trained, tmp_path):
+    import signal
+
+    p, workers, target = _start_tagging(trained, tmp_path)
+    os.kill(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    _check_clean(p, tmp_path, target)
+
+
+@given(UNICODE_TEXT)
+def test_text_lines_split_as_the_tokenizer_does(text):
+    """text_line's shortcuts (one sentence, spans given) give tokenize.sentences' split."""
+    from nerwin.tagging import text_line
+    from nerwin.tokenize import sentences, token_spans
+
+    for line in input_lines(text) + [text.replace("\n", " ") + " Ok. Yes! No?"]:
+        want = [[(t.text, t.start) for t in s] for s in sentences(line)]
+        for got in (text_line(3, line), text_line(3, line, token_spans(line))):
+            assert [list(zip(it.tokens, [a + it.offset for a in it.starts]))
+                    for it in got.items] == want
+            for it in got.items:
+                assert [it.text[a:b] for a, b in zip(it.starts, it.ends)] == it.tokens
+
+
+def test_projections_are_built_once_per_plan(fresh_model):
+    """The Tagger keeps one Projections per plan: for every chunk size it precomputes the
+    same tables as net.projections would, with the same numbers."""
+    from nerwin.tagging import Tagger
+
+    net = fresh_model.net
+    tagger = Tagger(fresh_model)
+    n_rows = sorted(t.n_rows for t in net.spec.tables)
+    for n in sorted({1, 50, *n_rows, *(r - 1 for r in n_rows), *(r + 1 for r in n_rows),
+                     20_000, 20_017}):
+        got, want = tagger._projections(n), net.projections(n)
+        assert got.precomputed == want.precomputed, n
+        np.testing.assert_array_equal(got.P, want.P)
+    assert tagger._projections(20_000) is tagger._projections(20_017)
+
+
+def test_bad_input_with_workers_is_the_same_error(trained):
+    from nerwin.model import load_model
+
+    model = load_model(trained)
+    bad = ("Karel Vosk visited Prague.\n" * 3000).encode() + b"bad \xff byte\n"
+    for workers in (1, 2):
+        with pytest.raises(NerwinError, match=r"<t>:3001: invalid UTF-8"):
+            tag_stream(model, io.BytesIO(bad), "<t>", io.StringIO(), chunk_tokens=500,
+                       runner=Workers(str(trained), 2) if workers == 2 else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,7 +16,13 @@ PIECES = st.sampled_from([
     " ", "\t", "\u00a0", "\u2003", "U.S.", "Corp.", "don't", "O'Brien", "1,000.50", "6-4",
     "http://x.org/a?b=1.", "jo@x.com,", "\U0001F600", "\U0001F468\u200d\U0001F469",
     "\u05e9\u05dc\u05d5\u05dd", "\u0627\u0644\u0633\u0644\u0627\u0645", "e\u0301", "...",
-    "--", '"', "(", ")", "'s", "1.", "a.m.", "BBB+", "C$5", "\u200b", "\r", "\x1c"])
+    "--", '"', "(", ")", "'s", "1.", "a.m.", "BBB+", "C$5", "\u200b", "\r", "\x1c",
+    # grapheme clusters: decomposed Zoë, Devanagari, Hebrew and Arabic points, a keycap,
+    # skin tone, flags, a variation selector; and invisible format characters
+    "Zoe\u0308", "\u0939\u093f\u0928\u094d\u0926\u0940", "\u05e9\u05b8\u05c1",
+    "\u0628\u0650", "1\ufe0f\u20e3", "\U0001F44D\U0001F3FD", "\U0001F1E8\U0001F1FF",
+    "\U0001F1E8", "\u2764\ufe0f", "\u0301", "\u200d", "\ufeff", "\u00ad", "\u200e",
+    "\u2060", "\U000E0067"])
 TEXT = st.one_of(
     st.text(),
     st.lists(st.one_of(PIECES, st.text(max_size=5)), max_size=40).map("".join),
@@ -23,23 +30,69 @@ TEXT = st.one_of(
 )
 
 
+BOM = "\ufeff"
+
+
+def skipped(s: str) -> bool:
+    """What may lie between tokens: whitespace, and a byte-order mark that would begin one."""
+    return all(c.isspace() or c == BOM for c in s)
+
+
 def check_cover(text, toks):
     pos = 0
     for t in toks:
         assert t.text == text[t.start:t.end] and t.text, (t, text)
         assert t.start >= pos, "tokens overlap or go backwards"
-        assert text[pos:t.start].isspace() or pos == t.start, (text[pos:t.start], t)
+        assert skipped(text[pos:t.start]), (text[pos:t.start], t)
         assert not any(c.isspace() for c in t.text), t
+        assert not t.text.startswith(BOM), t
         pos = t.end
-    assert text[pos:].strip() == "" and (pos == len(text) or text[pos:].isspace())
+    assert skipped(text[pos:])
+
+
+def check_clusters(text, toks):
+    """No token boundary falls inside an extended grapheme cluster (the \\X of the regex
+    package, an independent implementation of Unicode's rules), except where the cluster
+    holds a space (a mark after a space belongs to it; a token never holds a space)."""
+    inside = set()
+    for m in regex.finditer(r"\X", text):
+        if not any(c.isspace() for c in m.group()):
+            inside.update(range(m.start() + 1, m.end()))
+    for t in toks:
+        assert t.start not in inside and t.end not in inside, (t, text)
 
 
 @given(TEXT)
 def test_tokens_are_substrings_covering_every_non_space_char(text):
-    check_cover(text, tokenize(text))
-    # concatenated tokens = the text with its whitespace removed
-    assert "".join(t.text for t in tokenize(text)) == "".join(
-        c for c in text if not c.isspace())
+    toks = tokenize(text)
+    check_cover(text, toks)
+    check_clusters(text, toks)
+    # concatenated tokens = the text with its whitespace (and skipped BOMs) removed
+    joined = "".join(t.text for t in toks)
+    assert joined.replace(BOM, "") == "".join(c for c in text if not c.isspace()
+                                              and c != BOM)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Zoe\u0308 met Zoe\u0308l.", ["Zoe\u0308", "met", "Zoe\u0308l", "."]),
+    ("\u0939\u093f\u0928\u094d\u0926\u0940 \u092d\u093e\u0937\u093e",  # Hindi
+     ["\u0939\u093f\u0928\u094d\u0926\u0940", "\u092d\u093e\u0937\u093e"]),
+    ("\u05e9\u05b8\u05c1\u05dc\u05d5\u05b9\u05dd!",  # Hebrew with points
+     ["\u05e9\u05b8\u05c1\u05dc\u05d5\u05b9\u05dd", "!"]),
+    ("\u0627\u0644\u0633\u0651\u064e\u0644\u064e\u0627\u0645\u064f.",  # Arabic
+     ["\u0627\u0644\u0633\u0651\u064e\u0644\u064e\u0627\u0645\u064f", "."]),
+    ("\U0001F468\u200d\U0001F469 \U0001F44D\U0001F3FD \U0001F1E8\U0001F1FF\U0001F1E9"
+     "\U0001F1EA \u2764\ufe0f 1\ufe0f\u20e3",
+     ["\U0001F468\u200d\U0001F469", "\U0001F44D\U0001F3FD", "\U0001F1E8\U0001F1FF",
+      "\U0001F1E9\U0001F1EA", "\u2764\ufe0f", "1\ufe0f\u20e3"]),
+    # invisible format characters: inside a word, or with the token they touch
+    ("ex\u00adample a\u2060b \u200eShalom", ["ex\u00adample", "a\u2060b", "\u200eShalom"]),
+    ("Thai\u200bwords , \u200b .", ["Thai\u200b", "words", ",", "\u200b", "."]),
+    ("joined \ufeffText and\ufeff \ufeff", ["joined", "Text", "and\ufeff"]),
+    ("\u0301stray", ["\u0301stray"]),
+])
+def test_grapheme_clusters_stay_whole(text, want):
+    assert [t.text for t in tokenize(text)] == want
 
 
 @given(TEXT)
@@ -103,3 +156,27 @@ def test_long_adversarial_lines(text):
     # Each of these made an unbounded pattern rescan the rest of the line from every
     # position (about 10^10 steps here); with the bounds each takes well under a second.
     check_cover(text, tokenize(text))
+
+
+@given(TEXT)
+def test_fast_paths_find_what_the_full_pattern_finds(text):
+    """token_spans takes plain words and numbers without the pattern and drops the
+    alternatives a line cannot match; the tokens are those of the whole pattern."""
+    from nerwin.tokenize import _TOKEN, _glue, token_spans
+
+    for line in text.splitlines() or [text]:
+        want = [m.span() for m in _TOKEN.finditer(line)]
+        assert token_spans(line) == _glue(line, want)
+
+
+@pytest.mark.parametrize("line", [
+    "Mail jo@x.com or see www.x.org, http://a.b/c; US$ 5 and BBB+ ratings; don't 'em",
+    "abc, 123, 1,000, abc,def Corp. Corp, U.S. 1. 2. x",
+    "no specials here at all 42",
+    "He left the U.S.", "It ends with Corp.", "Plan a.", "at 12.", "x ab.  ", "1.", "ab.\u00a0",
+    "vs.", "Wash.", "mid. sentence", "3 p.m.",
+])
+def test_fast_paths_on_lines_with_each_special(line):
+    from nerwin.tokenize import _TOKEN, token_spans
+
+    assert token_spans(line) == [m.span() for m in _TOKEN.finditer(line)]

@@ -30,7 +30,8 @@ confident (tag scores ~30 nats apart), which would send most batches to the slow
 path; and a marginal exp(α + β − log Z) cancels numbers of size |α| ~ 100, which float32 only
 resolves to ~1e-5. Viterbi (max and +, no cancellation) runs in the dtype of ``scores``.
 
-Constraints. ``allowed_transitions`` gives IOB2's allowed moves; forbidden ones get the score
+Constraints. ``allowed_transitions`` gives IOB2's allowed moves (``allowed_transitions_iobes``
+IOBES's, where a sentence may also not end inside an entity); forbidden ones get the score
 −inf (probability exactly 0). The log-sum-exp subtracts the max over the summed index, so it
 never overflows; a max of −inf (a tag no allowed path reaches) is floored to the dtype's
 lowest finite number first, so −inf − max stays −inf and never becomes NaN.
@@ -76,6 +77,47 @@ def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np
     start_ok = np.array([x is None for x in inside], dtype=bool)
     end_ok = np.ones(C, dtype=bool)
     return trans_ok, start_ok, end_ok
+
+
+def allowed_transitions_iobes(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IOBES constraints for tag strings like 'O', 'B-PER', 'I-PER', 'E-PER', 'S-PER'.
+
+    B-X opens an entity and I-X continues it; only I-X or E-X (same X) may follow either.
+    E-X and S-X close an entity, as O does: after them (and at the start) come O, B-Y or S-Y.
+    A sentence may end only on O, E-X or S-X. Same (trans_ok, start_ok, end_ok) triple as
+    :func:`allowed_transitions`; a tag that is not 'O' or [BIES]-TYPE raises ValueError.
+    """
+    prefix: list[str] = []
+    types: list[str | None] = []
+    for tag in tags:
+        if tag == "O":
+            prefix.append("O")
+            types.append(None)
+        elif len(tag) > 2 and tag[1] == "-" and tag[0] in "BIES":
+            prefix.append(tag[0])
+            types.append(tag[2:])
+        else:
+            raise ValueError(f"tag {tag!r} is not IOBES: expected 'O' or B-, I-, E-, S-TYPE")
+    opens = np.array([p in "BI" for p in prefix], dtype=bool)  # inside an open entity
+    inner = np.array([p in "IE" for p in prefix], dtype=bool)  # continues an open entity
+    same = np.array([[a == b for b in types] for a in types], dtype=bool)
+    # An open entity (after B-X, I-X) must continue with I-X or E-X of its own type; a closed
+    # one (after O, E-X, S-X) must not be continued.
+    trans_ok = np.where(opens[:, None], inner[None, :] & same, ~inner[None, :])
+    start_ok = ~inner
+    end_ok = ~opens
+    return trans_ok, start_ok, end_ok
+
+
+def transitions_for(tags: Sequence[str], scheme: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The allowed-transition triple of ``tags`` in ``scheme`` (iob2 or iobes)."""
+    if scheme == "iobes":
+        return allowed_transitions_iobes(tags)
+    if scheme == "iob2":
+        return allowed_transitions(tags)
+    raise ValueError(f"no transition constraints for the scheme {scheme!r}; expected iob2 "
+                     f"or iobes")
 
 
 # --------------------------------------------------------------------------- layout

@@ -40,7 +40,7 @@ from nerwin.nn.parts import Node, Param, affine_back
 DECODERS = ("viterbi", "argmax")
 #: The model.* keys some head reads (each head lists its own in KEYS); a key set away
 #: from its default for a head that does not read it is a config error.
-HEAD_KEYS = ("positive", "decode", "constrained")
+HEAD_KEYS = ("positive", "decode", "constrained", "scheme")
 
 
 class Head:
@@ -48,13 +48,15 @@ class Head:
 
     name = "softmax"
     #: The model.* keys this head reads.
-    KEYS: tuple[str, ...] = ("decode", "constrained")
-    #: The tagging scheme its decoded tags are read in (nerwin.conll.to_iob2).
+    KEYS: tuple[str, ...] = ("decode", "constrained", "scheme")
+    #: The tagging scheme its decoded tags are read in (nerwin.conll.to_iob2); model.scheme
+    #: sets it (iob2 or iobes: the tags it trains on and decodes in).
     scheme = "iob2"
 
     def __init__(self, n_tags: int, tags: Sequence[str] = (), decode: str = "argmax",
-                 constrained: bool = True) -> None:
+                 constrained: bool = True, scheme: str = "iob2") -> None:
         self.n_tags = n_tags
+        self.scheme = scheme
         self.tags = tuple(tags)
         self.decoder = decode
         self.constrained = constrained
@@ -73,7 +75,8 @@ class Head:
 
     @classmethod
     def _from_config(cls, model: Any, tags: Sequence[str]) -> Head:
-        return cls(len(tags), tags, model.decode or "viterbi", model.constrained)
+        return cls(len(tags), tags, model.decode or "viterbi", model.constrained,
+                   getattr(model, "scheme", "iob2"))
 
     @classmethod
     def config_problem(cls, model: Any, defaults: dict[str, Any]) -> tuple[str, str] | None:
@@ -179,13 +182,14 @@ class Head:
         return {}
 
     def constraints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(trans_ok, start_ok, end_ok) of IOB2 when constrained, else None."""
+        """(trans_ok, start_ok, end_ok) of the head's scheme (IOB2 or IOBES) when
+        constrained, else None."""
         if not self.constrained:
             return None
         if self._constraints is None:
-            from nerwin.nn.crf import allowed_transitions
+            from nerwin.nn.crf import transitions_for
 
-            self._constraints = allowed_transitions(self.tags)
+            self._constraints = transitions_for(self.tags, self.scheme)
         return self._constraints
 
     # -- loss
@@ -226,8 +230,9 @@ class LogisticHead(Head):
     loss_text = "J = mean_t [softplus(s_t) − y_t s_t]"
 
     def __init__(self, n_tags: int = 1, tags: Sequence[str] = (), decode: str = "argmax",
-                 constrained: bool = False, positive: str | None = None) -> None:
-        super().__init__(n_tags, tags, "argmax", False)
+                 constrained: bool = False, scheme: str = "io",
+                 positive: str | None = None) -> None:
+        super().__init__(n_tags, tags, "argmax", False, "io")
         self.positive = positive
 
     @classmethod
@@ -326,17 +331,18 @@ class CRFHead(Head):
     """Linear-chain CRF over the network's scores (Collobert et al. 2011, §3.3.2)."""
 
     name = "crf"
-    KEYS = ("constrained",)
+    KEYS = ("constrained", "scheme")
     PARAMS = ("trans", "start", "end")
     loss_text = "J = (1/N) Σ_sentences [log Z − score(s, y)] (trans, start, end)"
 
     @classmethod
     def _from_config(cls, model: Any, tags: Sequence[str]) -> Head:
-        return cls(len(tags), tags, "viterbi", model.constrained)
+        return cls(len(tags), tags, "viterbi", model.constrained,
+                   getattr(model, "scheme", "iob2"))
 
     def __init__(self, n_tags: int, tags: Sequence[str] = (), decode: str = "viterbi",
-                 constrained: bool = True) -> None:
-        super().__init__(n_tags, tags, "viterbi", constrained)
+                 constrained: bool = True, scheme: str = "iob2") -> None:
+        super().__init__(n_tags, tags, "viterbi", constrained, scheme)
 
     @property
     def sentence_loss(self) -> bool:
@@ -394,6 +400,6 @@ HEADS = tuple(HEAD_CLASSES)
 
 
 def make_head(name: str, n_tags: int, tags: Sequence[str] = (), decode: str = "argmax",
-              constrained: bool = True) -> Head:
+              constrained: bool = True, scheme: str = "iob2") -> Head:
     """The head called ``name`` (one of HEADS)."""
-    return HEAD_CLASSES[name](n_tags, tags, decode, constrained)
+    return HEAD_CLASSES[name](n_tags, tags, decode, constrained, scheme)

@@ -1,0 +1,127 @@
+"""`nerwin tag` tokens/s of two source trees side by side, and whether their outputs are
+byte-identical. Prints JSON.
+
+    git worktree add /tmp/base 6c38b0a          # the version to compare against
+    python bench/tag_speed.py --base /tmp/base --model /tmp/crf/best
+    python bench/tag_speed.py --base /tmp/base --model /tmp/crf/best --formats conll jsonl inline
+    python bench/tag_speed.py --model /tmp/crf/best --workers 2   # this tree: 1 vs 2 workers
+
+Method: the input is CoNLL-2003 train's sentences (``--data``) rebuilt as raw text by
+nerwin.tokenize.detokenize, one a line, repeated to ``--tokens`` tokens (1M by default).
+Each round runs ``python -m nerwin tag MODEL INPUT --output OUT --output-format F --quiet``
+as a child process once per tree (or per worker count), alternating, with PYTHONPATH
+pointing at the tree: both versions are numpy-only and need nothing compiled, so one
+environment serves both and a second one is not needed (the package installed in the
+environment is shadowed by PYTHONPATH). Wall-clock seconds and the child's CPU seconds
+(user + system, from os.wait4, its children included) are read for each run; the fastest
+of ``--rounds`` rounds counts, so that a busy machine, which slows both alike, is less in
+the way. The ratio is new/base tokens/s. The outputs of every format asked for are
+compared byte for byte (first round). Process start and model loading are included: it is
+what a user waits for. With ``--workers`` the CPU seconds are the reading parent's only
+(the workers are children of multiprocessing's fork server, which nobody waits for): compare
+worker counts by wall-clock time, on idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from tag_breakdown import write_input  # noqa: E402
+
+
+def run(tree: Path, model: str, src: Path, dst: Path, fmt: str, workers: int
+        ) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child and its children) of one `nerwin tag`."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, "-m", "nerwin", "tag", model, str(src), "--output", str(dst),
+           "--output-format", fmt, "--quiet"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, cwd=tree)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if status != 0:
+        sys.exit(f"{' '.join(cmd)} failed (status {status}) in {tree}")
+    # the child itself (wait4) plus its worker processes, which it reaped
+    cpu = usage.ru_utime + usage.ru_stime
+    cpu_all = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return wall, max(cpu, cpu_all)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--base", help="source tree to compare against (a git worktree)")
+    ap.add_argument("--new", default=str(ROOT), help="source tree measured (default: this)")
+    ap.add_argument("--data", default=str(SHARED))
+    ap.add_argument("--tokens", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--formats", nargs="+", default=["jsonl"],
+                    choices=["conll", "jsonl", "inline"],
+                    help="the first is timed; all are checked byte for byte")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="with no --base: compare 1 worker against this many")
+    args = ap.parse_args()
+    if args.base is None and args.workers < 2:
+        ap.error("give --base TREE, or --workers N (N >= 2) to compare worker counts")
+    new = Path(args.new).resolve()
+    if args.base:
+        contenders = [("base", Path(args.base).resolve(), 1), ("new", new, 1)]
+    else:
+        contenders = [("1 worker", new, 1), (f"{args.workers} workers", new, args.workers)]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.txt"
+        n_tokens = write_input(src, Path(args.data), args.tokens)
+        identical = {}
+        for fmt in args.formats:
+            outs = []
+            for name, tree, w in contenders:
+                dst = Path(tmp) / f"{name}.{fmt}"
+                run(tree, args.model, src, dst, fmt, w)
+                outs.append(dst)
+            identical[fmt] = filecmp.cmp(outs[0], outs[1], shallow=False)
+            for o in outs:
+                o.unlink()
+        best = {name: [float("inf"), float("inf")] for name, _, _ in contenders}
+        rounds = []
+        for _ in range(args.rounds):
+            row = {}
+            for name, tree, w in contenders:
+                wall, cpu = run(tree, args.model, src, Path(tmp) / "out", args.formats[0], w)
+                best[name][0] = min(best[name][0], wall)
+                best[name][1] = min(best[name][1], cpu)
+                row[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+            rounds.append(row)
+    (a, _, _), (b, _, _) = contenders
+    out = {
+        "command": " ".join(["python", *sys.argv]), "model": args.model,
+        "tokens": n_tokens, "output_format": args.formats[0],
+        "trees": {name: str(tree) for name, tree, _ in contenders},
+        "tokens_per_s": {name: round(n_tokens / best[name][0]) for name in best},
+        "tokens_per_cpu_s": {name: round(n_tokens / best[name][1]) for name in best},
+        "ratio_wall": round(best[a][0] / best[b][0], 2),
+        "ratio_cpu": round(best[a][1] / best[b][1], 2),
+        "byte_identical": identical, "rounds": rounds,
+        "load_avg_at_end": round(os.getloadavg()[0], 2), "cores": os.cpu_count(),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""``nerwin tag --workers N``: chunks tagged in N processes, written in input order.
+
+The parent reads the input and cuts it into the very chunks one process would tag (for
+text: it finds each line's token spans, which the chunk boundaries depend on; building the
+sentences, tagging and formatting happen in the workers), sends them to the workers, and
+writes the results in input order. Each worker loads the model once and tags one chunk at
+a time, so the output is byte-identical to one process: the same chunks go through the
+same code.
+
+Memory is bounded: at most 2·N chunks are in flight (queued, being tagged, or done and
+waiting for an earlier one), whatever the input's size. The workers are started with
+'forkserver' where it exists (else 'spawn'): a fresh interpreter, no copy of the parent's
+state or threads.
+
+Failures: a worker that dies (killed, out of memory) or raises is reported as one line
+naming it and its exit code or signal; Ctrl-C stops the parent. Either way the workers are
+terminated, and the caller's atomic writer discards the partial output.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import signal
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from nerwin.errors import NerwinError
+
+POLL_S = 0.2  # how often a waiting parent checks that its workers are alive
+
+
+def _context() -> Any:
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        # The fork server imports these once; each worker starts from it with them loaded.
+        ctx.set_forkserver_preload(["nerwin.tagging", "nerwin.model", "nerwin.api"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def _worker(model_dir: str, output_format: str, tasks: Any, results: Any) -> None:
+    """Load the model, then tag chunks from ``tasks`` until a None arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    from nerwin.api import load_model  # a checkpoint folder or an .onnx file, as nerwin tag
+    from nerwin.tagging import Tagger, tag_chunk
+
+    try:
+        tagger = Tagger(load_model(model_dir))
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        results.put(("error", -1, f"{type(e).__name__}: {e}" if not isinstance(
+            e, NerwinError) else str(e)))
+        return
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        seq, chunk = task
+        try:
+            results.put(("ok", seq, tag_chunk(tagger, chunk, output_format)))
+        except Exception as e:  # noqa: BLE001
+            results.put(("error", seq, str(e) if isinstance(e, NerwinError)
+                         else f"{type(e).__name__}: {e}"))
+            return
+
+
+def _describe(p: Any) -> str:
+    code = p.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Workers:
+    """A runner for nerwin.tagging.tag_stream: its chunks tagged by ``n`` processes that
+    each load the model in ``model_dir`` (text input comes to them as token spans)."""
+
+    spans_only = True
+
+    def __init__(self, model_dir: str, n: int) -> None:
+        self.model_dir, self.n = model_dir, n
+
+    def __call__(self, parts: Iterable[list[Any]], output_format: str
+                 ) -> Iterator[tuple[str, Any]]:
+        return tag_parallel(self.model_dir, parts, output_format, self.n)
+
+
+def tag_parallel(model_dir: str, parts: Iterable[list[Any]], output_format: str,
+                 workers: int) -> Iterator[tuple[str, Any]]:
+    """(output text, TagStats) of each chunk of ``parts``, in order, tagged by ``workers``
+    processes that each load the model in ``model_dir``."""
+    ctx = _context()
+    tasks = ctx.Queue(maxsize=workers)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(model_dir, output_format, tasks, results),
+                         name=f"nerwin-tag-{k + 1}", daemon=True) for k in range(workers)]
+    for p in procs:
+        p.start()
+    max_in_flight = 2 * workers
+    src = iter(parts)
+    done_reading = False
+    sent = written = 0
+    ready: dict[int, tuple[str, Any]] = {}
+
+    def check_alive() -> None:
+        # Called while work is outstanding: a worker ends only on a None, sent after it.
+        for p in procs:
+            if p.exitcode is not None:
+                raise NerwinError(f"tagging worker {p.name} died ({_describe(p)}); the "
+                                  f"output is incomplete, so none was written")
+
+    def put(item: Any) -> None:
+        while True:
+            try:
+                tasks.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                check_alive()
+
+    try:
+        while True:
+            while not done_reading and sent - written < max_in_flight:
+                chunk = next(src, None)  # the parent reads: input errors surface here
+                if chunk is None:
+                    done_reading = True
+                    break
+                put((sent, chunk))
+                sent += 1
+            if done_reading and written == sent:
+                break
+            try:
+                kind, seq, payload = results.get(timeout=POLL_S)
+            except queue.Empty:
+                check_alive()
+                continue
+            if kind == "error":
+                raise NerwinError(f"tagging worker failed: {payload}")
+            ready[seq] = payload
+            while written in ready:
+                yield ready.pop(written)
+                written += 1
+        for _ in procs:
+            try:
+                tasks.put(None, timeout=POLL_S)
+            except queue.Full:  # pragma: no cover - all work is done: terminated below
+                break
+        for p in procs:
+            p.join(timeout=10)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for q in (tasks, results):
+            q.cancel_join_thread()  # never wait on data nobody will read
+            q.close()
