@@ -481,7 +481,8 @@ def gradcheck(config_path: str, overrides: tuple[str, ...], samples: int, eps: f
     what = (f"{len(y)} windows" if lengths is None else
             f"{len(lengths)} sentence{'s' * (len(lengths) != 1)}, {len(y)} tokens")
     click.echo(f"{config_path}: {cfg.model.nonlinearity}, head {cfg.model.head}, window "
-               f"{cfg.features.window}, hidden {list(cfg.model.hidden)}, {what}, "
+               f"{cfg.features.window}, hidden {list(cfg.model.hidden)}{_conv_text(cfg)}, "
+               f"{what}, "
                f"float64, eps {eps:g}")
     click.echo(format_gradcheck_table(rows, tol))
     if not passed(rows, tol):
@@ -523,7 +524,8 @@ def graph(config_path: str, overrides: tuple[str, ...], batch: int | None, gradi
                         + ") at the initial parameters")
     m = cfg.model
     title = (f"{config_path}: window {cfg.features.window} ({model.net.spec.n_positions} "
-             f"positions), hidden {list(m.hidden)} {m.nonlinearity}, head {m.head}; "
+             f"positions), hidden {list(m.hidden)} {m.nonlinearity}{_conv_text(cfg)}, "
+             f"head {m.head}; "
              f"batch B = {B} tokens")
     click.echo(format_dot(g, title) if fmt == "dot" else format_text(g, title), nl=False)
 
@@ -665,6 +667,13 @@ def main() -> None:
     except _StdoutFailed as e:
         code = _stdout_failed(e.error)
     sys.exit(code)
+
+
+def _conv_text(cfg: Any) -> str:
+    """", conv blocks 3x300 relu, 3x300 relu" for the summary lines (empty without)."""
+    b = cfg.model.blocks
+    return (", conv blocks " + ", ".join(f"{x.width}x{x.units} {x.nonlinearity}" for x in b)
+            if b else "")
 
 
 if __name__ == "__main__":  # pragma: no cover

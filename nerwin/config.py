@@ -177,6 +177,20 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
+class BlockConfig:
+    """One entry of model.blocks: a convolution block over the previous block's outputs
+    within each sentence (nerwin.nn.blocks.Conv)."""
+
+    width: int = field(default=3, metadata=_meta(
+        "tokens each output reads, odd: 3 = the token and one neighbour each side", minimum=1))
+    units: int = field(default=300, metadata=_meta("output units", minimum=1))
+    nonlinearity: str = field(default="relu", metadata=_meta(
+        "f of the block", choices=NONLINEARITIES))
+    dropout: float = field(default=0.0, metadata=_meta(
+        "inverted-dropout rate on its output", minimum=0, maximum=1, exclusive_max=True))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     hidden: tuple[int, ...] = field(default=(100,), metadata=_meta(
         "hidden layer sizes, e.g. [300] or [200, 100]; [] for a linear model", minimum=1))
@@ -192,6 +206,14 @@ class ModelConfig:
     word_dropout: float = field(default=0.0, metadata=_meta(
         "in training, replace each word of a window by <unk> with this probability",
         minimum=0, maximum=1, exclusive_max=True))
+    input_dropout: float = field(default=0.0, metadata=_meta(
+        "inverted-dropout rate on the window vector x (training only)",
+        minimum=0, maximum=1, exclusive_max=True))
+    blocks: tuple[BlockConfig, ...] = field(default=(), metadata=_meta(
+        "convolution blocks after the hidden layers, each {width: 3, units: 300, "
+        "nonlinearity: relu, dropout: 0.0}: token t reads the previous layer's outputs "
+        "at t-1..t+1 of its sentence (zeros beyond its ends); batches become whole "
+        "sentences"))
     head: str = field(default="softmax", metadata=_meta(
         "softmax over all tags, the logistic score of one entity type, or a linear-chain "
         "CRF over the tag scores (sentence-level likelihood)", choices=HEADS))
@@ -243,7 +265,8 @@ class ScheduleConfig:
 class TrainingConfig:
     epochs: int = field(default=10, metadata=_meta("passes over the training data", minimum=1))
     batch_size: int = field(default=32, metadata=_meta(
-        "windows per minibatch (crf head: tokens per minibatch, filled with whole sentences)",
+        "windows per minibatch (crf head or model.blocks: tokens per minibatch, filled with "
+        "whole sentences)",
         minimum=1))
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -373,6 +396,12 @@ def _coerce(value: Any, tp: Any, f: dataclasses.Field, source: str, key: str,
             raise bad("a path or a list of paths (strings)" if meta.get("many")
                       else "a path (a string)")
         out = _path(value, base)
+    elif typing.get_origin(inner) is tuple and dataclasses.is_dataclass(
+            typing.get_args(inner)[0]):
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list of mappings, e.g. [{width: 3, units: 300}]")
+        item = typing.get_args(inner)[0]
+        out = tuple(_build(item, v, source, f"{key}[{i}]", base) for i, v in enumerate(value))
     elif typing.get_origin(inner) is dict:
         # A named map of files (features.gazetteers): names as the ids of tables and ONNX
         # inputs, so letters, digits and _ only; each path relative to the config's folder.
@@ -450,6 +479,11 @@ def _check_cross_fields(cfg: Config) -> None:
     problem = output.HEAD_CLASSES[cfg.model.head].config_problem(cfg.model, defaults)
     if problem is not None:
         raise ConfigError(src, f"model.{problem[0]}", problem[1])
+    for i, b in enumerate(cfg.model.blocks):
+        if b.width % 2 == 0:
+            raise ConfigError(src, f"model.blocks[{i}].width", f"expected an odd width (the "
+                              f"block reads the token and as many neighbours on each "
+                              f"side); got {b.width}")
     f = cfg.features
     if f.char_filters > 0:
         if f.char_width % 2 == 0:
@@ -638,7 +672,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         elif isinstance(v, Path):
             out[f.name] = str(v)
         elif isinstance(v, tuple):
-            out[f.name] = [str(x) if isinstance(x, Path) else x for x in v]
+            out[f.name] = [to_dict(x) if dataclasses.is_dataclass(x)
+                           else str(x) if isinstance(x, Path) else x for x in v]
         elif isinstance(v, dict):
             out[f.name] = {k: str(x) for k, x in v.items()}
         else:

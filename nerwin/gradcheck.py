@@ -186,9 +186,9 @@ def check_gradients(
         return net.loss(inputs, y, lengths)
 
     def pattern() -> np.ndarray:
-        return net.kink_pattern(inputs)
+        return net.kink_pattern(inputs, lengths)
 
-    has_kinks = net.kink_pattern(inputs).size > 0
+    has_kinks = net.kink_pattern(inputs, lengths).size > 0
     # Rounding part of the uncertainty of (J+ - J-) / 2ε: both J off by ROUNDING_ULPS ulps.
     rounding = 2 * ROUNDING_ULPS * float(np.spacing(abs(f()))) / (2 * eps)
 

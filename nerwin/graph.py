@@ -59,6 +59,9 @@ def graph_of(net: WindowNet, B: int) -> Graph:
         groups.append(t.nodes(B, K))
         nodes += groups[-1]
     chain = [Node("concat", "x = ⊕ over positions of ⊕ over tables", (B, spec.input_dim))]
+    if spec.input_dropout > 0:
+        chain.append(Node("input_dropout", f"x ⊙ mask (rate {spec.input_dropout:g}, training "
+                          f"only)", (B, spec.input_dim)))
     for b in net.blocks:
         chain += b.nodes(B)
     chain += net.head.nodes(B, spec.top_dim)

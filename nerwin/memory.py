@@ -86,7 +86,9 @@ def estimate_bytes(spec: NetSpec, *, optimizer: str, momentum: float, batch_size
         "gradients": itemsize * (dense + sparse_rows),
         "optimiser state": itemsize * slots * total,
         "initialisation": 8 * max(sizes.values()),
-        "one batch": itemsize * b * (3 * spec.input_dim + 4 * sum(spec.hidden) + 3 * spec.n_out),
+        "one batch": itemsize * b * (3 * spec.input_dim + sum(blk.batch_floats()
+                                                               for blk in spec.blocks())
+                                     + 3 * spec.n_out),
         "projections": _projection_bytes(spec, itemsize),
         "token arrays": (4 * len(spec.tables) + 20) * n_windows
         + (10 + 4 * len(spec.tables)) * b * k

@@ -37,7 +37,8 @@ def net_spec(cfg: Config, lex: Lexicon) -> NetSpec:
         window=f.window, hidden=tuple(m.hidden), nonlinearity=m.nonlinearity,
         head=Head.from_config(m, lex.tags.itos), init=m.init,
         init_scale=m.init_scale, dropout=m.dropout, l2=cfg.training.l2, l1=cfg.training.l1,
-        word_dropout=m.word_dropout)
+        word_dropout=m.word_dropout, input_dropout=m.input_dropout,
+        conv=tuple((b.width, b.units, b.nonlinearity, b.dropout) for b in m.blocks))
 
 
 def eval_batches(data: WindowData, per_sentence: bool

@@ -9,11 +9,15 @@ per-token scores out:
              window order of the features (word, casing, prefixes, suffixes, shape); for
              the character encoder ``chars`` (U, L) int64, the character ids of the U
              distinct words of the batch (0 = <pad> after each word), and ``char_index``
-             (B, 2m+1) int64, the row of ``chars`` at each window position
+             (B, 2m+1) int64, the row of ``chars`` at each window position; with a
+             convolution block (model.blocks), ``sentence_lengths`` (S,) int64: the batch
+             is S whole sentences of these lengths, in order
     network  Gather per table (the char encoder: Pad + Gather + the k shifted slices
              concatenated + MatMul + Add, masked to the word's own positions, ReduceMax:
              nerwin.nn.chars), Concat, Reshape to (B, D), Gemm + nonlinearity per hidden
-             layer (Sigmoid, Tanh, Clip(-1, 1) for hardtanh, Relu), Gemm of the head
+             layer (Sigmoid, Tanh, Clip(-1, 1) for hardtanh, Relu); a convolution
+             block gathers each token's in-sentence neighbours first (CumSum, Where,
+             Pad, Gather: nerwin.nn.blocks.Conv); Gemm of the head
     output   ``scores``: (B, C) per-token scores (softmax, crf heads), (B,) for logistic
 
 The decoder (argmax, Viterbi, the crf's Viterbi with its transition, start and end scores)
@@ -280,7 +284,10 @@ class OnnxModel:
 
         outs, lens = [], []
         for rows, lengths in eval_batches(data, True):
-            (s,) = self.session.run(["scores"], self._feed(data.rows(rows)))
+            feed = self._feed(data.rows(rows))
+            if "sentence_lengths" in self.input_names:  # a block that works per sentence
+                feed["sentence_lengths"] = np.asarray(lengths, dtype=np.int64)
+            (s,) = self.session.run(["scores"], feed)
             outs.append(s)
             lens.append(lengths)
         if not outs:

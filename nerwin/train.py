@@ -356,7 +356,7 @@ def _run_epoch(run: _Run, lr: float, quiet: bool) -> tuple[float, int, float]:
     epoch = state.epoch  # 0-based index of the epoch running
     t0 = time.perf_counter()
     loss_sum, n_seen = 0.0, 0
-    if net.needs_whole_sentences():  # crf: whole shuffled sentences, batch_size tokens
+    if net.needs_whole_sentences():  # crf, conv blocks: whole shuffled sentences
         epoch_batches = list(sentence_batches(run.train_d.lengths, tcfg.batch_size, run.rng))
     else:
         epoch_batches = [(idx, None)

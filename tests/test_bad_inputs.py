@@ -224,6 +224,8 @@ KEYS = _keys()
 def _wrong_value(tp: object, meta: dict) -> str:
     """A YAML value of the wrong type for a field (as text for --set)."""
     name = str(tp)
+    if "Config" in name:  # a list of sections (model.blocks): not a list at all
+        return "abc"
     if "tuple" in name:
         return "[a, b]"
     if "bool" in name:

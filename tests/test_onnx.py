@@ -38,6 +38,14 @@ CONFIGS = {
     "viterbi_sigmoid_no_hidden": {"model.hidden": [], "model.nonlinearity": "sigmoid",
                                   "model.decode": "viterbi", "features.casing_dim": 0},
     "argmax": {"model.decode": "argmax", "features.suffixes": [3]},
+    # Convolution blocks over whole sentences (the graph reads sentence_lengths), both widths.
+    "conv_blocks_tanh_relu": {"model.hidden": [12], "model.input_dropout": 0.1,
+                              "model.blocks": [{"width": 3, "units": 10, "dropout": 0.2},
+                                               {"width": 5, "units": 6,
+                                                "nonlinearity": "tanh"}]},
+    "conv_crf_hardtanh": {"model.head": "crf", "model.hidden": [8],
+                          "model.blocks": [{"width": 3, "units": 7,
+                                            "nonlinearity": "hardtanh"}]},
 }
 
 
@@ -109,7 +117,9 @@ def test_scores_within_1e5_of_the_network(exported, name):
     sents = read_tokens(TEST)[:200]
     model, om = load_model(ckpt), load_model(onnx_path)
     data = model._encode_untagged(sents)
-    ref = model.net.forward(data.rows(slice(0, len(data))), train=False)[0]
+    # All sentences as one batch of whole sentences (a convolution block reads the lengths).
+    ref = model.net.forward(data.rows(slice(0, len(data))), train=False,
+                            lengths=data.lengths)[0]
     got, _ = om.scores(om._encode(sents))
     assert got.shape == ref.shape
     assert float(np.abs(got - ref).max()) < 1e-5

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from nerwin.nn import layers
 from nerwin.nn.project import Projections
 from nerwin.nn.rowgrad import RowGrad
 from nerwin.nn.spec import HEADS, CharSpec, NetSpec, TableSpec, init_params, word_tables
@@ -156,6 +157,13 @@ class WindowNet:
              if parts else None)
         if trace is not None and x is not None:
             trace.append(("concat", x))
+        # Input dropout (Strubell et al. 2017) on the whole window vector, training only; in
+        # prediction x may not exist (precomputed projections) and needs none.
+        in_mask = None
+        if train and self.spec.input_dropout > 0:
+            x, in_mask = layers.dropout_forward(x, self.spec.input_dropout, rng, True)
+            if trace is not None:
+                trace.append(("input_dropout", x))
         h, block_caches = x, []
         for i, b in enumerate(self.blocks):
             z = proj.first_layer(arrays, x) if i == 0 and proj is not None else None
@@ -164,10 +172,11 @@ class WindowNet:
         out, head_cache = self.head.scores_forward(h, p)
         if trace is not None:
             trace.append(("scores", out))
-        cache = {"tables": table_caches, "blocks": block_caches, "head": head_cache, "B": B}
+        cache = {"tables": table_caches, "blocks": block_caches, "head": head_cache, "B": B,
+                 "input_mask": in_mask}
         return out, cache
 
-    def kink_pattern(self, inputs: Inputs) -> np.ndarray:
+    def kink_pattern(self, inputs: Inputs, lengths: np.ndarray | None = None) -> np.ndarray:
         """Which side of every kink the loss sits on at the current parameters (int, flat).
 
         The parts report their kinks (relu at z = 0, hardtanh at z = ±1, the char
@@ -177,7 +186,7 @@ class WindowNet:
         checker compares this pattern at θ+ε and θ-ε with the one at θ and skips such
         entries. Empty without kinks.
         """
-        _, cache = self.forward(inputs, train=False)
+        _, cache = self.forward(inputs, train=False, lengths=lengths)
         parts = [k for t, c in zip(self.tables, cache["tables"], strict=True)
                  for k in t.kinks(c)]
         parts += [k for b, c in zip(self.blocks, cache["blocks"], strict=True)
@@ -249,6 +258,10 @@ class WindowNet:
 
         # Tables: dx (B, D) -> (B, K, position_dim) -> one slice per table -> its rows.
         if self._need_dx[0]:
+            if cache["input_mask"] is not None:
+                if deltas is not None:
+                    deltas.append(("input_dropout", dh))
+                dh = layers.dropout_backward(dh, cache["input_mask"])
             if deltas is not None:
                 deltas.append(("concat", dh))
             B, K = cache["B"], self.spec.n_positions

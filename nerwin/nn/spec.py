@@ -20,7 +20,7 @@ from numpy.typing import DTypeLike
 from nerwin.errors import NerwinError
 from nerwin.nn import init as initmod
 from nerwin.nn import output
-from nerwin.nn.blocks import Block, dense_stack
+from nerwin.nn.blocks import Block, Conv, dense_stack
 from nerwin.nn.parts import Param, init_param
 from nerwin.nn.tables import CharTable, LookupTable, Table, table_param
 
@@ -54,6 +54,9 @@ class NetSpec:
     dropout:       inverted-dropout rate on each hidden activation, in [0, 1).
     word_dropout:  in training, each word id at each window position becomes <unk> with this
                    probability (pads are kept).
+    input_dropout: inverted-dropout rate on the window vector x (training only).
+    conv:          convolution blocks after the Dense ones (nerwin.nn.blocks.Conv), each
+                   (width, units, nonlinearity, dropout) with the full odd width 2w+1.
     l2, l1:        penalties on the parameters the parts declare regularised.
     tags, decode, constrained: the head's tag names, decoder and IOB2 constraints (for a
                    head given by name).
@@ -74,12 +77,16 @@ class NetSpec:
     tags: tuple[str, ...] = ()
     decode: str = "argmax"
     constrained: bool = True
+    input_dropout: float = 0.0
+    conv: tuple[tuple[int, int, str, float], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists from a config loader but store hashable tuples.
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "tables", tuple(self.tables))
         object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "conv", tuple(
+            (int(w), int(u), str(f), float(d)) for w, u, f, d in self.conv))
 
         def bad(key: str, expected: str) -> NerwinError:
             return NerwinError(f"{key}: expected {expected}, got {getattr(self, key)!r}")
@@ -90,7 +97,11 @@ class NetSpec:
             t.validate()
         if self.window < 0:
             raise bad("window", "an integer >= 0")
-        for key in ("dropout", "word_dropout"):
+        for width, *_ in self.conv:
+            if width < 1 or width % 2 == 0:
+                raise NerwinError(f"blocks: width: expected an odd number of tokens >= 1 "
+                                  f"(the window is centred on each token), got {width}")
+        for key in ("dropout", "word_dropout", "input_dropout"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise bad(key, "a rate in [0, 1)")
         for b in self.blocks():
@@ -134,8 +145,14 @@ class NetSpec:
         return self.n_positions * self.position_dim
 
     def blocks(self) -> tuple[Block, ...]:
-        """The hidden blocks, in order."""
-        return dense_stack(self.input_dim, self.hidden, self.nonlinearity, self.dropout)
+        """The hidden blocks, in order: the Dense ones of ``hidden``, then ``conv``."""
+        dense = dense_stack(self.input_dim, self.hidden, self.nonlinearity, self.dropout)
+        n_in = dense[-1].n_out if dense else self.input_dim
+        out: list[Block] = list(dense)
+        for width, units, f, rate in self.conv:
+            out.append(Conv(len(out) + 1, n_in, units, f, rate, (width - 1) // 2))
+            n_in = units
+        return tuple(out)
 
     def make_head(self) -> output.Head:
         return self._head  # type: ignore[attr-defined, no-any-return]
