@@ -24,9 +24,7 @@ string) raise :class:`nerwin.NerwinError` with the message the command line prin
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,9 @@ from nerwin.errors import NerwinError
 if TYPE_CHECKING:  # pragma: no cover
     from nerwin.config import Config
     from nerwin.conll import Corpus
+    from nerwin.train import RunInfo
 
-__all__ = ["Doc", "Entity", "RunInfo", "Tagger", "evaluate", "load", "train"]
+__all__ = ["Doc", "Entity", "Tagger", "evaluate", "load", "train"]
 
 _EOL = re.compile(r"\r\n|\r|\n")  # the line ends nerwin tag splits text input at
 
@@ -229,55 +228,22 @@ def load(path: str | Path) -> Tagger:
 # ------------------------------------------------------------------------- training
 
 
-@dataclass
-class RunInfo:
-    """What a training run left: its folder, the best and last checkpoints, the best dev
-    F1 and its epoch, the epochs run, and the test scores of best/ (when data.test is set).
-    ``nothing_to_do`` says why a resumed run trained no epoch (else None)."""
+def __getattr__(name: str) -> Any:
+    # RunInfo lives with the training loop (nerwin.train); imported when first asked for.
+    if name == "RunInfo":
+        from nerwin.train import RunInfo
 
-    out_dir: Path
-    best: Path | None
-    last: Path
-    best_f1: float | None
-    best_epoch: int
-    epochs: int
-    stopped_early: bool
-    test_scores: dict[str, Any] | None = None
-    nothing_to_do: str | None = None
-
-
-def _override_text(key: str, value: Any) -> str:
-    """``--set`` text of one override: strings as given, anything else as JSON (a YAML
-    flow scalar or list, which the config loader reads back to the same value)."""
-    if not isinstance(key, str) or not key:
-        raise NerwinError(f"overrides: expected dotted config keys, got {key!r}")
-    return f"{key}={value}" if isinstance(value, str) else f"{key}={json.dumps(value)}"
+        return RunInfo
+    raise AttributeError(f"module 'nerwin.api' has no attribute {name!r}")
 
 
 def resolve_config(config: str | Path | Config,
                    overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Config:
-    """A Config from a YAML path (or a Config) with overrides applied: a mapping
-    ``{"training.epochs": 3}`` or the command line's ``["training.epochs=3"]``."""
-    from nerwin.config import Config, apply_overrides, from_dict, load_config, to_dict
+    """A Config from a YAML path (or a Config) with overrides applied (see
+    nerwin.config.resolve_config)."""
+    from nerwin.config import resolve_config as resolve
 
-    if overrides is None:
-        texts: list[str] = []
-    elif isinstance(overrides, Mapping):
-        texts = [_override_text(k, v) for k, v in overrides.items()]
-    elif isinstance(overrides, str):
-        raise NerwinError("overrides: expected a mapping {key: value} or a list of "
-                          "'key=value' strings, got one str")
-    else:
-        texts = list(overrides)
-    if isinstance(config, Config):
-        if not texts:
-            return config
-        raw = apply_overrides(to_dict(config), texts, config.source)
-        return from_dict(raw, source=config.source, base=Path.cwd())
-    if not isinstance(config, (str, Path)):
-        raise NerwinError(f"config: expected a YAML path or a Config, got "
-                          f"{type(config).__name__}")
-    return load_config(config, texts)
+    return resolve(config, overrides)
 
 
 def train(config: str | Path | Config, overrides: Mapping[str, Any] | None = None,
@@ -288,47 +254,12 @@ def train(config: str | Path | Config, overrides: Mapping[str, Any] | None = Non
 
     The same run as ``nerwin train CONFIG --set k=v --out OUT``: ``resume`` and ``force``
     are its flags, ``quiet`` turns off the progress bar, and ``echo`` receives the
-    per-epoch lines (default: discarded).
+    per-epoch lines (default: discarded). ``nerwin.train(...)`` is this function (the
+    module nerwin/train.py, callable).
     """
-    import os
+    from nerwin.train import run
 
-    from nerwin.config import OutputConfig
-    from nerwin.train import train as run_training
-
-    cfg = resolve_config(config, overrides)
-    if resume and force:
-        raise NerwinError("resume and force exclude each other")
-    if out is not None:
-        # abspath, not resolve: a symlink loop is train's to report.
-        cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(os.path.abspath(out))))
-    result = run_training(cfg, cfg.output.dir, resume=resume, force=force, quiet=quiet,
-                          echo=echo if echo is not None else (lambda _line: None))
-    s = result.state
-    best = result.out_dir / "best"
-    return RunInfo(out_dir=result.out_dir, best=best if best.is_dir() else None,
-                   last=result.out_dir / "last", best_f1=s.best_f1, best_epoch=s.best_epoch,
-                   epochs=s.epoch, stopped_early=s.stopped_early,
-                   test_scores=result.test_scores, nothing_to_do=result.nothing_to_do)
-
-
-class _CallableTrainModule(types.ModuleType):
-    """The module nerwin.train, callable as :func:`train` (see callable_train_module)."""
-
-    def __call__(self, config: str | Path | Config,
-                 overrides: Mapping[str, Any] | None = None, out: str | Path | None = None,
-                 **kwargs: Any) -> RunInfo:
-        return train(config, overrides, out, **kwargs)
-
-
-def callable_train_module(module: types.ModuleType) -> None:
-    """Make the module nerwin.train callable as :func:`train`.
-
-    ``nerwin.train`` names both the public function and the submodule nerwin/train.py;
-    Python sets the package attribute to the submodule whenever that is imported (and
-    ``import nerwin.train as t`` must keep giving the module), so the attribute is the
-    module, made callable: ``nerwin.train(config, ...)`` is :func:`train`.
-    """
-    module.__class__ = _CallableTrainModule
+    return run(config, overrides, out, resume=resume, force=force, quiet=quiet, echo=echo)
 
 
 # ------------------------------------------------------------------------- evaluation

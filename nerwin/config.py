@@ -21,6 +21,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -740,3 +741,35 @@ def starter_yaml() -> str:
         lines.append(f"{indent}# {doc}")
         lines.append(f"{indent}{name}: {default}")
     return "\n".join(lines) + "\n"
+
+
+def _override_text(key: str, value: Any) -> str:
+    """``--set`` text of one override: strings as given, anything else as JSON (a YAML
+    flow scalar or list, which the config loader reads back to the same value)."""
+    if not isinstance(key, str) or not key:
+        raise NerwinError(f"overrides: expected dotted config keys, got {key!r}")
+    return f"{key}={value}" if isinstance(value, str) else f"{key}={json.dumps(value)}"
+
+
+def resolve_config(config: str | Path | Config,
+                   overrides: Mapping[str, Any] | Sequence[str] | None = None) -> Config:
+    """A Config from a YAML path (or a Config) with overrides applied: a mapping
+    ``{"training.epochs": 3}`` or the command line's ``["training.epochs=3"]``."""
+    if overrides is None:
+        texts: list[str] = []
+    elif isinstance(overrides, Mapping):
+        texts = [_override_text(k, v) for k, v in overrides.items()]
+    elif isinstance(overrides, str):
+        raise NerwinError("overrides: expected a mapping {key: value} or a list of "
+                          "'key=value' strings, got one str")
+    else:
+        texts = list(overrides)
+    if isinstance(config, Config):
+        if not texts:
+            return config
+        raw = apply_overrides(to_dict(config), texts, config.source)
+        return from_dict(raw, source=config.source, base=Path.cwd())
+    if not isinstance(config, (str, Path)):
+        raise NerwinError(f"config: expected a YAML path or a Config, got "
+                          f"{type(config).__name__}")
+    return load_config(config, texts)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -473,15 +475,65 @@ def _epoch_line(r: dict[str, Any], epochs: int) -> str:
     return line + ("  *best*" if r["best"] else "")
 
 
-# ``nerwin.train(config, ...)``, the public API (nerwin.api.train), is this module called:
-# importing it makes the package attribute ``nerwin.train`` this module, so it must be
-# callable (see nerwin.api.callable_train_module).
-def _make_callable() -> None:
-    import sys
+@dataclass
+class RunInfo:
+    """What a training run left: its folder, the best and last checkpoints, the best dev
+    F1 and its epoch, the epochs run, and the test scores of best/ (when data.test is set).
+    ``nothing_to_do`` says why a resumed run trained no epoch (else None)."""
 
-    from nerwin.api import callable_train_module
+    out_dir: Path
+    best: Path | None
+    last: Path
+    best_f1: float | None
+    best_epoch: int
+    epochs: int
+    stopped_early: bool
+    test_scores: dict[str, Any] | None = None
+    nothing_to_do: str | None = None
 
-    callable_train_module(sys.modules[__name__])
+
+def run(config: str | Path | Config, overrides: Mapping[str, Any] | None = None,
+        out: str | Path | None = None, *, resume: bool = False, force: bool = False,
+        quiet: bool = True, echo: Any = None) -> RunInfo:
+    """Train the model of ``config`` (a YAML path or a Config) with ``overrides``
+    applied, into ``out`` (default: the config's output.dir); return a :class:`RunInfo`.
+
+    The same run as ``nerwin train CONFIG --set k=v --out OUT``: ``resume`` and ``force``
+    are its flags, ``quiet`` turns off the progress bar, and ``echo`` receives the
+    per-epoch lines (default: discarded).
+    """
+    import dataclasses
+    import os
+
+    from nerwin.config import OutputConfig, resolve_config
+
+    cfg = resolve_config(config, overrides)
+    if resume and force:
+        raise NerwinError("resume and force exclude each other")
+    if out is not None:
+        # abspath, not resolve: a symlink loop is train's to report.
+        cfg = dataclasses.replace(cfg, output=OutputConfig(dir=Path(os.path.abspath(out))))
+    result = train(cfg, cfg.output.dir, resume=resume, force=force, quiet=quiet,
+                   echo=echo if echo is not None else (lambda _line: None))
+    s = result.state
+    best = result.out_dir / "best"
+    return RunInfo(out_dir=result.out_dir, best=best if best.is_dir() else None,
+                   last=result.out_dir / "last", best_f1=s.best_f1, best_epoch=s.best_epoch,
+                   epochs=s.epoch, stopped_early=s.stopped_early,
+                   test_scores=result.test_scores, nothing_to_do=result.nothing_to_do)
 
 
-_make_callable()
+class _CallableTrainModule(types.ModuleType):
+    """The module nerwin.train, callable as :func:`run` (the public ``nerwin.train``)."""
+
+    def __call__(self, config: str | Path | Config,
+                 overrides: Mapping[str, Any] | None = None, out: str | Path | None = None,
+                 **kwargs: Any) -> RunInfo:
+        return run(config, overrides, out, **kwargs)
+
+
+# ``nerwin.train(config, ...)``, the public API, is this module called: importing it makes
+# the package attribute ``nerwin.train`` this module (Python sets a package attribute to the
+# submodule of that name whenever the submodule is imported, and ``import nerwin.train as t``
+# must keep giving the module), so the module is made callable as :func:`run`.
+sys.modules[__name__].__class__ = _CallableTrainModule

@@ -131,8 +131,9 @@ def test_the_final_config_is_the_best_one_on_train_and_dev():
     final = _flatten(to_dict(load_config(ROOT / "configs" / "conll2003_final.yaml",
                                          check_files=False)))
     differ = {k for k in best if best[k] != final[k]}
-    assert differ == {"data.train", "data.dev", "training.epochs", "training.patience",
-                      "output.dir"}
+    # the epoch count and patience may equal the best config's (a run without early stop)
+    assert {"data.train", "data.dev", "output.dir"} <= differ <= {
+        "data.train", "data.dev", "training.epochs", "training.patience", "output.dir"}
     assert final["data.train"] == [best["data.train"], best["data.dev"]]
     assert final["data.dev"] is None and final["training.patience"] is None
     assert final["training.epochs"] <= best["training.epochs"]
