@@ -11,7 +11,7 @@ Method: both configs are built as `nerwin train` builds them from the CoNLL-2003
 network, Adam and shuffled batches. After a warm-up, ``--rounds`` rounds each run
 ``--steps`` training steps (forward, backward, Adam) of the base, then of the config, timing
 each; the result is tokens per second of each over all rounds and ``ratio``, the config's
-time per token over the base's ("× plain" in the README). The base is by default
+time per token over the base's ("× plain" in docs/speed.md). The base is by default
 ``configs/conll2003.yaml`` at the config's own batch size (the comparison is at the same
 batch size). ``ratio_per_round`` shows how much the rounds agree; ``other_cpu_frac`` is the
 CPU time other processes used meanwhile, in cores.

@@ -1,6 +1,6 @@
 """Peak memory of `nerwin data` and `nerwin train` on a large generated CoNLL file. Prints JSON.
 
-    python bench/memory.py                       # 5,000,000 tokens (the figure in README)
+    python bench/memory.py                       # 5,000,000 tokens (the figure in docs/speed.md)
     python bench/memory.py --tokens 500000       # a quicker look
 
 Method: write a deterministic CoNLL file of N tokens (seeded numpy draws) in a temporary

@@ -709,7 +709,7 @@ def describe_keys(cls: type = Config, prefix: str = "") -> list[tuple[str, str, 
 
 
 def keys_markdown() -> str:
-    """The config reference as a Markdown table (README.md holds a copy; a test compares)."""
+    """The config reference as a Markdown table (docs/config.md holds a copy; a test compares)."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | `{d}` | {doc} |" for k, d, doc in describe_keys()]
     return "\n".join(lines) + "\n"

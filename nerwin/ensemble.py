@@ -25,7 +25,7 @@ Combining (one constrained decoding of the averaged scores, whatever the head):
   decodes them as one model would (for the crf: its Viterbi with the averaged transitions).
 
 ``potentials`` is the default because it scored better on CoNLL-2003 dev (three crf models
-of configs/conll2003_best.yaml: 93.69 against 93.55; README "Ensembles of seeds"). The
+of configs/conll2003_best.yaml: 93.69 against 93.55; docs/results.md "Ensembles of seeds"). The
 entity scores of ``nerwin tag`` and the API are read from the members' probabilities
 averaged (arithmetic mean). Members must share their tags, scheme and head kind.
 """

@@ -2,7 +2,7 @@
 
 nerwin's matrices are small (a batch of windows times a few hundred units); there a second
 BLAS thread costs more than it gives (bench/speed.py: 29.8k vs 23.6k training tokens/s on
-2 idle cores, and far worse when the other core is busy; see README). The thread count also
+2 idle cores, and far worse when the other core is busy; see docs/speed.md). The thread count also
 changes results in the last bits (a matrix product sums in another order), so a run and its
 resume should use the same count: ``last/meta.json`` records it and ``--resume`` warns when
 it differs.

@@ -31,6 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+def docs_text() -> str:
+    """README.md and every page of docs/ as one text: the documentation tests check what the
+    docs say wherever it is written (README keeps the newcomer's parts, docs/ the reference),
+    each page starting on a line of its own so that `\n## ` still ends a section."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return "\n\n".join(p.read_text(encoding="utf-8").rstrip("\n") + "\n" for p in pages)
+
+
 def run_cli(*args: object, **kwargs: Any) -> Result:
     """Run the nerwin command line in this process on ``args`` (each str()-ed); click's
     Result (exit_code, output, exception). ``kwargs`` go to CliRunner.invoke (``input=``)."""

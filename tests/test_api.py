@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import docs_text, run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +19,7 @@ import nerwin
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
 TEST = ROOT / "data" / "sample" / "test.txt"
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+README = docs_text()  # README.md (Python API) + docs/*.md (spaCy is in docs/integrations.md)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_the_commands_go_through_the_api(monkeypatch, model_dir):
 
 
 def _blocks(section: str) -> list[tuple[str, str]]:
-    """(python code, the text block printed after it) of a README section."""
+    """(python code, the text block printed after it) of a section of README.md or docs/."""
     body = README.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```\n\nprints\n\n```text\n(.*?)```", body, re.S)
 

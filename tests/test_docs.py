@@ -1,18 +1,22 @@
-"""The README stays true: its config table is what `nerwin config keys` prints, it opens with
-the two commands, and the shipped configs load."""
+"""The README and docs/ stay true: the config table (docs/config.md) is what `nerwin config
+keys` prints, the README opens with the two commands, and the shipped configs load."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import docs_text
+
 from nerwin.config import describe_keys, keys_markdown, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = docs_text()  # README.md + docs/*.md
 
 
 def test_readme_config_table_is_generated_one():
-    assert keys_markdown() in README, "run `nerwin config keys` and paste it into README.md"
+    assert keys_markdown() in (ROOT / "docs" / "config.md").read_text(encoding="utf-8"), \
+        "run `nerwin config keys` and paste it into docs/config.md"
 
 
 def test_readme_opens_with_demo_and_test():
@@ -105,15 +109,53 @@ def test_readme_documents_every_command_and_option():
 
     for path, cmd in walk(cli, []):
         if path:
-            assert f"nerwin {' '.join(path)}" in README, path
+            assert f"nerwin {' '.join(path)}" in README, path  # the commands table
         for p in cmd.params:
             if isinstance(p, click.Option):
                 for opt in p.opts:
                     if opt.startswith("--") and opt != "--help":
-                        assert opt in README, f"{' '.join(path)} {opt}"
+                        assert opt in DOCS, f"{' '.join(path)} {opt}"
 
 
 def test_readme_picture_is_small_and_present():
     pic = ROOT / "docs" / "learning_curves.png"
     assert "](docs/learning_curves.png)" in README
     assert pic.read_bytes()[:4] == b"\x89PNG" and pic.stat().st_size < 150_000
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings (outside code blocks)."""
+    import re
+
+    out, inside = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif not inside and re.match(r"#{1,6} ", line):
+            out.add(re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-"))
+    return out
+
+
+def test_links_between_readme_and_docs_resolve():
+    """The reference moved from README.md to docs/: every relative link of README.md and of
+    docs/*.md names a file that exists and, for a Markdown page, a heading it has."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) >= 8, "README.md links the docs/ pages"
+    readme_links = set(re.findall(r"\]\((docs/[^)#]+)", README))
+    assert {f"docs/{p.name}" for p in pages[1:]} <= readme_links
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            assert dest.exists(), f"{page.name}: {target}"
+            if anchor and dest.suffix == ".md":
+                assert anchor in _anchors(dest.read_text(encoding="utf-8")), \
+                    f"{page.name}: {target}"
+            checked += 1
+    assert checked >= 30

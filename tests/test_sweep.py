@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import docs_text
 from conftest import run_cli as run
 
 from nerwin.config import load_config
@@ -1004,15 +1005,15 @@ def test_postgres_errors_are_one_line_without_the_password(tmp_path, write, post
 
 
 def test_postgres_readme_recipe_runs_as_written(tmp_path, postgres_db):
-    """The README's command for sweeps on several machines, run against the server (its URL
+    """The command for sweeps on several machines (docs/sweeps.md), run against the server (its URL
     and --out swapped in, --trials made small)."""
     import re
     import shlex
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     block = re.search(r"```sh\n(pip install 'nerwin\[sweep\]'[^\n]*\n)(nerwin sweep .*?)```",
                       readme, re.S)
-    assert block, "the README's PostgreSQL recipe is gone"
+    assert block, "the PostgreSQL recipe is gone from README.md and docs/"
     assert "psycopg2-binary" not in block.group(1) or "'nerwin[sweep]'" in block.group(1)
     args = shlex.split(block.group(2).replace("\\\n", " "))
     storage = args[args.index("--storage") + 1]
