@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ DEFAULT_STUDY = "nerwin"
 TRIAL_DIR = "trial-{:04d}"
 HEARTBEAT_S = 10  # a running trial writes a heartbeat this often ...
 GRACE_S = 60  # ... and is stale (its worker gone) when the last one is older than this
+INTERRUPTED = "interrupted (Ctrl-C)"  # a trial's error when Ctrl-C stopped it
+STOP_S = 30  # after Ctrl-C, how long a worker may take to record its trial before it is killed
 WAIT_S = 1  # how often an idle worker looks at a full study with trials still running
 PRUNE_STARTUP_TRIALS = 5  # the median pruner waits for this many finished trials ...
 PRUNE_WARMUP_EPOCHS = 2  # ... and judges a trial from this epoch on (1-based)
@@ -178,6 +181,31 @@ def fail_stale_trials(study: Any, storage: Any) -> list[int]:
         optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     return sorted(failed + list(after - before))
+
+
+def fail_interrupted_trials(study: Any, pids: list[int]) -> list[int]:
+    """After Ctrl-C, once the workers ``pids`` (of this host) have ended: mark FAILED,
+    interrupted, the trials they left RUNNING; return their numbers.
+
+    A worker records its own trial; this covers the one that could not in time (killed
+    after STOP_S, or its database write cut short by the signal).
+    """
+    optuna = require_optuna()
+    from optuna.trial import TrialState
+
+    host, ours = socket.gethostname(), set(pids)
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        a = t.user_attrs
+        if a.get("host") != host or a.get("pid") not in ours:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "error", INTERRUPTED)
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            failed.append(t.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+    return failed
 
 
 # ---------------------------------------------------------------------------------------
@@ -654,6 +682,27 @@ def _counted(study: Any) -> list[Any]:
             if not t.user_attrs.get(SURPLUS)]
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C's KeyboardInterrupt until a database call of the main thread is done.
+
+    Raised in the middle of one, between a lock's acquire and its release in Optuna or
+    SQLAlchemy, it can leave that lock held: the trial's recording after it would then
+    hang, and the trial stay "running". A SIGINT that came meanwhile is raised after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came and callable(previous):
+        previous(signal.SIGINT, None)  # the default one raises KeyboardInterrupt
+
+
 class _Heartbeat:
     """Records the trial's heartbeat every HEARTBEAT_S seconds while it trains."""
 
@@ -695,7 +744,8 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
     # trial's draws do not depend on which worker runs it.
     study.sampler = optuna.samplers.TPESampler(seed=spec.seed + trial.number)
     run_dir = Path(spec.out) / TRIAL_DIR.format(trial.number)
-    trial.set_user_attr("run_dir", str(run_dir))
+    with _sigint_held():
+        trial.set_user_attr("run_dir", str(run_dir))
     best: dict[str, Any] = {}
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -704,15 +754,18 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
             return
         if not best or f1 > best["f1"]:
             best.update(f1=f1, epoch=record["epoch"])
-        trial.report(f1, record["epoch"])
-        if trial.should_prune():
+        with _sigint_held():
+            trial.report(f1, record["epoch"])
+            prune = trial.should_prune()
+        if prune:
             raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
 
     t0 = time.perf_counter()
     state, value, error = TrialState.FAIL, None, None
     test_f1 = None
     try:
-        params = {d.key: suggest(trial, d) for d in dims}
+        with _sigint_held():
+            params = {d.key: suggest(trial, d) for d in dims}
         cfg = load_config(spec.config, [*spec.overrides,
                                         *(override(k, v) for k, v in params.items())])
         cfg = dataclasses.replace(cfg, output=OutputConfig(dir=run_dir))
@@ -727,7 +780,7 @@ def run_trial(spec: SweepSpec, dims: list[Dim], study: Any, storage: Any, trial:
     except optuna.TrialPruned:
         state = TrialState.PRUNED
     except KeyboardInterrupt:
-        error = "interrupted (Ctrl-C)"
+        error = INTERRUPTED
         # A second SIGINT (the sweep's, when this one is slow to stop) must not cut short
         # the recording below, or the trial would stay "running".
         if threading.current_thread() is threading.main_thread():
@@ -772,11 +825,13 @@ def worker(spec: SweepSpec) -> None:
             fail_stale_trials(study, storage)
             time.sleep(WAIT_S)
             continue
-        with warnings.catch_warnings():
+        # Held: a trial asked but not yet marked as this worker's could not be failed by
+        # the sweep after Ctrl-C.
+        with _sigint_held(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with optimize"
             trial = study.ask()
-        for k, v in {"host": host, "pid": pid, "pid_start": _proc_start(pid)}.items():
-            trial.set_user_attr(k, v)
+            for k, v in {"host": host, "pid": pid, "pid_start": _proc_start(pid)}.items():
+                trial.set_user_attr(k, v)
         ahead = [t for t in _counted(study) if t.number < trial.number]
         if len(ahead) >= spec.trials:  # another worker took the last slot meanwhile
             trial.set_user_attr(SURPLUS, True)
@@ -996,12 +1051,31 @@ def run_sweep(spec: SweepSpec, workers: int = 1, *, progress: bool = True) -> Sw
 def _run_workers(spec: SweepSpec, workers: int, study: Any, procs: list[subprocess.Popen],
                  progress: bool) -> tuple[bool, list[str]]:
     """Start the workers (into ``procs``) and wait for them: (interrupted?, errors)."""
-    from tqdm import tqdm
-
     # The spec goes on stdin, not the command line: the storage URL may hold a password,
     # and any user of the machine can read a process's command line.
     cmd = [sys.executable, "-m", "nerwin.sweep", "--out", spec.out]
     payload = json.dumps(asdict(spec)).encode("utf-8")
+    # A flag, not KeyboardInterrupt: that can surface inside a garbage-collector callback,
+    # where Python prints and drops it. Set before the first worker starts, so a Ctrl-C
+    # that reaches a worker always reaches this handler too.
+    sigint = threading.Event()
+    main = threading.current_thread() is threading.main_thread()  # where handlers may go
+    previous = signal.signal(signal.SIGINT, lambda *_: sigint.set()) if main else None
+    try:
+        _start_workers(cmd, payload, workers, procs)
+        _wait_for_workers(spec, study, procs, progress, sigint)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    # A worker ends with 130 when Ctrl-C reached it (and maybe not this process).
+    interrupted = sigint.is_set() or any(p.returncode == 130 for p in procs)
+    errors = [f"worker {i} exited with code {p.returncode}" for i, p in enumerate(procs)
+              if p.returncode not in (0, 130)]
+    return interrupted, errors
+
+
+def _start_workers(cmd: list[str], payload: bytes, workers: int,
+                   procs: list[subprocess.Popen]) -> None:
     for _ in range(workers):
         p = subprocess.Popen(cmd, env=_worker_env(), stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL)
@@ -1009,29 +1083,28 @@ def _run_workers(spec: SweepSpec, workers: int, study: Any, procs: list[subproce
         assert p.stdin is not None
         p.stdin.write(payload)
         p.stdin.close()
+
+
+def _wait_for_workers(spec: SweepSpec, study: Any, procs: list[subprocess.Popen],
+                      progress: bool, sigint: threading.Event) -> None:
+    """Show the progress bar until the workers end or Ctrl-C; then stop them, and fail the
+    trials a worker left RUNNING (killed, or its recording cut short)."""
+    from tqdm import tqdm
+
     bar = tqdm(total=spec.trials, desc="trials", unit="trial", disable=None if progress else True,
                file=sys.stderr)
-    # A flag, not KeyboardInterrupt: that can surface inside a garbage-collector callback,
-    # where Python prints and drops it.
-    sigint = threading.Event()
-    main = threading.current_thread() is threading.main_thread()  # where handlers may go
-    previous = signal.signal(signal.SIGINT, lambda *_: sigint.set()) if main else None
     try:
         while any(p.poll() is None for p in procs) and not sigint.is_set():
             _update_bar(bar, study)
             sigint.wait(0.2)
         if sigint.is_set():
             _stop_workers(procs)
+        # Every worker has ended here (Ctrl-C may have reached the workers alone).
+        if sigint.is_set() or any(p.returncode == 130 for p in procs):
+            fail_interrupted_trials(study, [p.pid for p in procs])
         _update_bar(bar, study)
     finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
         bar.close()
-    # A worker ends with 130 when Ctrl-C reached it (and maybe not this process).
-    interrupted = sigint.is_set() or any(p.returncode == 130 for p in procs)
-    errors = [f"worker {i} exited with code {p.returncode}" for i, p in enumerate(procs)
-              if p.returncode not in (0, 130)]
-    return interrupted, errors
 
 
 def _stop_workers(procs: list[subprocess.Popen]) -> None:
@@ -1048,7 +1121,7 @@ def _stop_workers(procs: list[subprocess.Popen]) -> None:
             p.send_signal(signal.SIGINT)
     for p in procs:
         try:
-            p.wait(timeout=30)
+            p.wait(timeout=STOP_S)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
