@@ -397,20 +397,63 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
 
     if output is not None:
         check_destination(output, "--output")
-    model = load_model(model_dir)  # also when workers load their own: fail here, early
+    sigint = _SigintFlag()
     try:
-        # A full or closed standard output is main()'s to report, as for every command.
-        _tag_to(model, input_file, output, input_format, output_format, quiet, workers,
-                model_dir)
+        with sigint:
+            model = load_model(model_dir)  # also when workers load their own: fail early
+            # A full or closed standard output is main()'s to report, as for every command.
+            _tag_to(model, input_file, output, input_format, output_format, quiet, workers,
+                    model_dir, sigint)
     except KeyboardInterrupt:  # the workers are stopped; an --output file is not written
         click.echo("\ninterrupted; no output was written" if output else "\ninterrupted",
                    err=True)
         sys.exit(130)
 
 
+class _SigintFlag:
+    """Within ``with``: Ctrl-C (SIGINT) raises KeyboardInterrupt, as by default, and is
+    remembered. Python only prints a KeyboardInterrupt that surfaces in a garbage-collector
+    callback or a ``__del__`` (multiprocessing has many) and goes on; :meth:`check` before
+    committing an output raises it again, so such a Ctrl-C still stops the command."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._installed = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _SigintFlag:
+        import signal
+        import threading
+
+        # SIGINT ignored from the start (a background job of a script, nohup) stays
+        # ignored, as Python itself leaves it: whoever started us asked for that.
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._installed:
+            # None: a handler not set from Python; the default is the nearest to it.
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None
+                          else signal.default_int_handler)
+            self._installed = False
+
+
 def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
-            output_format: str, quiet: bool, workers: int = 1, model_dir: str | None = None
-            ) -> None:
+            output_format: str, quiet: bool, workers: int = 1, model_dir: str | None = None,
+            sigint: _SigintFlag | None = None) -> None:
     """Stream INPUT (a file or stdin) through the model into OUTPUT (atomic) or stdout."""
     import contextlib
 
@@ -445,6 +488,8 @@ def _tag_to(model: Any, input_file: str, output: str | None, input_format: str,
             runner = Workers(model_dir or "", workers)
         tag_stream(model, src, name, out, input_format=input_format,
                    output_format=output_format, on_bytes=on_bytes, runner=runner)
+        if sigint is not None:
+            sigint.check()  # a Ctrl-C swallowed on the way: the output is not renamed into place
 
 
 @cli.command()

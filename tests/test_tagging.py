@@ -601,18 +601,30 @@ def _descendants(pid: int) -> list[tuple[int, int, str]]:
     return out
 
 
+def _default_sigint():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_tagging(trained, tmp_path):
     import time
 
+    # Big enough that the run lasts many seconds after the check below (40,000 lines
+    # took about a second: the run could end, its output renamed into place and exit 0,
+    # before the signal came).
     big = tmp_path / "big.txt"
-    big.write_text("Karel Vosk visited Prague with Acme Corp. in May 1996.\n" * 40_000)
+    big.write_text("Karel Vosk visited Prague with Acme Corp. in May 1996.\n" * 600_000)
     target = tmp_path / "out.jsonl"
     target.write_text("previous\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # SIGINT at its default in the child, as in a terminal: a test run started as a
+    # background job of a script has it ignored, and the child would inherit that (it
+    # then ignored the Ctrl-C, finished the run and exited 0).
     p = subprocess.Popen([sys.executable, "-m", "nerwin", "tag", str(trained), str(big),
                           "--output", str(target), "--output-format", "jsonl",
                           "--workers", "2", "--quiet"], env=env, stderr=subprocess.PIPE,
-                         text=True)
+                         text=True, preexec_fn=_default_sigint)
     workers: list[int] = []
     deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
@@ -623,6 +635,12 @@ def _start_tagging(trained, tmp_path):
         workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
     assert len(workers) == 2, _descendants(p.pid)
     time.sleep(1.0)  # mid-run
+    # Provably still in progress: the workers alive, the output's temporary file there
+    # (renamed only when the run is complete), the old output unchanged.
+    assert p.poll() is None
+    assert all(Path(f"/proc/{w}").exists() for w in workers)
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".out.jsonl.tmp-")]
+    assert target.read_text() == "previous\n"
     return p, workers, target
 
 
