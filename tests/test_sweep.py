@@ -263,8 +263,11 @@ def test_ctrl_c_records_the_running_trial_and_prints_the_table(tmp_path, write):
     # it trains until interrupted (no epoch limit worth the name, no early stopping).
     args = sweep_args(space, out, "--trials", 2, "--set", "training.epochs=100000",
                       "--set", "training.patience=null")
+    # SIGINT as a terminal gives it: a background job of a script (as CI runs the suite)
+    # inherits it ignored, and nerwin, like Python, keeps an inherited "ignore".
     p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *args], start_new_session=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "trial-0000" / "config.yaml").exists():
         assert time.time() < deadline and p.poll() is None
