@@ -21,7 +21,7 @@ __all__ = ["Doc", "Entity", "NerwinError", "RunInfo", "Tagger", "__version__", "
            "load", "train"]
 
 # name -> module that defines it; imported when first asked for.
-_LAZY = {"Doc": "nerwin.api", "Entity": "nerwin.api", "RunInfo": "nerwin.train",
+_LAZY = {"Doc": "nerwin.api", "Entity": "nerwin.tagging", "RunInfo": "nerwin.train",
          "Tagger": "nerwin.api", "evaluate": "nerwin.api", "load": "nerwin.api",
          "train": "nerwin.train"}
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nerwin.errors import NerwinError
+from nerwin.tagging import Entity
 
 if TYPE_CHECKING:  # pragma: no cover
     from nerwin.config import Config
@@ -40,19 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Doc", "Entity", "Tagger", "evaluate", "load", "train"]
 
 _EOL = re.compile(r"\r\n|\r|\n")  # the line ends nerwin tag splits text input at
-
-
-@dataclass(frozen=True)
-class Entity:
-    """One entity: its type, ``[start, end)`` character offsets into the text it was found
-    in, that text slice, and the model's confidence (see ``nerwin tag``'s jsonl output: the
-    mean over its tokens of the probability of its type, in [0, 1])."""
-
-    type: str
-    start: int
-    end: int
-    text: str
-    score: float
 
 
 @dataclass

@@ -72,9 +72,12 @@ CHUNK_TOKENS = 20_000  # tokens per tagging call: bounded memory, full BLAS batc
 READ_BYTES = 1 << 20  # input bytes read at a time (the longest line may exceed it)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entity:
-    """An entity of a sentence: type, [start, end) characters of the sentence text, score."""
+    """One entity: its type, ``[start, end)`` character offsets into the text it was found
+    in (a sentence's text while tagging, the whole text in the API's Doc), that text slice,
+    and the model's confidence (``nerwin tag``'s jsonl score: the mean over its tokens of
+    the probability of its type, in [0, 1]). One class for the tagger and the Python API."""
 
     type: str
     start: int
