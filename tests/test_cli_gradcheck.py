@@ -116,3 +116,55 @@ def test_conll2003_best_config_passes():
     for name in ("E_suffix3", "E_shape", "E_char", "W_char", "trans", "start", "end"):
         assert any(line.startswith(name) and line.endswith("ok")
                    for line in r.output.splitlines()), name
+
+
+# Two convolution blocks and a gazetteer table in one network (issue 17): every parameter
+# checked, and a broken backward of either new part fails it.
+CONV_BLOCK = "{{width: 3, units: 8, nonlinearity: {f}, dropout: 0.0}}"
+
+
+def _conv_and_gazetteer(tmp_path: Path, nonlinearity: str = "relu") -> list[str]:
+    lst = tmp_path / "loc.txt"
+    lst.write_text("Tessfield\nPort Hallen\n")
+    block = CONV_BLOCK.format(f=nonlinearity)
+    return [SAMPLE, "--set", f"model.blocks=[{block}, {block}]",
+            "--set", f"features.gazetteers={{LOC: {lst}}}", "--set", "model.head=crf"]
+
+
+@pytest.mark.parametrize("nonlinearity", ["sigmoid", "tanh", "hardtanh", "relu"])
+def test_two_conv_blocks_and_a_gazetteer_pass(tmp_path, nonlinearity):
+    r = gradcheck(*_conv_and_gazetteer(tmp_path, nonlinearity))
+    assert r.exit_code == 0, r.output
+    assert "all ok" in r.output
+    for name in ("E_gaz_LOC", "W1", "W2", "b2", "W3", "b3", "trans"):
+        assert any(line.startswith(f"{name} ") and line.endswith("ok")
+                   for line in r.output.splitlines()), name
+
+
+@pytest.mark.parametrize("part", ["gazetteer", "conv"])
+def test_two_conv_blocks_and_a_gazetteer_broken_backward_fails(tmp_path, monkeypatch, part):
+    from nerwin.nn.blocks import Conv
+    from nerwin.nn.tables import LookupTable
+
+    if part == "gazetteer":
+        real_table = LookupTable.backward
+
+        def broken_table(self, p, d, cache, trainable):
+            return real_table(self, p, d * 1.01 if self.param.startswith("E_gaz") else d,
+                              cache, trainable)
+        monkeypatch.setattr(LookupTable, "backward", broken_table)
+        expect = "E_gaz_LOC"
+    else:
+        real_conv = Conv.backward
+
+        def broken_conv(self, *a, **kw):
+            dh, grads = real_conv(self, *a, **kw)
+            if self.W == "W3":
+                grads["W3"] = grads["W3"] * 1.01
+            return dh, grads
+        monkeypatch.setattr(Conv, "backward", broken_conv)
+        expect = "W3"
+    r = gradcheck(*_conv_and_gazetteer(tmp_path))
+    assert r.exit_code == 1, r.output
+    failed = [line.split()[0] for line in r.output.splitlines() if line.endswith("FAIL")]
+    assert expect in failed, r.output
