@@ -6,8 +6,10 @@ network, decoding, probabilities, entities and their scores, writing. Prints JSO
 
 Method: the input is CoNLL-2003 train's sentences (``--data``), rebuilt as raw text by
 nerwin.tokenize.detokenize, one a line, repeated to ``--tokens`` tokens. It is tagged in this
-process the way ``nerwin tag`` does it (nerwin.tagging.record_chunks, Tagger, format_chunk,
-one BLAS thread), with a clock read between the stages: the Tagger adds up its own stages
+process the way ``nerwin tag`` does it (nerwin.tagging.record_chunks, chunk_records, Tagger,
+format_chunk, one BLAS thread), with a clock read between the stages (reading: the chunks
+of lines, as a parent process cuts them for its workers; tokenising: their lines into
+sentences and tokens, as each worker does): the Tagger adds up its own stages
 (``Tagger.timings``; with timings on, a batch's forward pass, decoding and probabilities
 are timed apart, the same calls as without). Seconds and shares of the total; tokens/s.
 Model loading and imports are not counted (reported apart).
@@ -59,7 +61,14 @@ def main() -> None:
 
     t0 = time.perf_counter()
     from nerwin.model import load_model
-    from nerwin.tagging import Tagger, _items_of, format_chunk, record_chunks, tag_items
+    from nerwin.tagging import (
+        Tagger,
+        _items_of,
+        chunk_records,
+        format_chunk,
+        record_chunks,
+        tag_items,
+    )
 
     model = load_model(args.model)
     load_s = time.perf_counter() - t0
@@ -68,7 +77,7 @@ def main() -> None:
         write_input(src, Path(args.data), args.tokens)
         tagger = Tagger(model)
         tagger.timings = {}
-        times: dict[str, float] = {"read and tokenise": 0.0}
+        times: dict[str, float] = {"read": 0.0, "tokenise": 0.0}
         n_tokens = 0
         start = time.perf_counter()
         with open(src, "rb") as f, open(Path(tmp) / "out", "w", encoding="utf-8") as out:
@@ -76,17 +85,20 @@ def main() -> None:
             while True:
                 t = time.perf_counter()
                 chunk = next(parts, None)
-                times["read and tokenise"] += time.perf_counter() - t
+                times["read"] += time.perf_counter() - t
                 if chunk is None:
                     break
-                items = [it for rec in chunk for it in _items_of(rec)]
+                t = time.perf_counter()
+                records = chunk_records(chunk)
+                times["tokenise"] += time.perf_counter() - t
+                items = [it for rec in records for it in _items_of(rec)]
                 n_tokens += sum(len(it.tokens) for it in items)
                 tag_items(tagger, items, scores=args.format == "jsonl")
                 t = time.perf_counter()
-                out.write(format_chunk(chunk, args.format))
+                out.write(format_chunk(records, args.format))
                 times["write"] = times.get("write", 0.0) + time.perf_counter() - t
         total = time.perf_counter() - start
-    times = {**{"read and tokenise": times["read and tokenise"]}, **tagger.timings,
+    times = {"read": times["read"], "tokenise": times["tokenise"], **tagger.timings,
              "write": times["write"]}
     other = total - sum(times.values())
     times["other"] = other

@@ -1,11 +1,11 @@
 """``nerwin tag --workers N``: chunks tagged in N processes, written in input order.
 
-The parent reads the input and cuts it into the very chunks one process would tag (for
-text: it finds each line's token spans, which the chunk boundaries depend on; building the
-sentences, tagging and formatting happen in the workers), sends them to the workers, and
-writes the results in input order. Each worker loads the model once and tags one chunk at
-a time, so the output is byte-identical to one process: the same chunks go through the
-same code.
+The parent reads the input and cuts it into the very chunks one process would tag
+(nerwin.tagging.record_chunks: text as whole lines cut by their characters, one string a
+chunk, without tokenising; CoNLL as whole sentences), sends them to the workers, and writes
+the results (the formatted text and its counts) in input order. Each worker loads the model
+once and tokenises, tags and formats one chunk at a time (nerwin.tagging.tag_chunk), so the
+output is byte-identical to one process: the same chunks go through the same code.
 
 Memory is bounded: at most 2·N chunks are in flight (queued, being tagged, or done and
 waiting for an earlier one), whatever the input's size. The workers are started with
@@ -76,9 +76,7 @@ def _describe(p: Any) -> str:
 
 class Workers:
     """A runner for nerwin.tagging.tag_stream: its chunks tagged by ``n`` processes that
-    each load the model in ``model_dir`` (text input comes to them as token spans)."""
-
-    spans_only = True
+    each load the model in ``model_dir``."""
 
     def __init__(self, model_dir: str, n: int) -> None:
         self.model_dir, self.n = model_dir, n

@@ -29,9 +29,14 @@ unchanged for per-token softmax, the logistic head, and any head that provides m
 through that method.
 
 Memory stays flat: the input is read in blocks of at most READ_BYTES (whatever its line
-ends: \n, \r\n or a lone \r) and tagged in chunks of about ``chunk_tokens`` tokens (whole
-lines), each chunk written before the next is read. ``workers`` > 1 tags chunks in that many
-processes (see :func:`tag_stream`); the chunks are the same, so the output is too.
+ends: \n, \r\n or a lone \r) and tagged in chunks of about ``chunk_tokens`` tokens, each
+chunk written before the next is read. Text is cut without tokenising it: whole lines,
+until a chunk holds ``chunk_tokens`` * CHARS_PER_TOKEN characters (CoNLL-2003's characters
+per token, so about ``chunk_tokens`` tokens of such text); the lines of a chunk are
+tokenised when it is tagged (:func:`tag_chunk`). CoNLL input, tokenised already, is cut at
+whole sentences by its tokens. A runner (nerwin.parallel.Workers, ``nerwin tag
+--workers``) tags the chunks in other processes (see :func:`tag_stream`); the chunks are
+the same, so the output is too.
 
 Speed (see bench/tag_breakdown.py): text is cut into tokens with few Python steps a token
 (nerwin.tokenize.token_spans), a chunk is encoded straight from its flat tokens, the
@@ -56,7 +61,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from json.encoder import encode_basestring
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -69,6 +74,12 @@ from nerwin.windows import WindowData
 INPUT_FORMATS = ("text", "conll")
 OUTPUT_FORMATS = ("conll", "jsonl", "inline")
 CHUNK_TOKENS = 20_000  # tokens per tagging call: bounded memory, full BLAS batches
+# Characters a token takes in raw text, its share of spaces and line ends included:
+# CoNLL-2003 train rebuilt as raw text (nerwin.tokenize.detokenize, one sentence a line)
+# is 1,068,271 characters for 203,621 tokens, 5.25 a token. Text input is cut into chunks
+# of CHUNK_TOKENS * CHARS_PER_TOKEN characters (whole lines) without tokenising it first,
+# so a chunk of such text holds about CHUNK_TOKENS tokens.
+CHARS_PER_TOKEN = 5.25
 READ_BYTES = 1 << 20  # input bytes read at a time (the longest line may exceed it)
 
 
@@ -125,6 +136,16 @@ class Raw:
 
 
 Record = Item | TextLine | Raw
+
+
+class TextChunk(NamedTuple):
+    """A chunk of text input as read, before tokenising: the number of its first line and
+    its lines joined by "\\n" (no line holds a line end: they were split at \\n, \\r\\n
+    and \\r). One string is what is cheapest to send to a worker process; the worker splits
+    it and tokenises (:func:`chunk_records`)."""
+
+    first: int
+    text: str
 
 
 # --------------------------------------------------------------------------- reading
@@ -618,20 +639,13 @@ def _items_of(rec: Record) -> list[Item]:
     return [rec] if isinstance(rec, Item) else []
 
 
-# A line of text input as the reading process sends it to a worker: (line number, line,
-# token spans); the worker builds its TextLine (text_line).
-LineSpans = tuple[int, str, list[tuple[int, int]]]
-
-
-def _n_tokens(rec: Record | LineSpans) -> int:
-    if isinstance(rec, tuple):
-        return len(rec[2])
+def _n_tokens(rec: Record) -> int:
     return sum(len(it.tokens) for it in _items_of(rec))
 
 
-def chunks(records: Iterable[Any], chunk_tokens: int) -> Iterator[list[Any]]:
+def chunks(records: Iterable[Record], chunk_tokens: int) -> Iterator[list[Record]]:
     """Consecutive records holding about ``chunk_tokens`` tokens (whole sentences)."""
-    chunk: list[Any] = []
+    chunk: list[Record] = []
     n = 0
     for rec in records:
         chunk.append(rec)
@@ -754,60 +768,113 @@ class TagStats:
         self.entities += other.entities
 
 
-def tag_chunk(tagger: Tagger, chunk: list[Record] | list[LineSpans], output_format: str
+def chunk_records(chunk: TextChunk | list[Record]) -> list[Record]:
+    """The records of a chunk: a TextChunk's lines tokenised and split into sentences
+    (:func:`text_line`), or the records themselves (CoNLL input)."""
+    if isinstance(chunk, TextChunk):
+        return [text_line(n, line)
+                for n, line in enumerate(chunk.text.split("\n"), start=chunk.first)]
+    return chunk
+
+
+def tag_chunk(tagger: Tagger, chunk: TextChunk | list[Record], output_format: str
               ) -> tuple[str, TagStats]:
-    """Tag one chunk of records (or LineSpans) and format it: (output text, what it held)."""
-    if chunk and isinstance(chunk[0], tuple):
-        chunk = [text_line(*rec) for rec in chunk]  # type: ignore[misc]
-    items = [it for rec in chunk for it in _items_of(rec)]
+    """Tag one chunk (a TextChunk, or CoNLL records) and format it: (output text, what it
+    held). One process or many (nerwin.parallel), every chunk goes through this."""
+    records = chunk_records(chunk)
+    items = [it for rec in records for it in _items_of(rec)]
     tag_items(tagger, items, scores=output_format == "jsonl")
     stats = TagStats(sentences=len(items), tokens=sum(len(it.tokens) for it in items),
                      entities=sum(len(it.entities) for it in items))
-    return format_chunk(chunk, output_format), stats
+    return format_chunk(records, output_format), stats
+
+
+def text_chunks(blocks: Iterable[tuple[int, list[str]]], chunk_chars: int
+                ) -> Iterator[TextChunk]:
+    """Whole lines of ``blocks`` (line_blocks) joined into chunks: a chunk ends with the
+    line at which its characters, a line end counted for every line, reach
+    ``chunk_chars``. Nothing is tokenised here (the lines' lengths decide), so the reading
+    process does little; a single line longer than ``chunk_chars`` is a chunk of its own,
+    and blank lines count too (memory stays bounded however many there are)."""
+    held: list[str] = []  # lines of the chunk being filled, from earlier blocks
+    held_first = size = 0
+    for first, lines in blocks:
+        if not lines:
+            continue
+        # ends[j]: characters of lines[:j + 1], line ends included
+        ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
+        if not held:
+            held_first = first
+        start = 0
+        done = 0  # characters of lines[:start]
+        while True:
+            # the first line at which the chunk reaches chunk_chars
+            j = int(np.searchsorted(ends, done + chunk_chars - size, side="left"))
+            if j >= len(lines):
+                break
+            held += lines[start:j + 1]
+            yield TextChunk(held_first, "\n".join(held))
+            held, size = [], 0
+            start, done = j + 1, int(ends[j])
+            held_first = first + start
+        if start < len(lines):
+            if not held:
+                held_first = first + start
+            held += lines[start:]
+            size += int(ends[-1]) - done
+    if held:
+        yield TextChunk(held_first, "\n".join(held))
 
 
 def record_chunks(src: BinaryIO, name: str, *, input_format: str = "text",
                   chunk_tokens: int = CHUNK_TOKENS,
                   on_bytes: Callable[[int], None] | None = None,
-                  stats: TagStats | None = None, spans_only: bool = False
-                  ) -> Iterator[list[Any]]:
-    """Read ``src`` into chunks of records of about ``chunk_tokens`` tokens (whole lines
-    for text, whole sentences for CoNLL); counts the lines into ``stats``. With
-    ``spans_only``, text lines come as LineSpans (for a worker to finish)."""
+                  stats: TagStats | None = None) -> Iterator[TextChunk | list[Record]]:
+    """Read ``src`` into chunks of about ``chunk_tokens`` tokens, to be tagged by
+    :func:`tag_chunk`: for text, TextChunks of whole lines, cut by their characters
+    (``chunk_tokens`` * CHARS_PER_TOKEN; the lines are tokenised in tag_chunk); for CoNLL,
+    lists of records of whole sentences, cut by their tokens (CoNLL input comes
+    tokenised). Counts the lines into ``stats``. The chunks do not depend on who tags
+    them, so one process and many write the same output."""
     if input_format not in INPUT_FORMATS:
         raise NerwinError(f"input format {input_format!r}: expected one of "
                           f"{', '.join(INPUT_FORMATS)}")
     stats = stats if stats is not None else TagStats()
     blocks = line_blocks(src, name, on_bytes)
 
-    def numbered() -> Iterator[tuple[int, str]]:
-        for first, lines in blocks:
-            stats.lines += len(lines)
-            yield from enumerate(lines, start=first)
+    def counted() -> Iterator[tuple[int, list[str]]]:
+        for block in blocks:
+            stats.lines += len(block[1])
+            yield block
 
-    lines = numbered()
     if input_format == "text":
-        # Look at the first non-blank lines before anything is tagged.
-        head: list[tuple[int, str]] = []
-        nonblank = 0
-        for ln in lines:
-            head.append(ln)
-            nonblank += bool(ln[1].strip())
+        chunk_chars = max(1, round(chunk_tokens * CHARS_PER_TOKEN))
+        return text_chunks(_probed(counted(), name), chunk_chars)
+    lines = (ln for first, block in counted() for ln in enumerate(block, start=first))
+    return chunks(conll_records(lines, name), chunk_tokens)
+
+
+def _probed(blocks: Iterator[tuple[int, list[str]]], name: str
+            ) -> Iterator[tuple[int, list[str]]]:
+    """``blocks``, once the first PROBE_LINES non-blank lines have been checked not to
+    look like CoNLL columns (before anything is tagged)."""
+    held: list[tuple[int, list[str]]] = []
+    head: list[tuple[int, str]] = []  # up to the PROBE_LINES-th non-blank line
+    nonblank = 0
+    for first, lines in blocks:
+        held.append((first, lines))
+        for n, line in enumerate(lines, start=first):
+            head.append((n, line))
+            nonblank += bool(line.strip())
             if nonblank >= PROBE_LINES:
                 break
-        check_not_conll(name, head)
-        records: Iterable[Any] = (
-            ((n, ln, token_spans(ln)) for n, ln in _chain(head, lines)) if spans_only
-            else text_records(_chain(head, lines)))
-    else:
-        records = conll_records(lines, name)
-    return chunks(records, chunk_tokens)
-
-
-def _chain(head: list[tuple[int, str]], rest: Iterator[tuple[int, str]]
-           ) -> Iterator[tuple[int, str]]:
-    yield from head
-    yield from rest
+        if nonblank >= PROBE_LINES:
+            break
+    check_not_conll(name, head)
+    del head
+    yield from held
+    del held
+    yield from blocks
 
 
 def tag_stream(model: Model | Tagger, src: BinaryIO, name: str, out: IO[str], *,
@@ -827,8 +894,7 @@ def tag_stream(model: Model | Tagger, src: BinaryIO, name: str, out: IO[str], *,
                           f"{', '.join(OUTPUT_FORMATS)}")
     stats = TagStats()
     parts = record_chunks(src, name, input_format=input_format, chunk_tokens=chunk_tokens,
-                          on_bytes=on_bytes, stats=stats,
-                          spans_only=getattr(runner, "spans_only", False))
+                          on_bytes=on_bytes, stats=stats)
     if runner is not None:
         results: Iterable[tuple[str, TagStats]] = runner(parts, output_format)
     else:

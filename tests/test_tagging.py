@@ -719,3 +719,82 @@ def test_bad_input_with_workers_is_the_same_error(trained):
         with pytest.raises(NerwinError, match=r"<t>:3001: invalid UTF-8"):
             tag_stream(model, io.BytesIO(bad), "<t>", io.StringIO(), chunk_tokens=500,
                        runner=Workers(str(trained), 2) if workers == 2 else None)
+
+
+# --------------------------------------------------------------------------- text chunks
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(st.sampled_from("ab .\u00e9\u2028\x85"), max_size=40), max_size=60),
+       st.lists(st.integers(1, 10), max_size=20), st.integers(1, 60))
+def test_text_chunks_are_whole_lines_cut_by_characters(lines, cuts, chunk_chars):
+    """Whatever the blocks the lines come in: every line once, in order, numbered; a chunk
+    ends at the line with which it reaches chunk_chars characters (a line end counted for
+    each line), no sooner, no later."""
+    from nerwin.tagging import TextChunk, text_chunks
+
+    blocks, pos = [], 0
+    for k in [*cuts, len(lines)]:  # the lines cut into blocks of random sizes
+        if pos < len(lines):
+            blocks.append((pos + 1, lines[pos:pos + k]))
+            pos += k
+    got = list(text_chunks(iter(blocks), chunk_chars))
+    assert all(isinstance(c, TextChunk) for c in got)
+    split = [c.text.split("\n") for c in got]
+    assert [ln for part in split for ln in part] == lines
+    assert [c.first for c in got] == list(np.cumsum([1] + [len(p) for p in split])[:-1])
+    for k, part in enumerate(split):
+        size = sum(len(ln) + 1 for ln in part)
+        if k < len(split) - 1:
+            assert size >= chunk_chars
+        assert size - len(part[-1]) - 1 < chunk_chars
+
+
+LONG = ("Karel Vosk visited Prague with Acme Corp. in May 1996. " * 40).strip()  # ~2,200 chars
+
+
+@pytest.mark.parametrize("fmt", ["conll", "jsonl", "inline"])
+def test_three_workers_on_long_and_blank_lines(trained, fmt):
+    """Text input whose chunk limit falls inside long lines, with a line longer than a
+    whole chunk and runs of blank lines: 3 workers write what 1 writes."""
+    from nerwin.model import load_model
+    from nerwin.tagging import CHARS_PER_TOKEN, TextChunk, record_chunks
+
+    model = load_model(trained)
+    chunk_tokens = 100
+    limit = round(chunk_tokens * CHARS_PER_TOKEN)  # 525 characters a chunk
+    text = "".join([
+        "Jan Novak met Eva in Brno.\n" * 15,  # the limit falls inside the long line after
+        LONG + "\n",
+        "\n" * (2 * limit),  # more blank lines than a chunk's characters
+        LONG[:limit + 75] + "\n",  # one line longer than a chunk
+        "  Acme Corp. grew.\n\n",
+        LONG[:300] + "\n",
+        "\n\n",
+        "Eva left.",  # no line end at the end
+    ] * 3)
+    data = text.encode("utf-8")
+    parts = list(record_chunks(io.BytesIO(data), "<t>", chunk_tokens=chunk_tokens))
+    lens = [[len(ln) + 1 for ln in p.text.split("\n")] for p in parts if isinstance(
+        p, TextChunk)]
+    assert len(lens) == len(parts) > 10
+    assert lens[0] == [27] * 15 + [len(LONG) + 1]  # the limit fell inside the long line
+    assert lens[1] == lens[2] == [1] * limit  # blank lines only
+    assert lens[3] == [limit + 76]  # a line longer than a chunk, alone
+    outs = []
+    for workers in (1, 3):
+        out = io.StringIO()
+        stats = tag_stream(model, io.BytesIO(data), "<t>", out, output_format=fmt,
+                           chunk_tokens=chunk_tokens,
+                           runner=Workers(str(trained), 3) if workers == 3 else None)
+        outs.append((out.getvalue(), stats))
+    assert outs[0][0] == outs[1][0] and outs[0][0]
+    assert outs[0][1] == outs[1][1]
+    # and what one chunk holding everything writes, but for scores in their last digits
+    whole = io.StringIO()
+    tag_stream(model, io.BytesIO(data), "<t>", whole, output_format=fmt,
+               chunk_tokens=10**9)
+    if fmt != "jsonl":
+        assert whole.getvalue() == outs[0][0]
+    else:
+        assert ([re.sub(r'"score": [0-9.e-]+', "", x) for x in whole.getvalue().splitlines()]
+                == [re.sub(r'"score": [0-9.e-]+', "", x) for x in outs[0][0].splitlines()])
