@@ -142,10 +142,18 @@ class TextChunk(NamedTuple):
     """A chunk of text input as read, before tokenising: the number of its first line and
     its lines joined by "\\n" (no line holds a line end: they were split at \\n, \\r\\n
     and \\r). One string is what is cheapest to send to a worker process; the worker splits
-    it and tokenises (:func:`chunk_records`)."""
+    it and tokenises (:func:`chunk_records`).
+
+    ``plan_tokens``: a chunk cut at its size stands for ``chunk_tokens`` tokens, whatever
+    it holds: that count decides which feature tables the network precomputes for it
+    (:meth:`Tagger._projections`), so that every full chunk of a run computes its scores
+    the same way, however many tokens its characters turned out to be (the precomputed
+    and the multiplied way agree only to float rounding). 0 for the last chunk: its own
+    token count decides, as for any other call."""
 
     first: int
     text: str
+    plan_tokens: int = 0
 
 
 # --------------------------------------------------------------------------- reading
@@ -404,11 +412,14 @@ class Tagger:
     # ---------------------------------------------------------------- predicting
 
     def predict(self, tokens: list[str], lengths: Sequence[int], scores: bool = True,
-                encoded: tuple[WindowData, list[str], np.ndarray] | None = None) -> Tagged:
+                encoded: tuple[WindowData, list[str], np.ndarray] | None = None,
+                plan_tokens: int = 0) -> Tagged:
         """Tags and entities of sentences given flat (``tokens``, ``lengths``).
 
         ``scores=False`` skips the probabilities (the crf's forward-backward, a softmax)
         when the output has no place for entity scores; the entities then score 0.
+        ``plan_tokens``: the token count that decides which tables are precomputed
+        (:meth:`_projections`), if not the tokens given (0).
         """
         if not self.fast:
             return self._predict_generic(tokens, lengths, scores)
@@ -421,7 +432,7 @@ class Tagger:
         labels = head.labels
         ids = np.empty(n, dtype=np.int64)
         probs = np.empty((n, len(labels)), dtype=np.float64) if scores else None
-        proj = self._projections(n)
+        proj = self._projections(plan_tokens or n)
         clock("network")
         # Batch by batch, the calls Model.tag_and_probabilities makes: the same scores.
         for rows, lens in eval_batches(data, net.needs_whole_sentences(training=False)):
@@ -574,7 +585,8 @@ def fill_items(items: list[Item], res: Tagged) -> None:
         pos += n
 
 
-def tag_items(model: Model | Tagger, items: list[Item], scores: bool = True) -> None:
+def tag_items(model: Model | Tagger, items: list[Item], scores: bool = True,
+              plan_tokens: int = 0) -> None:
     """Fill in the tags and entities of ``items`` (one call to the model for all of them).
 
     ``scores=False`` skips the probabilities (the crf's forward-backward, a softmax) when
@@ -584,7 +596,8 @@ def tag_items(model: Model | Tagger, items: list[Item], scores: bool = True) -> 
         return
     tagger = model if isinstance(model, Tagger) else Tagger(model)
     tokens = list(chain.from_iterable(it.tokens for it in items))
-    res = tagger.predict(tokens, [len(it.tokens) for it in items], scores)
+    res = tagger.predict(tokens, [len(it.tokens) for it in items], scores,
+                         plan_tokens=plan_tokens)
     clock = _Clock(tagger.timings)
     fill_items(items, res)
     clock("entities")
@@ -783,19 +796,21 @@ def tag_chunk(tagger: Tagger, chunk: TextChunk | list[Record], output_format: st
     held). One process or many (nerwin.parallel), every chunk goes through this."""
     records = chunk_records(chunk)
     items = [it for rec in records for it in _items_of(rec)]
-    tag_items(tagger, items, scores=output_format == "jsonl")
+    tag_items(tagger, items, scores=output_format == "jsonl",
+              plan_tokens=chunk.plan_tokens if isinstance(chunk, TextChunk) else 0)
     stats = TagStats(sentences=len(items), tokens=sum(len(it.tokens) for it in items),
                      entities=sum(len(it.entities) for it in items))
     return format_chunk(records, output_format), stats
 
 
-def text_chunks(blocks: Iterable[tuple[int, list[str]]], chunk_chars: int
-                ) -> Iterator[TextChunk]:
+def text_chunks(blocks: Iterable[tuple[int, list[str]]], chunk_chars: int,
+                plan_tokens: int = 0) -> Iterator[TextChunk]:
     """Whole lines of ``blocks`` (line_blocks) joined into chunks: a chunk ends with the
     line at which its characters, a line end counted for every line, reach
     ``chunk_chars``. Nothing is tokenised here (the lines' lengths decide), so the reading
     process does little; a single line longer than ``chunk_chars`` is a chunk of its own,
-    and blank lines count too (memory stays bounded however many there are)."""
+    and blank lines count too (memory stays bounded however many there are). Every chunk
+    but the last carries ``plan_tokens`` (TextChunk)."""
     held: list[str] = []  # lines of the chunk being filled, from earlier blocks
     held_first = size = 0
     for first, lines in blocks:
@@ -813,7 +828,7 @@ def text_chunks(blocks: Iterable[tuple[int, list[str]]], chunk_chars: int
             if j >= len(lines):
                 break
             held += lines[start:j + 1]
-            yield TextChunk(held_first, "\n".join(held))
+            yield TextChunk(held_first, "\n".join(held), plan_tokens)
             held, size = [], 0
             start, done = j + 1, int(ends[j])
             held_first = first + start
@@ -849,7 +864,7 @@ def record_chunks(src: BinaryIO, name: str, *, input_format: str = "text",
 
     if input_format == "text":
         chunk_chars = max(1, round(chunk_tokens * CHARS_PER_TOKEN))
-        return text_chunks(_probed(counted(), name), chunk_chars)
+        return text_chunks(_probed(counted(), name), chunk_chars, chunk_tokens)
     lines = (ln for first, block in counted() for ln in enumerate(block, start=first))
     return chunks(conll_records(lines, name), chunk_tokens)
 

@@ -737,7 +737,7 @@ def test_text_chunks_are_whole_lines_cut_by_characters(lines, cuts, chunk_chars)
         if pos < len(lines):
             blocks.append((pos + 1, lines[pos:pos + k]))
             pos += k
-    got = list(text_chunks(iter(blocks), chunk_chars))
+    got = list(text_chunks(iter(blocks), chunk_chars, 7))
     assert all(isinstance(c, TextChunk) for c in got)
     split = [c.text.split("\n") for c in got]
     assert [ln for part in split for ln in part] == lines
@@ -747,6 +747,30 @@ def test_text_chunks_are_whole_lines_cut_by_characters(lines, cuts, chunk_chars)
         if k < len(split) - 1:
             assert size >= chunk_chars
         assert size - len(part[-1]) - 1 < chunk_chars
+        assert got[k].plan_tokens == (7 if size >= chunk_chars else 0)  # full: the plan
+
+
+def test_full_chunks_share_one_precomputation_plan(fresh_model, monkeypatch):
+    """Chunks cut by characters hold more or fewer tokens than chunk_tokens; which tables
+    are precomputed is decided by chunk_tokens for every full chunk (the same numbers for
+    every sentence wherever the cut falls), by its own tokens for the last one."""
+    from nerwin.tagging import Tagger
+
+    seen = []
+    real = Tagger._projections
+
+    def spy(self, n):
+        seen.append(n)
+        return real(self, n)
+
+    monkeypatch.setattr(Tagger, "_projections", spy)
+    text = "".join(f"Karel Vosk visited Prague {'x ' * (i % 7)}number {i}.\n"
+                   for i in range(400))
+    tag_text(fresh_model, text, "jsonl", chunk=200)
+    assert len(seen) > 10 and set(seen[:-1]) == {200} and 0 < seen[-1] < 200
+    seen.clear()
+    tag_text(fresh_model, TEST.read_text(), "jsonl", "conll", chunk=200)  # cut by tokens
+    assert len(seen) > 10 and all(n >= 200 for n in seen[:-1])
 
 
 LONG = ("Karel Vosk visited Prague with Acme Corp. in May 1996. " * 40).strip()  # ~2,200 chars
