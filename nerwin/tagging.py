@@ -69,7 +69,7 @@ from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Corpus, Sentence, split
 from nerwin.errors import NerwinError, utf8_error
 from nerwin.model import Model, eval_batches
 from nerwin.tokenize import _ENDERS, sentence_cuts, token_spans
-from nerwin.windows import WindowData
+from nerwin.windows import WindowData, _ranges
 
 INPUT_FORMATS = ("text", "conll")
 OUTPUT_FORMATS = ("conll", "jsonl", "inline")
@@ -81,6 +81,12 @@ CHUNK_TOKENS = 20_000  # tokens per tagging call: bounded memory, full BLAS batc
 # so a chunk of such text holds about CHUNK_TOKENS tokens.
 CHARS_PER_TOKEN = 5.25
 READ_BYTES = 1 << 20  # input bytes read at a time (the longest line may exceed it)
+# Padded size (sentences x the longest of them) and sentences of a group of sentences
+# decoded together (Tagger._decode): Viterbi holds a score and a back-pointer of each tag
+# per cell and a tags x tags table per sentence, a few MB at these sizes, about what a
+# forward batch of PREDICT_BATCH tokens held.
+DECODE_CELLS = 1 << 15
+DECODE_SENTENCES = 4096
 
 
 @dataclass(frozen=True)
@@ -430,27 +436,28 @@ class Tagger:
         clock("encode")
         n = len(data)
         labels = head.labels
-        ids = np.empty(n, dtype=np.int64)
-        probs = np.empty((n, len(labels)), dtype=np.float64) if scores else None
         proj = self._projections(plan_tokens or n)
         clock("network")
-        # Batch by batch, the calls Model.tag_and_probabilities makes: the same scores.
-        for rows, lens in eval_batches(data, net.needs_whole_sentences(training=False)):
-            x = data.rows(rows)
-            if self.timings is not None:  # predict_and_proba's calls, one at a time
-                out, _ = net.forward(x, train=False, proj=proj, lengths=lens)
-                clock("network")
-                ids[rows] = head.decode(out, lens, net.params)
-                clock("decode")
-                if scores:
-                    probs[rows] = head.columns(head.proba(out, lens, net.params))
-                    clock("probabilities")
-            elif scores:
-                ids[rows], p = net.predict_and_proba(x, lens, proj)
-                probs[rows] = head.columns(p)
-            else:
-                ids[rows] = net.predict(x, lens, proj)
-        clock("network")
+        # Batch by batch, the calls Model.tag_and_probabilities makes: the same scores and
+        # probabilities (the crf's forward-backward in the same calls: its last bits can
+        # depend on which sentences share one). The tags are decoded afterwards, from the
+        # scores of the whole chunk (_decode: the same tags, fewer calls).
+        whole = net.needs_whole_sentences(training=False)
+        out_all = None
+        probs = np.empty((n, len(labels)), dtype=np.float64) if scores else None
+        for rows, lens in eval_batches(data, whole):
+            out, _ = net.forward(data.rows(rows), train=False, proj=proj, lengths=lens)
+            clock("network")
+            if out_all is None:
+                out_all = np.empty((n, *out.shape[1:]), dtype=out.dtype)
+            out_all[rows] = out
+            if probs is not None:
+                probs[rows] = head.columns(head.proba(out, lens, net.params))
+                clock("probabilities")
+        if out_all is None:
+            out_all = head.empty_scores(np.float32)
+        ids = self._decode(out_all, data.lengths if whole else None)
+        clock("decode")
         if head.scheme not in ("iob2", "io"):  # repaired sentence by sentence, as Model does
             tags = [t for s in model.decode(data, ids) for t in s]
             names = sorted(set(tags) | {"O"})
@@ -463,6 +470,41 @@ class Tagger:
         res = self._entities(names, ids, data.offsets, labels_, probs)
         clock("entities")
         return res
+
+    def _decode(self, out: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
+        """Tag ids of a chunk's scores ``out``, by the head's decode: once for the whole
+        chunk, or with ``lengths`` (the head or a block works on whole sentences) once per
+        group of sentences.
+
+        A head decodes each sentence on its own (per token, or Viterbi per sentence, whose
+        steps are sums and maxima of each sentence's own numbers), so the tags of a group
+        are those of its sentences decoded one by one, to the bit, whichever sentences
+        share the call (a test checks this for every head). Grouping more sentences than a
+        forward batch holds runs Viterbi's loop over positions once per group instead of
+        once per batch. The sentences are grouped longest first, so that a group's padded
+        size (sentences times the longest) stays near its tokens and within DECODE_CELLS,
+        whatever the lengths, with at most DECODE_SENTENCES sentences. (The probabilities
+        are not computed this way: the crf's forward-backward multiplies all the sentences
+        of a call in one matrix product a step, whose last bits can depend on how many
+        there are.)"""
+        net, head = self.model.net, self.model.net.head
+        n = len(out)
+        if lengths is None or n == 0:
+            return head.decode(out, lengths, net.params).astype(np.int64, copy=False)
+        ids = np.empty(n, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        order = np.argsort(-lengths, kind="stable")
+        k = 0
+        while k < len(order):
+            j = k + max(1, min(DECODE_SENTENCES,  # the sentences of this group
+                               DECODE_CELLS // max(int(lengths[order[k]]), 1)))
+            sel = order[k:j]
+            lens = lengths[sel]
+            rows = np.repeat(starts[sel], lens) + _ranges(lens)
+            ids[rows] = head.decode(out[rows], lens, net.params)
+            k = j
+        return ids
 
     def _projections(self, n: int) -> Any:
         """``net.projections(n)``, built once per plan: which tables it precomputes depends

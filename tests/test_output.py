@@ -271,3 +271,59 @@ def test_crf_on_conll2003_reaches_the_dev_floor(tmp_path):
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert max(m["dev_f1"] for m in lines) >= 89.0
+
+
+# ------------------------------------------------------------------ decoding in groups
+
+
+def _every_head():
+    """(description, head) for every head class, decoder, constraint and scheme."""
+    from nerwin.nn.output import DECODERS, HEAD_CLASSES, make_head
+
+    iobes = ("O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER", "S-PER")
+    out = []
+    for name in HEAD_CLASSES:
+        for decode, constrained, (scheme, tags) in itertools.product(
+                DECODERS, (True, False), (("iob2", TAGS), ("iobes", iobes))):
+            head = make_head(name, len(tags), tags, decode, constrained, scheme)
+            if head.n_scores == 1 and (decode, constrained, scheme) != ("argmax", False,
+                                                                        "iob2"):
+                continue  # one score a token: no decoder, constraints or scheme to vary
+            out.append((f"{name}-{decode}-{constrained}-{scheme}", head))
+    return out
+
+
+@pytest.mark.parametrize("desc,head", _every_head(), ids=[d for d, _ in _every_head()])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decoding_a_concatenation_is_the_concatenation_of_decodings(desc, head, dtype):
+    """Tagging decodes the sentences of a chunk together, longest first, in groups
+    (nerwin.tagging.Tagger._decode): for every head, decode of sentences put together, in
+    any order, gives the tags of each sentence alone, to the bit; proba their
+    probabilities, to float rounding (the crf's forward-backward multiplies all the
+    sentences of a call in one matrix product a step, and BLAS takes another kernel for
+    one row than for several: last bits in float64)."""
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 30, size=40)
+    lengths[3] = 1
+    lengths[5] = 97  # one much longer
+    n = int(lengths.sum())
+    shape = head.empty_scores(dtype).shape[1:]
+    out = (rng.normal(size=(n, *shape)) * 3).astype(dtype)
+    params = {k: rng.normal(size=s).astype(dtype) for k, s in head.param_shapes().items()}
+    starts = np.cumsum(lengths) - lengths
+    alone = [(head.decode(out[a:a + m], np.array([m]), params),
+              head.proba(out[a:a + m], np.array([m]), params))
+             for a, m in zip(starts.tolist(), lengths.tolist())]
+    for order in (np.arange(40), np.argsort(-lengths, kind="stable"), rng.permutation(40)):
+        for groups in (np.array_split(order, 1), np.array_split(order, 3),
+                       np.array_split(order, 40)):
+            for g in groups:
+                rows = np.concatenate([np.arange(starts[s], starts[s] + lengths[s]) for s in g])
+                ids = head.decode(out[rows], lengths[g], params)
+                p = head.proba(out[rows], lengths[g], params)
+                want_ids = np.concatenate([alone[s][0] for s in g])
+                want_p = np.concatenate([alone[s][1] for s in g])
+                np.testing.assert_array_equal(ids, want_ids)
+                assert p.dtype == want_p.dtype == dtype
+                rtol = 1e-6 if dtype == np.float32 else 1e-12  # an ulp of float32
+                np.testing.assert_allclose(p, want_p, rtol=rtol, atol=1e-300, err_msg=desc)
