@@ -5,6 +5,7 @@ byte-identical. Prints JSON.
     python bench/tag_speed.py --base /tmp/base --model /tmp/crf/best
     python bench/tag_speed.py --base /tmp/base --model /tmp/crf/best --formats conll jsonl inline
     python bench/tag_speed.py --model /tmp/crf/best --workers 2   # this tree: 1 vs 2 workers
+    python bench/tag_speed.py --base /tmp/base --model /tmp/crf/best --workers 2  # both, both
 
 Method: the input is CoNLL-2003 train's sentences (``--data``) rebuilt as raw text by
 nerwin.tokenize.detokenize, one a line, repeated to ``--tokens`` tokens (1M by default).
@@ -15,8 +16,10 @@ environment serves both and a second one is not needed (the package installed in
 environment is shadowed by PYTHONPATH). Wall-clock seconds and the child's CPU seconds
 (user + system, from os.wait4, its children included) are read for each run; the fastest
 of ``--rounds`` rounds counts, so that a busy machine, which slows both alike, is less in
-the way. The ratio is new/base tokens/s. The outputs of every format asked for are
-compared byte for byte (first round). Process start and model loading are included: it is
+the way. The ratio is new/base tokens/s. With ``--base`` and ``--workers N`` both trees run
+with 1 and with N workers, and the ratios are each one's tokens/s over the base's with one
+worker. The outputs of every format asked for are compared byte for byte (first round):
+every contender's against the first one's. Process start and model loading are included: it is
 what a user waits for. With ``--workers`` the workers are children of multiprocessing's
 fork server, which nobody waits for, so os.wait4 gives the reading parent's CPU seconds
 only; the workers' are read from /proc (Linux) by a thread that samples the child's
@@ -137,13 +140,17 @@ def main() -> None:
                     choices=["conll", "jsonl", "inline"],
                     help="the first is timed; all are checked byte for byte")
     ap.add_argument("--workers", type=int, default=1,
-                    help="with no --base: compare 1 worker against this many")
+                    help="compare 1 worker against this many (with --base: both trees)")
     args = ap.parse_args()
     if args.base is None and args.workers < 2:
         ap.error("give --base TREE, or --workers N (N >= 2) to compare worker counts")
     new = Path(args.new).resolve()
     if args.base:
-        contenders = [("base", Path(args.base).resolve(), 1), ("new", new, 1)]
+        base = Path(args.base).resolve()
+        contenders = [("base", base, 1), ("new", new, 1)]
+        if args.workers > 1:
+            contenders += [(f"base {args.workers} workers", base, args.workers),
+                           (f"new {args.workers} workers", new, args.workers)]
     else:
         contenders = [("1 worker", new, 1), (f"{args.workers} workers", new, args.workers)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +163,7 @@ def main() -> None:
                 dst = Path(tmp) / f"{name}.{fmt}"
                 run(tree, args.model, src, dst, fmt, w)
                 outs.append(dst)
-            identical[fmt] = filecmp.cmp(outs[0], outs[1], shallow=False)
+            identical[fmt] = all(filecmp.cmp(outs[0], o, shallow=False) for o in outs[1:])
             for o in outs:
                 o.unlink()
         best = {name: [float("inf"), float("inf")] for name, _, _ in contenders}
@@ -173,15 +180,15 @@ def main() -> None:
                              "cpu_parent_s": round(cpu_parent, 2),
                              "cpu_workers_s": round(cpu_workers, 2)}
             rounds.append(row)
-    (a, _, _), (b, _, _) = contenders
+    a = contenders[0][0]
     out = {
         "command": " ".join(["python", *sys.argv]), "model": args.model,
         "tokens": n_tokens, "output_format": args.formats[0],
         "trees": {name: str(tree) for name, tree, _ in contenders},
         "tokens_per_s": {name: round(n_tokens / best[name][0]) for name in best},
         "tokens_per_cpu_s": {name: round(n_tokens / best[name][1]) for name in best},
-        "ratio_wall": round(best[a][0] / best[b][0], 2),
-        "ratio_cpu": round(best[a][1] / best[b][1], 2),
+        "ratio_wall": {b: round(best[a][0] / best[b][0], 2) for b in best if b != a},
+        "ratio_cpu": {b: round(best[a][1] / best[b][1], 2) for b in best if b != a},
         "byte_identical": identical, "rounds": rounds,
         "load_avg_at_end": round(os.getloadavg()[0], 2), "cores": os.cpu_count(),
     }

@@ -393,10 +393,14 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
     progress bar goes to stderr when INPUT is a file. With --workers N, N processes tag
     chunks of whole lines in parallel.
     """
-    from nerwin.api import load_model
-
     if output is not None:
         check_destination(output, "--output")
+    if workers > 1:
+        from nerwin.parallel import start_early
+
+        start_early()  # the workers' fork server imports nerwin while this process does
+    from nerwin.api import load_model
+
     sigint = _SigintFlag()
     try:
         with sigint:

@@ -39,6 +39,17 @@ def _context() -> Any:
     return mp.get_context("spawn")
 
 
+def start_early() -> None:
+    """Start the fork server now, if workers start from one: it imports nerwin while the
+    caller goes on with its own start-up (``nerwin tag`` imports and loads the model),
+    rather than after it; the workers are forked from it when the first chunk is ready."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _worker(model_dir: str, output_format: str, tasks: Any, results: Any) -> None:
     """Load the model, then tag chunks from ``tasks`` until a None arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
