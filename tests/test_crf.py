@@ -475,3 +475,45 @@ def test_factored_pair_sum_equals_the_term_by_term_sum(forbid):
     A2[0, 1] = -np.inf
     al2[0, 0], fb2[0, 1] = 500.0, 300.0
     assert crf._pair_sum_factored(al2, A2, fb2) is None
+
+
+def _viterbi_two_passes(scores, lengths, trans, start, end, constraints=None):
+    """viterbi as it was written before it read the maximum at the argmax: max and argmax
+    each a pass over the step's (n, i, j) sums."""
+    N, C = scores.shape
+    lay = crf._layout(lengths, N)
+    A, st, en, _, _ = crf._effective(trans, start, end, constraints, scores.dtype)
+    E = crf._pad(scores, lay)
+    S, Lmax = lay.S, lay.Lmax
+    delta = np.empty_like(E)
+    back = np.empty((Lmax, S, C), dtype=np.intp)
+    delta[0] = st + E[0]
+    for t in range(1, Lmax):
+        n = lay.n_active[t]
+        tmp = delta[t - 1, :n, :, None] + A
+        back[t, :n] = tmp.argmax(axis=1)
+        delta[t, :n] = tmp.max(axis=1) + E[t, :n]
+    rows = np.arange(S)
+    path = np.empty((Lmax, S), dtype=np.intp)
+    path[lay.last_sorted, rows] = np.argmax(delta[lay.last_sorted, rows] + en, axis=1)
+    for t in range(Lmax - 1, 0, -1):
+        n = lay.n_active[t]
+        path[t - 1, :n] = back[t, rows[:n], path[t, :n]]
+    return path[lay.pos, lay.row].astype(np.int64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("ties", [False, True])
+def test_viterbi_reads_the_maximum_at_the_argmax(dtype, constrained, ties):
+    """The maximum of each step is read at its argmax: the same paths as two passes, ties
+    (integer scores: many) and forbidden moves (−inf) included."""
+    rng = np.random.default_rng(11)
+    lengths = rng.integers(1, 40, size=60)
+    s, lengths, _, A, start, end, con = random_problem(rng, list(lengths), 5, 2.0,
+                                                         constrained)
+    if ties:
+        s, A, start, end = (np.round(x) for x in (s, A, start, end))
+    s, A, start, end = (x.astype(dtype) for x in (s, A, start, end))
+    np.testing.assert_array_equal(crf.viterbi(s, lengths, A, start, end, con),
+                                  _viterbi_two_passes(s, lengths, A, start, end, con))

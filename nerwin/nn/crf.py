@@ -611,8 +611,9 @@ def viterbi(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: n
         bp = back[t, :n]
         np.argmax(tmp, axis=1, out=bp)
         d = delta[t, :n]
-        np.max(tmp, axis=1, out=d)
-        d += E[t, :n]
+        # The maximum is the entry at the argmax: read, not found again by a second pass
+        # over tmp (the same number, NaN included; half the work of the step).
+        np.add(np.take_along_axis(tmp, bp[:, None, :], axis=1)[:, 0], E[t, :n], out=d)
     rows = np.arange(S)
     path = np.empty((Lmax, S), dtype=np.intp)
     path[lay.last_sorted, rows] = np.argmax(delta[lay.last_sorted, rows] + en, axis=1)
