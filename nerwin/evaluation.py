@@ -15,11 +15,13 @@ at most 2·N chunks in flight. The parent puts the results together in input ord
 Equality, by construction: one worker and N run the very same chunks through the very same
 code, so every output (the table, ``--json``, ``--conlleval``, ``--predictions``,
 ``--confusion``) is byte-identical. And a chunk's batches are the batches of a
-whole-corpus evaluation (Model.evaluate, which scores dev during training), with the same
-rows in the same order (a chunk's distinct tokens keep the corpus's order, which the
-character feature's batches are built in), the same projections and the loss terms summed
-in the same order, so ``nerwin eval`` also gives what Model.evaluate gives (tests check
-both, on every head and on CoNLL-2003 dev).
+whole-corpus evaluation (Model.evaluate, which scores dev during training): the same rows
+in the same order, the same projections (built for the corpus's token count, not the
+chunk's: a test fails otherwise) and the loss terms summed in the same order. A chunk's
+distinct tokens keep the corpus's order, so even the character feature's per-batch table of
+distinct words has its rows in the same order. So ``nerwin eval`` gives what
+Model.evaluate gives, bit for bit (tests check both, on every head, an ensemble of each
+kind, every feature and block, and CoNLL-2003 dev).
 """
 
 from __future__ import annotations
