@@ -253,30 +253,23 @@ def train(config: str | Path | Config, overrides: Mapping[str, Any] | None = Non
 # ------------------------------------------------------------------------- evaluation
 
 
-def evaluate_corpus(model: str | Path | Tagger | Any, data: str | Path, workers: int = 1
+def evaluate_corpus(model: str | Path | Tagger | Any, data: str | Path
                     ) -> tuple[dict[str, Any], Corpus, list[list[str]]]:
     """Scores of ``model`` on the CoNLL file ``data``, with the corpus read and the
-    predicted tags (what ``nerwin eval`` prints and writes). ``workers`` > 1 evaluates
-    chunks of the file in that many processes (``model`` must then be a path: each loads
-    it); the result is the same (nerwin.evaluation)."""
-    path = model if isinstance(model, (str, Path)) else None
-    if workers > 1 and path is None:
-        raise NerwinError("evaluate with workers > 1 needs the model's path (each worker "
-                          "loads the model)")
+    predicted tags (what ``nerwin eval`` prints and writes)."""
     if isinstance(model, Tagger):
         m = model.model
-    elif path is not None:
-        m = load_model(path)
+    elif isinstance(model, (str, Path)):
+        m = load_model(model)
     else:
         m = model
-    return evaluate_loaded(m, data, workers, path)
+    return evaluate_loaded(m, data)
 
 
-def evaluate_loaded(m: Any, data: str | Path, workers: int = 1,
-                    path: str | Path | None = None
+def evaluate_loaded(m: Any, data: str | Path, runner: Any = None
                     ) -> tuple[dict[str, Any], Corpus, list[list[str]]]:
-    """:func:`evaluate_corpus` of a loaded model ``m``; its workers, if ``workers`` > 1,
-    load it from ``path``."""
+    """:func:`evaluate_corpus` of a loaded model ``m``, chunk by chunk (nerwin.evaluation);
+    ``runner`` runs the chunks elsewhere (``nerwin eval --workers``: nerwin.parallel)."""
     from nerwin.dataset import read_split
     from nerwin.evaluation import evaluate_in_chunks
 
@@ -284,16 +277,14 @@ def evaluate_loaded(m: Any, data: str | Path, workers: int = 1,
         raise NerwinError("evaluate needs a checkpoint folder (best/ or last/); an exported "
                           ".onnx model only tags")
     corpus = read_split(m.cfg, data)
-    scores, pred = evaluate_in_chunks(m, corpus, workers, path)
+    scores, pred = evaluate_in_chunks(m, corpus, runner)
     scores["file"] = str(corpus.path)
     return scores, corpus, pred
 
 
-def evaluate(model: str | Path | Tagger, data: str | Path, workers: int = 1
-             ) -> dict[str, Any]:
+def evaluate(model: str | Path | Tagger, data: str | Path) -> dict[str, Any]:
     """Entity-level scores (conlleval semantics) of ``model`` (a checkpoint path or a
     Tagger) on the CoNLL file ``data``, in percent: ``scores["f1"]``, ``"precision"``,
     ``"recall"``, per type under ``scores["per_type"]``, ``"token_accuracy"``, ``"loss"``,
-    ... (the dict ``nerwin eval --json`` prints). ``workers`` > 1 (``model`` a path):
-    that many processes, the same scores."""
-    return evaluate_corpus(model, data, workers)[0]
+    ... (the dict ``nerwin eval --json`` prints)."""
+    return evaluate_corpus(model, data)[0]

@@ -237,7 +237,16 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     try:
         with sigint:
             model = load_model(model_dir)  # also when workers load their own: fail early
-            scores, corpus, pred = evaluate_loaded(model, data_file, workers, model_dir)
+            runner = None
+            if workers > 1:
+                from functools import partial
+
+                from nerwin.evaluation import eval_task
+                from nerwin.parallel import run_parallel
+
+                runner = partial(run_parallel, model_dir, workers=workers, task=eval_task,
+                                 what="evaluation")
+            scores, corpus, pred = evaluate_loaded(model, data_file, runner)
             sigint.check()  # a Ctrl-C swallowed on the way: no output from this run
             if predictions is not None:
                 # The gold column is what the scores count (model.gold_tags: for the

@@ -26,7 +26,7 @@ kind, every feature and block, and CoNLL-2003 dev).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,18 +106,22 @@ class ChunkRunner:
 
 def eval_task(model_dir: str) -> ChunkRunner:
     """A worker's task (nerwin.parallel.run_parallel): load the model once."""
-    from nerwin.api import load_model
+    from nerwin.model import load_model  # a checkpoint or an ensemble folder, as eval takes
 
     return ChunkRunner(load_model(model_dir))
 
 
-def evaluate_in_chunks(model: Any, corpus: Corpus, workers: int = 1,
-                       model_dir: str | Path | None = None,
+Runner = Callable[[Iterator[EvalChunk]], Iterable[tuple[np.ndarray, np.ndarray]]]
+
+
+def evaluate_in_chunks(model: Any, corpus: Corpus, runner: Runner | None = None,
                        chunk_batches: int = CHUNK_BATCHES
                        ) -> tuple[dict[str, Any], list[list[str]]]:
     """Scores and predicted tags of ``model`` on ``corpus`` (what Model.evaluate gives),
-    chunk by chunk: in this process, or in ``workers`` processes that each load the model
-    in ``model_dir`` (the same model as ``model``)."""
+    chunk by chunk: in this process, or by ``runner``, which gets the chunks and gives
+    each one's ``eval_part`` results in order (``nerwin eval --workers``: nerwin.parallel's
+    pool with :func:`eval_task`; this module does not import it, as the pool imports the
+    API that imports this)."""
     from nerwin.dataset import encode_labels
 
     if not hasattr(model, "eval_part"):
@@ -126,16 +130,7 @@ def evaluate_in_chunks(model: Any, corpus: Corpus, workers: int = 1,
     # A tag the model does not know is the same one-line error as ever, before any work.
     encode_labels(corpus, model.lex.tags)
     parts = chunks(corpus, model.eval_plan(corpus.lengths), chunk_batches)
-    if workers > 1:
-        if model_dir is None:
-            raise NerwinError("evaluating with workers needs the model's path: each worker "
-                              "loads it")
-        from nerwin.parallel import run_parallel
-
-        results: Iterator[tuple[np.ndarray, np.ndarray]] = run_parallel(
-            str(model_dir), parts, workers, eval_task, "evaluation")
-    else:
-        results = map(ChunkRunner(model), parts)
+    results = map(ChunkRunner(model), parts) if runner is None else runner(parts)
     ids: list[np.ndarray] = []
     terms: list[np.ndarray] = []
     for i, t in results:

@@ -19,7 +19,6 @@ import nerwin.ensemble
 import nerwin.model
 from nerwin.config import load_config
 from nerwin.dataset import build_lexicon, read_split
-from nerwin.errors import NerwinError
 from nerwin.evaluation import chunks, evaluate_in_chunks
 from nerwin.model import load_model, new_model
 
@@ -164,15 +163,6 @@ def test_conll2003_dev_is_the_same_with_two_workers(models, tmp_path):
     scores, _ = m.evaluate(read_split(m.cfg, valid))
     scores["file"] = str(valid)
     assert json.loads(outs[0][0]) == json.loads(json.dumps(scores))
-
-
-def test_api_evaluate_with_workers(models):
-    import nerwin
-
-    assert nerwin.evaluate(models["crf"], TEST, workers=2) == nerwin.evaluate(models["crf"],
-                                                                               TEST)
-    with pytest.raises(NerwinError, match="needs the model's path"):
-        nerwin.evaluate(nerwin.load(models["crf"]), TEST, workers=2)
 
 
 @pytest.mark.parametrize("value, message", [("0", "0 is not in the range x>=1"),
