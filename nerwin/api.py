@@ -276,8 +276,7 @@ def evaluate_loaded(m: Any, data: str | Path, runner: Any = None
     if not hasattr(m, "evaluate"):
         raise NerwinError("evaluate needs a checkpoint folder (best/ or last/); an exported "
                           ".onnx model only tags")
-    corpus = read_split(m.cfg, data)
-    scores, pred = evaluate_in_chunks(m, corpus, runner)
+    scores, pred, corpus = evaluate_in_chunks(m, lambda: read_split(m.cfg, data), runner)
     scores["file"] = str(corpus.path)
     return scores, corpus, pred
 

@@ -114,28 +114,40 @@ def eval_task(model_dir: str) -> ChunkRunner:
 Runner = Callable[[Iterator[EvalChunk]], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
-def evaluate_in_chunks(model: Any, corpus: Corpus, runner: Runner | None = None,
-                       chunk_batches: int = CHUNK_BATCHES
-                       ) -> tuple[dict[str, Any], list[list[str]]]:
-    """Scores and predicted tags of ``model`` on ``corpus`` (what Model.evaluate gives),
-    chunk by chunk: in this process, or by ``runner``, which gets the chunks and gives
-    each one's ``eval_part`` results in order (``nerwin eval --workers``: nerwin.parallel's
-    pool with :func:`eval_task`; this module does not import it, as the pool imports the
-    API that imports this)."""
+def evaluate_in_chunks(model: Any, corpus: Corpus | Callable[[], Corpus],
+                       runner: Runner | None = None, chunk_batches: int = CHUNK_BATCHES
+                       ) -> tuple[dict[str, Any], list[list[str]], Corpus]:
+    """Scores, predicted tags and corpus of ``model`` on ``corpus`` (what Model.evaluate
+    gives), chunk by chunk: in this process, or by ``runner``, which gets the chunks and
+    gives each one's ``eval_part`` results in order (``nerwin eval --workers``:
+    nerwin.parallel's pool with :func:`eval_task`; this module does not import it, as the
+    pool imports the API that imports this). ``corpus`` may be a function that reads it:
+    it is then called when the first chunk is asked for, so a pool's workers load the model
+    while the file is read."""
     from nerwin.dataset import encode_labels
 
     if not hasattr(model, "eval_part"):
         raise NerwinError("evaluate needs a checkpoint folder (best/ or last/); an exported "
                           ".onnx model only tags")
-    # A tag the model does not know is the same one-line error as ever, before any work.
-    encode_labels(corpus, model.lex.tags)
-    parts = chunks(corpus, model.eval_plan(corpus.lengths), chunk_batches)
-    results = map(ChunkRunner(model), parts) if runner is None else runner(parts)
+    read: list[Corpus] = []
+
+    def parts() -> Iterator[EvalChunk]:
+        c = corpus() if callable(corpus) else corpus
+        # A tag the model does not know is the same one-line error as ever, before any
+        # chunk is run.
+        encode_labels(c, model.lex.tags)
+        read.append(c)
+        yield from chunks(c, model.eval_plan(c.lengths), chunk_batches)
+
+    results = map(ChunkRunner(model), parts()) if runner is None else runner(parts())
     ids: list[np.ndarray] = []
     terms: list[np.ndarray] = []
     for i, t in results:
         ids.append(i)
         terms.append(t)
-    return model.eval_finish(
-        corpus, np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32),
+    if not read:  # pragma: no cover - every runner asks for the first chunk
+        raise RuntimeError("the evaluation runner never read its chunks")
+    scores, pred = model.eval_finish(
+        read[0], np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32),
         np.concatenate(terms) if terms else np.zeros(0, dtype=np.float64))
+    return scores, pred, read[0]

@@ -145,7 +145,7 @@ def test_chunks_give_the_whole_corpus_evaluation_bit_for_bit(features, small_bat
     corpus = read_split(cfg, DEV)
     whole = model.evaluate(corpus)
     for k in (1, 2, 5):
-        assert evaluate_in_chunks(model, corpus, chunk_batches=k) == whole
+        assert evaluate_in_chunks(model, corpus, chunk_batches=k) == (*whole, corpus)
 
 
 def test_conll2003_dev_is_the_same_with_two_workers(models, tmp_path):
