@@ -128,6 +128,35 @@ def test_the_chunks_are_the_whole_corpus_batches_in_order(models, small_batches)
         assert cut or name == "crf"  # the argmax plan does cut sentences
 
 
+def test_at_most_2n_chunks_are_in_flight(models, small_batches):
+    """Memory is bounded: when the k-th result comes back, at most k - 1 + 2·N chunks
+    have been taken from the input, whatever its size."""
+    from nerwin.evaluation import eval_task
+    from nerwin.parallel import run_parallel
+
+    m = load_model(models["crf"])
+    corpus = read_split(m.cfg, TEST)
+    pulled: list[int] = []
+
+    def counting(parts):
+        for c in parts:
+            pulled.append(1)
+            yield c
+
+    seen = []
+    for workers in (1, 2):
+        pulled.clear()
+        got = []
+        for k, r in enumerate(run_parallel(str(models["crf"]), counting(
+                chunks(corpus, m.eval_plan(corpus.lengths), 1)), workers, eval_task,
+                "evaluation"), 1):
+            assert len(pulled) <= k - 1 + 2 * workers, (workers, k, len(pulled))
+            seen.append(len(pulled) - k)
+            got.append(r)
+        assert len(got) == len(pulled) >= 15
+    assert max(seen) >= 2  # chunks were in flight ahead of the results
+
+
 @pytest.mark.parametrize("features", [
     [],
     # characters, affixes, shapes, a convolution block, IOBES crf: every encoder
