@@ -98,6 +98,27 @@ def test_table_and_conlleval_layouts_are_the_same_with_workers(models, name, opt
     assert outs[1] and outs[1] == outs[2] == outs[3]
 
 
+@pytest.mark.parametrize("lengths", [[], [3], [3, 4, 7, 1, 2], [12, 1, 1, 9, 5, 5, 5, 2],
+                                     [0, 4, 0, 0, 6]])
+def test_the_plan_is_the_batches_evaluation_always_used(lengths, monkeypatch):
+    """eval_plan's row ranges hold exactly the rows of eval_batches (index arrays or
+    slices), batch for batch, with the same sentence lengths."""
+    from nerwin.model import eval_batches, eval_plan
+    from nerwin.windows import WindowData
+
+    monkeypatch.setattr(nerwin.model, "PREDICT_BATCH", 5)
+    n = sum(lengths)
+    data = WindowData((np.zeros((n, 1)),), np.zeros(n, dtype=np.int32), np.array(
+        lengths, dtype=np.int64))
+    for per_sentence in (True, False):
+        old = eval_batches(data, per_sentence)
+        new = eval_plan(np.array(lengths, dtype=np.int64), per_sentence)
+        assert len(old) == len(new)
+        for (rows, lens), (a, b, lens2) in zip(old, new, strict=True):
+            assert np.arange(n)[rows].tolist() == list(range(a, b))
+            assert (lens is None and lens2 is None) or lens.tolist() == lens2.tolist()
+
+
 def test_the_chunks_are_the_whole_corpus_batches_in_order(models, small_batches):
     """Every batch of the plan, in order, once; each chunk's sentences hold its batches'
     rows and carry the corpus's tokens and tags (the argmax plan cuts sentences)."""
