@@ -283,7 +283,8 @@ def _start_eval(model, tmp_path):
     # SIGINT at its default in the child, as in a terminal: a test run started as a
     # background job of a script has it ignored, and the child would inherit that.
     p = subprocess.Popen([sys.executable, "-m", "nerwin", "eval", str(model), str(big),
-                          "--predictions", str(pred), "--workers", "2"], env=env,
+                          "--predictions", str(pred), "--confusion",
+                          str(tmp_path / "conf.png"), "--workers", "2"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=_default_sigint)
     workers: list[int] = []
@@ -303,6 +304,7 @@ def _start_eval(model, tmp_path):
 
 
 def _check_clean(p, tmp_path, pred):
+    """The old --predictions file as it was, no --confusion picture, no temporary file."""
     assert pred.read_text() == "previous\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt", "pred.txt"]
     deadline = time.monotonic() + 10
