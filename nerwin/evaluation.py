@@ -72,7 +72,8 @@ def chunks(corpus: Corpus, plan: list[tuple[int, int, Any]],
         group = plan[i: i + chunk_batches]
         a, b = group[0][0], group[-1][1]
         # The sentences that hold rows a..b-1: a row-range batch may start or end inside
-        # one (a softmax head's argmax batches); its other rows are encoded, not run.
+        # one (argmax softmax and logistic heads cut rows, not sentences); its other rows
+        # are encoded, not run.
         s0 = int(np.searchsorted(offsets, a, side="right")) - 1
         s1 = max(s0, int(np.searchsorted(offsets, b, side="left")))
         t0, t1 = int(offsets[s0]), int(offsets[s1])
