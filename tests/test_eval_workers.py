@@ -338,3 +338,31 @@ def test_ctrl_c_is_exit_130_and_no_output(models, tmp_path):
     assert p.returncode == 130 and out == ""
     assert "interrupted; no output was written" in err and "Traceback" not in err, err
     _check_clean(p, tmp_path, pred)
+
+
+def test_ctrl_c_with_one_worker_is_exit_130_and_no_output(models, tmp_path):
+    """In process too: once the run has used a second of CPU (of the many it needs: the
+    file holds 1.2M tokens), Ctrl-C stops it with exit 130 and nothing written."""
+    import signal
+
+    big = tmp_path / "big.txt"
+    big.write_text(TEST.read_text(encoding="utf-8") * 400, encoding="utf-8")
+    pred = tmp_path / "pred.txt"
+    pred.write_text("previous\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "nerwin", "eval", str(models["crf"]),
+                          str(big), "--predictions", str(pred)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
+    tick = os.sysconf("SC_CLK_TCK")
+    while p.poll() is None:
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if (int(fields[11]) + int(fields[12])) / tick >= 1.0:
+            break
+        time.sleep(0.05)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    os.kill(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and out == "", err
+    assert "interrupted; no output was written" in err and "Traceback" not in err, err
+    _check_clean(p, tmp_path, pred)
