@@ -257,19 +257,26 @@ def evaluate_corpus(model: str | Path | Tagger | Any, data: str | Path
                     ) -> tuple[dict[str, Any], Corpus, list[list[str]]]:
     """Scores of ``model`` on the CoNLL file ``data``, with the corpus read and the
     predicted tags (what ``nerwin eval`` prints and writes)."""
-    from nerwin.dataset import read_split
-
     if isinstance(model, Tagger):
         m = model.model
     elif isinstance(model, (str, Path)):
         m = load_model(model)
     else:
         m = model
+    return evaluate_loaded(m, data)
+
+
+def evaluate_loaded(m: Any, data: str | Path, runner: Any = None
+                    ) -> tuple[dict[str, Any], Corpus, list[list[str]]]:
+    """:func:`evaluate_corpus` of a loaded model ``m``, chunk by chunk (nerwin.evaluation);
+    ``runner`` runs the chunks elsewhere (``nerwin eval --workers``: nerwin.parallel)."""
+    from nerwin.dataset import read_split
+    from nerwin.evaluation import evaluate_in_chunks
+
     if not hasattr(m, "evaluate"):
         raise NerwinError("evaluate needs a checkpoint folder (best/ or last/); an exported "
                           ".onnx model only tags")
-    corpus = read_split(m.cfg, data)
-    scores, pred = m.evaluate(corpus)
+    scores, pred, corpus = evaluate_in_chunks(m, lambda: read_split(m.cfg, data), runner)
     scores["file"] = str(corpus.path)
     return scores, corpus, pred
 

@@ -207,15 +207,18 @@ def train(config_path: str, overrides: tuple[str, ...], out: str | None, resume:
 @click.option("--confusion", type=click.Path(),
               help="Draw the tag confusion matrix as a heatmap to this .png or .svg file "
                    "(needs matplotlib: pip install 'nerwin[plot]').")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes that predict chunks of the file in parallel (each loads the "
+                   "model once); every output is the same as with one.")
 def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
-             predictions: str | None, confusion: str | None) -> None:
+             predictions: str | None, confusion: str | None, workers: int) -> None:
     """Score the model in MODEL_DIR (a run's best/ or last/) on DATA_FILE.
 
     Entity-level precision, recall and F1 with conlleval's semantics (exact span and type),
     per type and overall, plus token accuracy. The data file is read with the model's own
-    scheme and tag column.
+    scheme and tag column. With --workers N, N processes predict chunks of the file.
     """
-    from nerwin.api import evaluate_corpus, load_model
+    from nerwin.api import evaluate_loaded, load_model
     from nerwin.conll import format_predictions
     from nerwin.metrics import format_conlleval, format_table
 
@@ -229,20 +232,43 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
         check_suffix(confusion)
         check_destination(confusion, "--confusion")
         _figure_class()
-    model = load_model(model_dir)
-    scores, corpus, pred = evaluate_corpus(model, data_file)
-    if predictions is not None:
-        # The gold column is what the scores count (model.gold_tags: for the logistic head
-        # only its positive type), so conlleval.pl on this file agrees with the report.
-        atomic_write_text(predictions, format_predictions(corpus.sentences, pred,
-                                                          model.gold_tags(corpus)),
-                          "--predictions")
-    if confusion is not None:
-        from nerwin.plot import confusion_figure, save_figure
+    sigint = _SigintFlag()
+    written: list[str] = []
+    try:
+        with sigint:
+            model = load_model(model_dir)  # also when workers load their own: fail early
+            runner = None
+            if workers > 1:
+                from functools import partial
 
-        m = Path(model_dir).resolve()
-        title = f"Tag confusion: {m.parent.name}/{m.name} on {Path(data_file).name}"
-        save_figure(confusion_figure(scores["confusion"], title), confusion, "--confusion")
+                from nerwin.evaluation import eval_task
+                from nerwin.parallel import run_parallel
+
+                runner = partial(run_parallel, model_dir, workers=workers, task=eval_task,
+                                 what="evaluation")
+            scores, corpus, pred = evaluate_loaded(model, data_file, runner)
+            sigint.check()  # a Ctrl-C swallowed on the way: no output from this run
+            if predictions is not None:
+                # The gold column is what the scores count (model.gold_tags: for the
+                # logistic head only its positive type), so conlleval.pl on this file
+                # agrees with the report.
+                atomic_write_text(predictions, format_predictions(corpus.sentences, pred,
+                                                                  model.gold_tags(corpus)),
+                                  "--predictions")
+                written.append(predictions)
+            if confusion is not None:
+                from nerwin.plot import confusion_figure, save_figure
+
+                m = Path(model_dir).resolve()
+                title = f"Tag confusion: {m.parent.name}/{m.name} on {Path(data_file).name}"
+                save_figure(confusion_figure(scores["confusion"], title), confusion,
+                            "--confusion")
+                written.append(confusion)
+    except KeyboardInterrupt:  # the workers are stopped; no output file is half written
+        what = f"; wrote only {', '.join(written)}" if written else (
+            "; no output was written" if predictions or confusion else "")
+        click.echo(f"\ninterrupted{what}", err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(scores, indent=2))
     elif conlleval:

@@ -61,6 +61,8 @@ from nerwin.windows import WindowData, sentence_batches
 Model = Any
 Loader = Callable[[Path], Any]
 PREDICT_BATCH = 4096  # tokens per forward pass, as nerwin.model evaluates
+#: A batch: rows start..stop of the encoded corpus and its sentences' lengths (nerwin.model).
+Batch = tuple[int, int, Any]
 
 FORMAT = "nerwin-ensemble"
 FORMAT_VERSION = 1
@@ -262,45 +264,58 @@ class EnsembleModel:
 
     # -------------------------------------------------------------- per-member passes
 
-    def _member_pass(self, m: Model, corpus: Corpus, raw: bool
-                     ) -> tuple[np.ndarray, np.ndarray | None, WindowData]:
-        """(N, columns) probabilities of member ``m``, its (N, scores) raw scores when
-        ``raw`` (else None), and its encoding of ``corpus``: one forward pass."""
-        data = m.encode(corpus)
+    def _plan(self, lengths: np.ndarray) -> list[Batch]:
+        """The batches of a pass: whole sentences, about PREDICT_BATCH tokens each, as
+        consecutive row ranges (start, stop, sentence lengths)."""
+        out: list[Batch] = []
+        start = 0
+        for _, lens in sentence_batches(lengths, PREDICT_BATCH):
+            stop = start + int(lens.sum())
+            out.append((start, stop, lens))
+            start = stop
+        return out
+
+    def _member_pass(self, m: Model, data: WindowData, batches: list[Batch], proj: Any,
+                     raw: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(rows, columns) probabilities of member ``m`` on the rows of ``batches`` (its
+        encoding ``data``), and its (rows, scores) raw scores when ``raw`` (else None):
+        one forward pass."""
         net = m.net
         head = net.head
-        proj = net.projections(len(data))
-        probs = np.zeros((len(data), len(head.labels)), dtype=np.float64)
-        scores = np.zeros((len(data), *head.empty_scores().shape[1:])) if raw else None
-        for rows, lens in sentence_batches(data.lengths, PREDICT_BATCH):
-            s, _ = net.forward(data.rows(rows), train=False, proj=proj, lengths=lens)
-            probs[rows] = head.columns(head.proba(s, lens, net.params))
+        lo, hi = _span(batches)
+        probs = np.zeros((hi - lo, len(head.labels)), dtype=np.float64)
+        scores = np.zeros((hi - lo, *head.empty_scores().shape[1:])) if raw else None
+        for a, b, lens in batches:
+            s, _ = net.forward(data.rows(slice(a, b)), train=False, proj=proj, lengths=lens)
+            probs[a - lo: b - lo] = head.columns(head.proba(s, lens, net.params))
             if scores is not None:
-                scores[rows] = s
-        return probs, scores, data
+                scores[a - lo: b - lo] = s
+        return probs, scores
 
-    def _decode_ids(self, corpus: Corpus) -> tuple[np.ndarray, np.ndarray, WindowData]:
-        """(N,) tag ids of the combined decoding, (N, labels) averaged probabilities, and
-        the first member's encoding of ``corpus``."""
+    def _decode_ids(self, datas: list[WindowData], batches: list[Batch], projs: list[Any]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows,) tag ids of the combined decoding of the rows of ``batches``, and their
+        (rows, labels) averaged probabilities; ``datas``: each member's encoding."""
         raw = self.combine == "potentials"
-        passes = [self._member_pass(m, corpus, raw) for m in self.members]
-        data = passes[0][2]
-        mean_p = np.mean([p for p, _, _ in passes], axis=0)
-        lengths = data.lengths
-        ids = np.empty(len(data), dtype=np.int32)
+        passes = [self._member_pass(m, d, batches, p, raw)
+                  for m, d, p in zip(self.members, datas, projs, strict=True)]
+        mean_p = np.mean([p for p, _ in passes], axis=0)
+        lo, _ = _span(batches)
+        ids = np.empty(len(mean_p), dtype=np.int32)
         if not raw:  # marginals: average the log-probabilities, decode once with the mask
             tiny = np.finfo(np.float64).tiny
-            logs = np.mean([np.log(np.maximum(p, tiny)) for p, _, _ in passes], axis=0)
-            self._viterbi(logs, lengths, ids)
+            logs = np.mean([np.log(np.maximum(p, tiny)) for p, _ in passes], axis=0)
+            self._viterbi(logs, batches, lo, ids)
         else:  # potentials: average raw scores and the head's own parameters
-            scores = np.mean([r for _, r, _ in passes], axis=0)
+            scores = np.mean([r for _, r in passes], axis=0)
             own = {k: np.mean([m.net.params[k] for m in self.members], axis=0)
                    for k in self.head.param_shapes()}
-            for idx, lens in sentence_batches(lengths, PREDICT_BATCH):
-                ids[idx] = self.head.decode(scores[idx], lens, own)
-        return ids, mean_p, data
+            for a, b, lens in batches:
+                ids[a - lo: b - lo] = self.head.decode(scores[a - lo: b - lo], lens, own)
+        return ids, mean_p
 
-    def _viterbi(self, logs: np.ndarray, lengths: np.ndarray, ids: np.ndarray) -> None:
+    def _viterbi(self, logs: np.ndarray, batches: list[Batch], lo: int,
+                 ids: np.ndarray) -> None:
         """Viterbi over averaged log-scores with zero transitions and the head's mask (no
         mask, i.e. argmax, for a head that decodes token by token)."""
         from nerwin.nn.crf import viterbi
@@ -311,8 +326,15 @@ class EnsembleModel:
         C = logs.shape[1]
         z = np.zeros((C, C))
         cons = self.head.constraints()
-        for idx, lens in sentence_batches(lengths, PREDICT_BATCH):
-            ids[idx] = viterbi(logs[idx], lens, z, z[0], z[0], cons)
+        for a, b, lens in batches:
+            ids[a - lo: b - lo] = viterbi(logs[a - lo: b - lo], lens, z, z[0], z[0], cons)
+
+    def _whole(self, corpus: Corpus) -> tuple[np.ndarray, np.ndarray, WindowData]:
+        """:meth:`_decode_ids` over all of ``corpus``, and the first member's encoding."""
+        datas = [m.encode(corpus) for m in self.members]
+        ids, mean_p = self._decode_ids(datas, self._plan(datas[0].lengths),
+                                       self.eval_projections(len(datas[0])))
+        return ids, mean_p, datas[0]
 
     # -------------------------------------------------------------- the Model interface
 
@@ -323,15 +345,43 @@ class EnsembleModel:
     def evaluate(self, corpus: Corpus, data: WindowData | None = None
                  ) -> tuple[dict[str, Any], list[list[str]]]:
         """Entity-level scores of the combined tags on ``corpus`` and the tags. ``loss`` is
-        the mean over tokens of −log of the members' averaged probability of the gold tag."""
-        ids, mean_p, data = self._decode_ids(corpus)
+        the mean over tokens of −log of the members' averaged probability of the gold tag.
+        ``nerwin eval`` runs the same batches in chunks: :meth:`eval_part` on each, then
+        :meth:`eval_finish` (as nerwin.model.Model)."""
+        datas = self.eval_encode(corpus)
+        ids, gold_p = self.eval_part(datas, self.eval_plan(corpus.lengths),
+                                     self.eval_projections(corpus.n_tokens))
+        return self.eval_finish(corpus, ids, gold_p)
+
+    def eval_encode(self, corpus: Corpus) -> list[WindowData]:
+        """Each member's encoding of ``corpus`` (their lexicons may differ)."""
+        return [m.encode(corpus) for m in self.members]
+
+    def eval_plan(self, lengths: np.ndarray) -> list[Batch]:
+        return self._plan(lengths)
+
+    def eval_projections(self, n_tokens: int) -> list[Any]:
+        """Each member's projections for a corpus of ``n_tokens`` tokens."""
+        # Built from the members' parameters of now, as each member evaluates.
+        return [m.net.projections(n_tokens) for m in self.members]
+
+    def eval_part(self, datas: list[WindowData], batches: list[Batch], projs: list[Any]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The combined ids of the rows of ``batches`` and the members' averaged
+        probability of each row's gold tag (what :meth:`eval_finish` turns into the loss)."""
+        ids, mean_p = self._decode_ids(datas, batches, projs)
+        lo, hi = _span(batches)
+        y = self.members[0].targets(datas[0].labels[lo:hi])
+        return ids, mean_p[np.arange(len(y)), y] if len(y) else np.zeros(0)
+
+    def eval_finish(self, corpus: Corpus, ids: np.ndarray, gold_p: np.ndarray
+                    ) -> tuple[dict[str, Any], list[list[str]]]:
+        """Scores and tags of ``corpus`` from its :meth:`eval_part` results, in order."""
         first = self.members[0]
-        pred = first.decode(data, ids)
+        pred = first.decode_lengths(corpus.lengths, ids)
         scores = score(first.gold_tags(corpus), pred)
-        y = first.targets(data.labels)
-        gold_p = mean_p[np.arange(len(y)), y] if len(y) else np.zeros(0)
         scores["loss"] = float(-np.log(np.maximum(gold_p, np.finfo(np.float64).tiny)).mean()
-                               ) if len(y) else 0.0
+                               ) if len(gold_p) else 0.0
         return scores, pred
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:
@@ -346,5 +396,10 @@ class EnsembleModel:
                               ) -> tuple[list[list[str]], list[str], list[np.ndarray]]:
         blank = [Sentence(s.tokens, ["O"] * len(s.tokens), s.line) for s in sentences]
         corpus = Corpus(Path("<input>"), blank, scheme="iob2")
-        ids, mean_p, data = self._decode_ids(corpus)
+        ids, mean_p, data = self._whole(corpus)
         return self.members[0].decode(data, ids), list(self.head.labels), data.split(mean_p)
+
+
+def _span(batches: list[Batch]) -> tuple[int, int]:
+    """(first row, end) of consecutive ``batches``."""
+    return (batches[0][0], batches[-1][1]) if batches else (0, 0)

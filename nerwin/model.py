@@ -51,6 +51,37 @@ def eval_batches(data: WindowData, per_sentence: bool
     return [(slice(i, i + PREDICT_BATCH), None) for i in range(0, len(data), PREDICT_BATCH)]
 
 
+#: An evaluation batch: rows start..stop of the encoded corpus, and the lengths of its
+#: sentences when the batch is whole sentences (else None).
+Batch = tuple[int, int, "np.ndarray | None"]
+
+
+def eval_plan(lengths: np.ndarray, per_sentence: bool) -> list[Batch]:
+    """The batches of :func:`eval_batches` as row ranges (start, stop, lengths or None),
+    from the sentence lengths alone: what ``nerwin eval`` cuts into chunks before anything
+    is encoded (nerwin.evaluation), and what :meth:`Model.evaluate` runs."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if per_sentence:
+        out: list[Batch] = []
+        start = 0
+        for idx, lens in sentence_batches(lengths, PREDICT_BATCH):
+            # In order, unshuffled: a batch is the consecutive rows of its sentences.
+            stop = start + int(lens.sum())
+            assert idx.size == 0 or (idx[0] == start and idx[-1] == stop - 1)
+            out.append((start, stop, lens))
+            start = stop
+        return out
+    n = int(lengths.sum())
+    return [(i, min(i + PREDICT_BATCH, n), None) for i in range(0, n, PREDICT_BATCH)]
+
+
+def split_rows(lengths: np.ndarray, flat: np.ndarray) -> list[np.ndarray]:
+    """Split a per-token array (N, ...) into sentences of ``lengths`` (WindowData.split
+    without the encoding)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
 @dataclass
 class Model:
     """Everything needed to tag text: the resolved config, the lexicon and the network."""
@@ -92,9 +123,14 @@ class Model:
         output valid IOB2 without changing its score. For the logistic head, a run of
         positive tokens is one entity (IO reading).
         """
+        return self.decode_lengths(data.lengths, pred)
+
+    def decode_lengths(self, lengths: np.ndarray, pred: np.ndarray) -> list[list[str]]:
+        """:meth:`decode` of sentences of ``lengths`` (no encoding needed)."""
         head = self.net.head
         labels = head.labels
-        return [to_iob2([labels[i] for i in s], head.scheme)[0] for s in data.split(pred)]
+        return [to_iob2([labels[i] for i in s], head.scheme)[0]
+                for s in split_rows(lengths, pred)]
 
     def evaluate(self, corpus: Corpus, data: WindowData | None = None
                  ) -> tuple[dict[str, Any], list[list[str]]]:
@@ -102,20 +138,55 @@ class Model:
 
         One forward pass per batch gives both the predictions and the loss; the loss is the
         mean over all windows, regulariser included once (each batch's loss holds it, and
-        the batches are weighted by their share of the windows).
+        the batches are weighted by their share of the windows). ``nerwin eval`` runs the
+        same batches in chunks (nerwin.evaluation): :meth:`eval_part` on each, then
+        :meth:`eval_finish`.
         """
-        data = self.encode(corpus) if data is None else data
-        y = self.targets(data.labels)
-        ids = np.empty(len(data), dtype=np.int32)
-        total = 0.0
+        data = self.eval_encode(corpus) if data is None else data
+        batches = self.eval_plan(data.lengths)
         # Built from the parameters of now (during training: this epoch's), never reused.
-        proj = self.net.projections(len(data))
-        for rows, lens in eval_batches(data, self.net.needs_whole_sentences(training=False)):
-            loss, ids[rows] = self.net.loss_and_predict(data.rows(rows), y[rows], lens, proj)
-            total += loss * len(y[rows])
-        pred = self.decode(data, ids)
+        ids, terms = self.eval_part(data, batches, self.eval_projections(len(data)))
+        return self.eval_finish(corpus, ids, terms)
+
+    def eval_encode(self, corpus: Corpus) -> WindowData:
+        """What :meth:`eval_part` reads of ``corpus`` (an ensemble: each member's)."""
+        return self.encode(corpus)
+
+    def eval_plan(self, lengths: np.ndarray) -> list[Batch]:
+        """The evaluation batches of a corpus of sentences of ``lengths``."""
+        return eval_plan(lengths, self.net.needs_whole_sentences(training=False))
+
+    def eval_projections(self, n_tokens: int) -> Any:
+        """What :meth:`eval_part` predicts with for a corpus of ``n_tokens`` tokens: the
+        network's precomputed projections (which tables are precomputed depends on
+        ``n_tokens``, so a chunk is run with its whole corpus's)."""
+        return self.net.projections(n_tokens)
+
+    def eval_part(self, data: WindowData, batches: list[Batch], proj: Any
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Run ``batches`` (consecutive row ranges of ``data``): the predicted ids of their
+        rows, and per batch its loss times its rows (what :meth:`eval_finish` sums)."""
+        y = self.targets(data.labels)
+        lo = batches[0][0] if batches else 0
+        ids = np.empty((batches[-1][1] if batches else 0) - lo, dtype=np.int32)
+        terms = np.empty(len(batches), dtype=np.float64)
+        for k, (a, b, lens) in enumerate(batches):
+            rows = slice(a, b)
+            loss, ids[a - lo: b - lo] = self.net.loss_and_predict(data.rows(rows), y[rows],
+                                                                  lens, proj)
+            terms[k] = loss * (b - a)
+        return ids, terms
+
+    def eval_finish(self, corpus: Corpus, ids: np.ndarray, terms: np.ndarray
+                    ) -> tuple[dict[str, Any], list[list[str]]]:
+        """Scores and tags of ``corpus`` from its :meth:`eval_part` results, concatenated
+        in order (the batches' loss terms summed in order, as one pass would)."""
+        pred = self.decode_lengths(corpus.lengths, ids)
         scores = score(self.gold_tags(corpus), pred)
-        scores["loss"] = total / max(1, len(data))
+        total = 0.0
+        for t in terms.tolist():
+            total += t
+        scores["loss"] = total / max(1, corpus.n_tokens)
         return scores, pred
 
     def tag(self, sentences: list[Sentence]) -> list[list[str]]:

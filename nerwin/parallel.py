@@ -1,5 +1,8 @@
 """``nerwin tag --workers N``: chunks tagged in N processes, written in input order.
 
+(``nerwin eval --workers N`` runs its chunks through the same pool, :func:`run_parallel`,
+with its own task: nerwin.evaluation.)
+
 The parent reads the input and cuts it into the very chunks one process would tag
 (nerwin.tagging.record_chunks: text as whole lines cut by their characters, one string a
 chunk, without tokenising; CoNLL as whole sentences), sends them to the workers, and writes
@@ -22,7 +25,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from nerwin.errors import NerwinError
@@ -50,25 +54,33 @@ def start_early() -> None:
         forkserver.ensure_running()
 
 
-def _worker(model_dir: str, output_format: str, tasks: Any, results: Any) -> None:
-    """Load the model, then tag chunks from ``tasks`` until a None arrives."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+def _tagger_task(output_format: str, model_dir: str) -> Callable[[Any], Any]:
+    """The tagging task of a worker: load the model, then tag_chunk each chunk."""
     from nerwin.api import load_model  # a checkpoint folder or an .onnx file, as nerwin tag
     from nerwin.tagging import Tagger, tag_chunk
 
+    tagger = Tagger(load_model(model_dir))
+    return lambda chunk: tag_chunk(tagger, chunk, output_format)
+
+
+def _worker(model_dir: str, task: Callable[[str], Callable[[Any], Any]], tasks: Any,
+            results: Any) -> None:
+    """``task(model_dir)`` (it loads the model once), then run what it returns on chunks
+    from ``tasks`` until a None arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        tagger = Tagger(load_model(model_dir))
+        run = task(model_dir)
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
         results.put(("error", -1, f"{type(e).__name__}: {e}" if not isinstance(
             e, NerwinError) else str(e)))
         return
     while True:
-        task = tasks.get()
-        if task is None:
+        item = tasks.get()
+        if item is None:
             return
-        seq, chunk = task
+        seq, chunk = item
         try:
-            results.put(("ok", seq, tag_chunk(tagger, chunk, output_format)))
+            results.put(("ok", seq, run(chunk)))
         except Exception as e:  # noqa: BLE001
             results.put(("error", seq, str(e) if isinstance(e, NerwinError)
                          else f"{type(e).__name__}: {e}"))
@@ -101,11 +113,23 @@ def tag_parallel(model_dir: str, parts: Iterable[list[Any]], output_format: str,
                  workers: int) -> Iterator[tuple[str, Any]]:
     """(output text, TagStats) of each chunk of ``parts``, in order, tagged by ``workers``
     processes that each load the model in ``model_dir``."""
+    return run_parallel(model_dir, parts, workers, partial(_tagger_task, output_format))
+
+
+def run_parallel(model_dir: str, parts: Iterable[Any], workers: int,
+                 task: Callable[[str], Callable[[Any], Any]], what: str = "tagging"
+                 ) -> Iterator[Any]:
+    """The results of each chunk of ``parts``, in order, computed by ``workers``
+    processes: each calls ``task(model_dir)`` once (it loads the model) and applies the
+    function it returns to one chunk at a time. ``task`` must be picklable (a module-level
+    function, or a functools.partial of one); ``what`` names the work in error messages
+    and the processes (``nerwin-tag-1``, ``nerwin-eval-1``, ...)."""
     ctx = _context()
     tasks = ctx.Queue(maxsize=workers)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(model_dir, output_format, tasks, results),
-                         name=f"nerwin-tag-{k + 1}", daemon=True) for k in range(workers)]
+    short = {"tagging": "tag", "evaluation": "eval"}.get(what, what)
+    procs = [ctx.Process(target=_worker, args=(model_dir, task, tasks, results),
+                         name=f"nerwin-{short}-{k + 1}", daemon=True) for k in range(workers)]
     for p in procs:
         p.start()
     max_in_flight = 2 * workers
@@ -118,7 +142,7 @@ def tag_parallel(model_dir: str, parts: Iterable[list[Any]], output_format: str,
         # Called while work is outstanding: a worker ends only on a None, sent after it.
         for p in procs:
             if p.exitcode is not None:
-                raise NerwinError(f"tagging worker {p.name} died ({_describe(p)}); the "
+                raise NerwinError(f"{what} worker {p.name} died ({_describe(p)}); the "
                                   f"output is incomplete, so none was written")
 
     def put(item: Any) -> None:
@@ -146,7 +170,7 @@ def tag_parallel(model_dir: str, parts: Iterable[list[Any]], output_format: str,
                 check_alive()
                 continue
             if kind == "error":
-                raise NerwinError(f"tagging worker failed: {payload}")
+                raise NerwinError(f"{what} worker failed: {payload}")
             ready[seq] = payload
             while written in ready:
                 yield ready.pop(written)

@@ -214,8 +214,12 @@ def save_figure(fig: Any, path: str | Path, what: str = "the picture") -> Path:
     fmt = check_suffix(path)
     target = check_destination(path, what)
     buf = io.BytesIO()
-    # metadata without a date, so the same run gives the same bytes
+    # metadata without a date, so the same run gives the same bytes; and SVG element ids
+    # from a fixed salt (matplotlib salts them with a random uuid by default)
     meta = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
-    fig.savefig(buf, format=fmt, metadata=meta)
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "nerwin"}):
+        fig.savefig(buf, format=fmt, metadata=meta)
     atomic_write_bytes(target, buf.getvalue(), what)
     return target

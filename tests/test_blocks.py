@@ -283,9 +283,12 @@ def test_graph_shows_the_conv_blocks(tmp_path):
     assert f"{B * 4800:,}" in line
 
 
-def test_a_kill_during_a_save_then_resume_is_bit_identical_with_conv_blocks(tmp_path):
+@pytest.mark.parametrize("gazetteer", [False, True])
+def test_a_kill_during_a_save_then_resume_is_bit_identical_with_conv_blocks(tmp_path,
+                                                                            gazetteer):
     """The fault-injection child of test_resume_faults (os._exit during the second save of
-    last/, as kill -9) on a conv-block run; --resume must give the uninterrupted weights."""
+    last/, as kill -9) on a conv-block run, with and without a gazetteer table; --resume
+    must give the uninterrupted weights."""
     import os
     import subprocess
     import sys
@@ -294,6 +297,10 @@ def test_a_kill_during_a_save_then_resume_is_bit_identical_with_conv_blocks(tmp_
 
     args = ["--quiet", "--set", "training.epochs=3", "--set", "training.patience=null",
             *CONV_ARGS]
+    if gazetteer:
+        lst = tmp_path / "loc.txt"
+        lst.write_text("Tessfield\nPort Hallen\n")
+        args += ["--set", f"features.gazetteers={{LOC: {lst}}}"]
     full, out = tmp_path / "full", tmp_path / "run"
     r = CliRunner().invoke(cli, ["train", str(SAMPLE), "--out", str(full), *args])
     assert r.exit_code == 0, r.output
@@ -306,6 +313,7 @@ def test_a_kill_during_a_save_then_resume_is_bit_identical_with_conv_blocks(tmp_
     for name in ("best", "last"):
         want, got = arrays_of(full / name), arrays_of(out / name)
         assert want.keys() == got.keys() and "W3" in want
+        assert ("E_gaz_LOC" in want) == gazetteer
         for k in want:
             assert np.array_equal(want[k], got[k]), (name, k)
     assert metrics(out) == metrics(full)

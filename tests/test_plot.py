@@ -97,6 +97,16 @@ def test_confusion_figure():
     assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "3", "5", "8"]
 
 
+@pytest.mark.parametrize("suffix", ["png", "svg"])
+def test_the_same_figure_is_the_same_bytes(tmp_path, suffix):
+    """No date, and SVG element ids from a fixed salt (matplotlib's default is random)."""
+    conf = {"labels": ["O", "B-PER"], "matrix": [[8, 2], [1, 3]]}
+    paths = [tmp_path / f"{k}.{suffix}" for k in range(2)]
+    for p in paths:
+        save_figure(confusion_figure(conf, "t"), p)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     fig = confusion_figure({"labels": ["O"], "matrix": [[1]]})
     target = tmp_path / "x.png"
