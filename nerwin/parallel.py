@@ -25,6 +25,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
@@ -85,6 +86,21 @@ def _worker(model_dir: str, task: Callable[[str], Callable[[Any], Any]], tasks: 
             results.put(("error", seq, str(e) if isinstance(e, NerwinError)
                          else f"{type(e).__name__}: {e}"))
             return
+
+
+_STOP = ("stop", -1, None)  # put by the parent itself: the pump's last item
+
+
+def _pump(results: Any, inbox: queue.Queue[Any]) -> None:
+    """Move the workers' results into ``inbox`` until the parent's _STOP arrives."""
+    try:
+        while True:
+            item = results.get()
+            if item == _STOP:
+                return
+            inbox.put(item)
+    except (EOFError, OSError, ValueError):  # the queue was closed under it
+        return
 
 
 def _describe(p: Any) -> str:
@@ -153,6 +169,14 @@ def run_parallel(model_dir: str, parts: Iterable[Any], workers: int,
             except queue.Full:
                 check_alive()
 
+    # The results are read by a thread into ``inbox``: a worker killed while writing a
+    # result leaves half a message in the pipe, and a read of it would block for ever; the
+    # thread may block so, but this loop waits on ``inbox`` with a timeout and sees the
+    # worker gone (check_alive).
+    inbox: queue.Queue[Any] = queue.Queue()
+    pump = threading.Thread(target=_pump, args=(results, inbox), daemon=True,
+                            name=f"nerwin-{short}-results")
+    pump.start()
     try:
         while True:
             while not done_reading and sent - written < max_in_flight:
@@ -162,10 +186,13 @@ def run_parallel(model_dir: str, parts: Iterable[Any], workers: int,
                     break
                 put((sent, chunk))
                 sent += 1
+            # A worker that died is an error even if the others could finish its share:
+            # the run is not the one asked for (and its chunk may be lost).
+            check_alive()
             if done_reading and written == sent:
                 break
             try:
-                kind, seq, payload = results.get(timeout=POLL_S)
+                kind, seq, payload = inbox.get(timeout=POLL_S)
             except queue.Empty:
                 check_alive()
                 continue
@@ -183,6 +210,8 @@ def run_parallel(model_dir: str, parts: Iterable[Any], workers: int,
         for p in procs:
             p.join(timeout=10)
     finally:
+        results.put(_STOP)  # ends the pump, unless it is stuck on a dead worker's message
+        pump.join(timeout=1)
         for p in procs:
             if p.is_alive():
                 p.terminate()
