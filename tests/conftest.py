@@ -113,3 +113,52 @@ def conll_sets(*, dev: bool) -> list[str]:
             "--set", f"data.dev={dev_value}", "--set", "data.test=null",
             "--set", f"features.vectors={shared_file('embeddings/glove.6B.50d.txt.gz')}"]
 
+
+
+def snapshot(root: Path) -> dict[str, object]:
+    """Every entry under ``root`` (links not followed): a link's target, a file's bytes, a
+    folder, or the kind of anything else (FIFO, socket). Equal snapshots before and after a
+    command mean it changed nothing there."""
+    seen: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            key = str(p.relative_to(root))
+            if p.is_symlink():
+                seen[key] = ("link", os.readlink(p))
+            elif p.is_dir():
+                seen[key] = "dir"
+            elif p.is_file():
+                seen[key] = p.read_bytes()
+            else:
+                seen[key] = "fifo" if p.is_fifo() else "special"
+    return seen
+
+
+def descendants(pid: int) -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command line) of every process below ``pid`` (from /proc)."""
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, IndexError):
+                continue
+            procs[int(d.name)] = (ppid, cmd)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c, (pp, cmd) in procs.items():
+            if pp == p:
+                out.append((c, pp, cmd))
+                todo.append(c)
+    return out
+
+
+def default_sigint() -> None:
+    """A child's preexec_fn: SIGINT at its default, as a terminal gives it. A test run
+    started as a background job of a script has SIGINT ignored, and children inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli as run
+from conftest import snapshot
 
 from nerwin import atomic
 from nerwin import checkpoint as ckpt
@@ -36,25 +37,6 @@ def base_run(tmp_path_factory) -> Path:
     r = run("train", SAMPLE, "--out", out, *ONE)
     assert r.exit_code == 0, r.output
     return out
-
-
-def snapshot(root: Path) -> dict[str, object]:
-    """Every entry under ``root``: file bytes, symlink targets, folders."""
-    seen: dict[str, object] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            key = str(p.relative_to(root))
-            if p.is_symlink():
-                seen[key] = ("link", os.readlink(p))
-            elif p.is_dir():
-                seen[key] = "dir"
-            else:
-                seen[key] = p.read_bytes()
-    return seen
-
-
-# --- editing checkpoints ---------------------------------------------------------------
 
 
 def edit_meta(folder: Path, change: Callable[[dict], None], rehash: bool = False) -> None:

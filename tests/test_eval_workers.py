@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, shared_file
+from conftest import ROOT, default_sigint, descendants, shared_file
 from conftest import run_cli as run
 
 import nerwin.ensemble
@@ -245,33 +245,6 @@ def test_an_onnx_model_is_refused_with_workers_too(models, tmp_path):
 # --------------------------------------------------------------------------- failures
 
 
-def _descendants(pid: int) -> list[tuple[int, int, str]]:
-    """(pid, parent pid, command line) of every process below ``pid``."""
-    procs = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, ValueError, IndexError):
-                continue
-            procs[int(d.name)] = (ppid, cmd)
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c, (pp, cmd) in procs.items():
-            if pp == p:
-                out.append((c, pp, cmd))
-                todo.append(c)
-    return out
-
-
-def _default_sigint():
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start_eval(model, tmp_path):
     # The sample test file 400 times (1.2M tokens): many seconds of work after the workers
     # are up, so the run is provably in progress when the signal comes.
@@ -286,16 +259,16 @@ def _start_eval(model, tmp_path):
                           "--predictions", str(pred), "--confusion",
                           str(tmp_path / "conf.png"), "--workers", "2"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=_default_sigint)
+                         preexec_fn=default_sigint)
     workers: list[int] = []
     deadline = time.monotonic() + 120
     while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.1)
-        kids = _descendants(p.pid)
+        kids = descendants(p.pid)
         ids = {c for c, _, _ in kids}
         # workers: children of the fork server, itself a child of the evaluating process
         workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
-    assert len(workers) == 2, _descendants(p.pid)
+    assert len(workers) == 2, descendants(p.pid)
     time.sleep(1.0)  # mid-run
     assert p.poll() is None
     assert all(Path(f"/proc/{w}").exists() for w in workers)
@@ -308,7 +281,7 @@ def _check_clean(p, tmp_path, pred):
     assert pred.read_text() == "previous\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt", "pred.txt"]
     deadline = time.monotonic() + 10
-    while _descendants(p.pid) and time.monotonic() < deadline:
+    while descendants(p.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -353,7 +326,7 @@ def test_ctrl_c_with_one_worker_is_exit_130_and_no_output(models, tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "nerwin", "eval", str(models["crf"]),
                           str(big), "--predictions", str(pred)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=_default_sigint)
+                         preexec_fn=default_sigint)
     tick = os.sysconf("SC_CLK_TCK")
     while p.poll() is None:
         fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()

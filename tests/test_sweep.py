@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import docs_text
+from conftest import default_sigint, docs_text, snapshot
 from conftest import run_cli as run
 
 from nerwin.config import load_config
@@ -267,7 +267,7 @@ def test_ctrl_c_records_the_running_trial_and_prints_the_table(tmp_path, write):
     # inherits it ignored, and nerwin, like Python, keeps an inherited "ignore".
     p = subprocess.Popen([sys.executable, "-m", "nerwin.cli", *args], start_new_session=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                         preexec_fn=default_sigint)
     deadline = time.time() + 120
     while not (out / "trial-0000" / "config.yaml").exists():
         assert time.time() < deadline and p.poll() is None
@@ -383,23 +383,6 @@ def test_sweep_help():
 # disk (every file, folder and symlink under the case's folder compared before and after).
 
 SECRET = "s3cr3t-PASS"
-
-
-def snapshot(root: Path) -> dict[str, object]:
-    seen: dict[str, object] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            key = str(p.relative_to(root))
-            if p.is_symlink():
-                seen[key] = ("link", os.readlink(p))
-            elif p.is_dir():
-                seen[key] = "dir"
-            elif p.is_file():
-                seen[key] = p.read_bytes()
-            else:
-                seen[key] = "special"
-    return seen
 
 
 def one_error_line(output: str) -> str:

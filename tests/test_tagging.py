@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import default_sigint, descendants
 from conftest import run_cli as run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -580,33 +581,6 @@ def test_two_workers_write_what_one_writes(trained, fmt, input_format):
     assert outs[0][1] == outs[1][1]
 
 
-def _descendants(pid: int) -> list[tuple[int, int, str]]:
-    """(pid, parent pid, command line) of every process below ``pid``."""
-    procs = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, ValueError, IndexError):
-                continue
-            procs[int(d.name)] = (ppid, cmd)
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c, (pp, cmd) in procs.items():
-            if pp == p:
-                out.append((c, pp, cmd))
-                todo.append(c)
-    return out
-
-
-def _default_sigint():
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start_tagging(trained, tmp_path):
     import time
 
@@ -624,16 +598,16 @@ def _start_tagging(trained, tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "nerwin", "tag", str(trained), str(big),
                           "--output", str(target), "--output-format", "jsonl",
                           "--workers", "2", "--quiet"], env=env, stderr=subprocess.PIPE,
-                         text=True, preexec_fn=_default_sigint)
+                         text=True, preexec_fn=default_sigint)
     workers: list[int] = []
     deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.1)
-        kids = _descendants(p.pid)
+        kids = descendants(p.pid)
         ids = {c for c, _, _ in kids}
         # workers: children of the fork server, itself a child of the tagging process
         workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
-    assert len(workers) == 2, _descendants(p.pid)
+    assert len(workers) == 2, descendants(p.pid)
     time.sleep(1.0)  # mid-run
     # Provably still in progress: the workers alive, the output's temporary file there
     # (renamed only when the run is complete), the old output unchanged.
@@ -650,7 +624,7 @@ def _check_clean(p, tmp_path, target):
     assert target.read_text() == "previous\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt", "out.jsonl"]
     deadline = time.monotonic() + 10
-    while _descendants(p.pid) and time.monotonic() < deadline:
+    while descendants(p.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

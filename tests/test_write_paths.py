@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, snapshot
 
 from nerwin import atomic
 from nerwin.errors import NerwinError
@@ -200,24 +200,6 @@ PROBLEMS = [
     ("symlink loop", _link_loop, "symbolic link", 2),
     ("disk full", _disk_full, "No space left on device", 1),
 ]
-
-
-def snapshot(root: Path) -> dict[str, object]:
-    """Every entry under ``root``: a link's target, a file's bytes, a folder, a FIFO."""
-    seen: dict[str, object] = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                seen[rel] = ("link", os.readlink(p))
-            elif p.is_dir():
-                seen[rel] = "folder"
-            elif p.is_fifo():
-                seen[rel] = "fifo"
-            else:
-                seen[rel] = p.read_bytes()
-    return seen
 
 
 # plot's default picture is always RUN_DIR/learning_curves.png: a missing RUN_DIR, or one
