@@ -72,6 +72,9 @@ class Dense:
                       fan=(self.n_in, self.n_out)),
                 Param(self.b, (self.n_out,), "zero")]
 
+    def _name(self) -> str:
+        return f"dense{self.index}"
+
     def validate(self) -> None:
         if self.n_out < 1:
             raise NerwinError(f"hidden: expected layer sizes >= 1, got {self.n_out}")
@@ -87,18 +90,19 @@ class Dense:
         elsewhere (precomputed projections; the cache then cannot serve a backward pass).
         ``lengths``: the batch's sentence lengths, if it is whole sentences (unused: a
         Dense block sees one window at a time)."""
+        name = self._name()  # a Conv block runs this code too, under its own name
         if z is None:
             z, aff_cache = layers.affine_forward(h, p[self.W], p[self.b])
         else:
             aff_cache = None
         if trace is not None:
-            trace.append((f"dense{self.index}.affine", z))
+            trace.append((f"{name}.affine", z))
         a, act_cache = getattr(layers, f"{self.nonlinearity}_forward")(z)
         if trace is not None:
-            trace.append((f"dense{self.index}.{self.nonlinearity}", a))
+            trace.append((f"{name}.{self.nonlinearity}", a))
         out, drop_cache = layers.dropout_forward(a, self.dropout, rng, train)
         if trace is not None and self.dropout > 0:
-            trace.append((f"dense{self.index}.dropout", out))
+            trace.append((f"{name}.dropout", out))
         return out, (aff_cache, act_cache, drop_cache)
 
     def backward(self, p: dict[str, np.ndarray], dout: np.ndarray, cache: Any, need_dx: bool,
@@ -106,15 +110,16 @@ class Dense:
                  trace: list[tuple[str, np.ndarray]] | None = None
                  ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """(dJ/dh or None when not ``need_dx``, gradients of the trainable W, b)."""
-        aff_cache, act_cache, drop_cache = cache
+        aff_cache, act_cache, drop_cache = cache[:3]  # a Conv's cache adds its index
+        name = self._name()
         if trace is not None and self.dropout > 0:
-            trace.append((f"dense{self.index}.dropout", dout))
+            trace.append((f"{name}.dropout", dout))
         da = layers.dropout_backward(dout, drop_cache)
         if trace is not None:
-            trace.append((f"dense{self.index}.{self.nonlinearity}", da))
+            trace.append((f"{name}.{self.nonlinearity}", da))
         dz = getattr(layers, f"{self.nonlinearity}_backward")(da, act_cache)
         if trace is not None:
-            trace.append((f"dense{self.index}.affine", dz))
+            trace.append((f"{name}.affine", dz))
         dh, dW, db = affine_back(dz, aff_cache, need_dx, self.W in trainable)
         grads: dict[str, np.ndarray] = {}
         if dW is not None:
@@ -264,45 +269,25 @@ class Conv:
         name = self._name()
         if trace is not None:
             trace.append((f"{name}.neighbours", nb))
-        z, aff_cache = layers.affine_forward(nb, p[self.W], p[self.b])
-        if trace is not None:
-            trace.append((f"{name}.affine", z))
-        a, act_cache = getattr(layers, f"{self.nonlinearity}_forward")(z)
-        if trace is not None:
-            trace.append((f"{name}.{self.nonlinearity}", a))
-        out, drop_cache = layers.dropout_forward(a, self.dropout, rng, train)
-        if trace is not None and self.dropout > 0:
-            trace.append((f"{name}.dropout", out))
-        return out, (aff_cache, act_cache, drop_cache, idx)
+        out, cache = Dense.forward(self, p, nb, train, rng, trace=trace)  # type: ignore[arg-type]
+        return out, (*cache, idx)
 
     def backward(self, p: dict[str, np.ndarray], dout: np.ndarray, cache: Any, need_dx: bool,
                  trainable: set[str] | frozenset[str],
                  trace: list[tuple[str, np.ndarray]] | None = None
                  ) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
         """(dJ/dh or None when not ``need_dx``, gradients of the trainable W, b)."""
-        aff_cache, act_cache, drop_cache, idx = cache
-        name = self._name()
-        if trace is not None and self.dropout > 0:
-            trace.append((f"{name}.dropout", dout))
-        da = layers.dropout_backward(dout, drop_cache)
-        if trace is not None:
-            trace.append((f"{name}.{self.nonlinearity}", da))
-        dz = getattr(layers, f"{self.nonlinearity}_backward")(da, act_cache)
-        if trace is not None:
-            trace.append((f"{name}.affine", dz))
-        dnb, dW, db = affine_back(dz, aff_cache, need_dx, self.W in trainable)
-        grads: dict[str, np.ndarray] = {}
-        if dW is not None:
-            grads[self.W] = dW
-        if self.b in trainable:
-            grads[self.b] = db
-        if not need_dx:
+        idx = cache[3]
+        dnb, grads = Dense.backward(self, p, dout, cache, need_dx, trainable,  # type: ignore[arg-type]
+                                    trace)
+        if dnb is None:
             return None, grads
+        name = self._name()
         if trace is not None:
             trace.append((f"{name}.neighbours", dnb))
-        B = dz.shape[0]
+        B = dnb.shape[0]
         dnb = dnb.reshape(B, self.width, self.n_in)
-        dh = np.zeros((B, self.n_in), dtype=dz.dtype)
+        dh = np.zeros((B, self.n_in), dtype=dnb.dtype)
         for j in range(self.width):
             # Within one offset every in-sentence neighbour row appears once (t -> t+j-w is
             # one-to-one), so a fancy-indexed += adds each δ exactly once; pads are dropped.
