@@ -83,12 +83,6 @@ CHUNK_TOKENS = 20_000  # tokens per tagging call: bounded memory, full BLAS batc
 # so a chunk of such text holds about CHUNK_TOKENS tokens.
 CHARS_PER_TOKEN = 5.25
 READ_BYTES = 1 << 20  # input bytes read at a time (the longest line may exceed it)
-# Padded size (sentences x the longest of them) and sentences of a group of sentences
-# decoded together (Tagger._decode): Viterbi holds a score and a back-pointer of each tag
-# per cell and a tags x tags table per sentence, a few MB at these sizes, about what a
-# forward batch of PREDICT_BATCH tokens held.
-DECODE_CELLS = 1 << 15
-DECODE_SENTENCES = 4096
 
 
 @dataclass(frozen=True)
@@ -440,26 +434,24 @@ class Tagger:
         labels = head.labels
         proj = self._projections(plan_tokens or n)
         clock("network")
-        # Batch by batch, the calls Model.tag_and_probabilities makes: the same scores and
-        # probabilities (the crf's forward-backward in the same calls: its last bits can
-        # depend on which sentences share one). The tags are decoded afterwards, from the
-        # scores of the whole chunk (_decode: the same tags, fewer calls).
+        # Batch by batch, the forward passes Model.tag_and_probabilities makes: the same
+        # scores. The tags are decoded afterwards, from the scores of the whole chunk
+        # (_decode: the same tags, fewer calls), and the probabilities only where an entity
+        # needs them (_probabilities).
         whole = net.needs_whole_sentences(training=False)
         out_all = None
-        probs = np.empty((n, len(labels)), dtype=np.float64) if scores else None
         for rows, lens in eval_batches(data, whole):
             out, _ = net.forward(data.rows(rows), train=False, proj=proj, lengths=lens)
             clock("network")
             if out_all is None:
                 out_all = np.empty((n, *out.shape[1:]), dtype=out.dtype)
             out_all[rows] = out
-            if probs is not None:
-                probs[rows] = head.columns(head.proba(out, lens, net.params))
-                clock("probabilities")
         if out_all is None:
             out_all = head.empty_scores(np.float32)
         ids = self._decode(out_all, data.lengths if whole else None)
         clock("decode")
+        probs = self._probabilities(out_all, ids, data.lengths) if scores else None
+        clock("probabilities")
         if head.scheme not in ("iob2", "io"):  # repaired sentence by sentence, as Model does
             tags = [t for s in model.decode(data, ids) for t in s]
             names = sorted(set(tags) | {"O"})
@@ -474,39 +466,53 @@ class Tagger:
         return res
 
     def _decode(self, out: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
-        """Tag ids of a chunk's scores ``out``, by the head's decode: once for the whole
-        chunk, or with ``lengths`` (the head or a block works on whole sentences) once per
-        group of sentences.
+        """Tag ids of a chunk's scores ``out``, by the head's decode, once for the whole
+        chunk (with ``lengths`` when the head or a block works on whole sentences).
 
         A head decodes each sentence on its own (per token, or Viterbi per sentence, whose
-        steps are sums and maxima of each sentence's own numbers), so the tags of a group
-        are those of its sentences decoded one by one, to the bit, whichever sentences
-        share the call (a test checks this for every head). Grouping more sentences than a
-        forward batch holds runs Viterbi's loop over positions once per group instead of
-        once per batch. The sentences are grouped longest first, so that a group's padded
-        size (sentences times the longest) stays near its tokens and within DECODE_CELLS,
-        whatever the lengths, with at most DECODE_SENTENCES sentences. (The probabilities
-        are not computed this way: the crf's forward-backward multiplies all the sentences
-        of a call in one matrix product a step, whose last bits can depend on how many
-        there are.)"""
+        steps are sums and maxima of each sentence's own numbers), so the tags are those of
+        its sentences decoded one by one, to the bit, whichever sentences share the call (a
+        test checks this for every head); one call runs Viterbi's loop over positions once
+        per chunk instead of once per forward batch, in memory linear in the tokens."""
         net, head = self.model.net, self.model.net.head
-        n = len(out)
-        if lengths is None or n == 0:
-            return head.decode(out, lengths, net.params).astype(np.int64, copy=False)
-        ids = np.empty(n, dtype=np.int64)
+        if lengths is not None:
+            lengths = np.asarray(lengths, dtype=np.int64)
+        return head.decode(out, lengths, net.params).astype(np.int64, copy=False)
+
+    def _probabilities(self, out: np.ndarray, ids: np.ndarray, lengths: np.ndarray
+                       ) -> np.ndarray:
+        """(n, len(labels)) the head's probabilities, in the rows an entity reads: its own
+        tokens, or, for a head whose probabilities come from the whole sentence (the crf's
+        forward-backward), every token of a sentence with an entity. Other rows are 0.
+
+        Every head computes a token's probabilities from its own row (softmax, logistic)
+        or its own sentence's rows alone (crf_marginals, to the bit, in memory linear in
+        the tokens), so skipping rows and taking the chunk's sentences in one call changes
+        no number: these are the probabilities
+        Model.tag_and_probabilities gives batch by batch (a test checks it for every head).
+        A sentence without an entity (a sixth of CoNLL-2003's tokens) costs nothing."""
+        net, head = self.model.net, self.model.net.head
+        labels = head.labels
+        n = len(ids)
+        probs = np.zeros((n, len(labels)), dtype=np.float64)
+        # Ids index head.labels here (a scheme other than IOB2/IO is repaired later, from
+        # these ids: its entity tokens are among these non-O ones).
+        nonO = ids != labels.index("O") if "O" in labels else np.ones(n, dtype=bool)
+        if not nonO.any():
+            return probs
+        if not head.sentence_loss:
+            rows = np.flatnonzero(nonO)
+            probs[rows] = head.columns(head.proba(out[rows], None, net.params))
+            return probs
         lengths = np.asarray(lengths, dtype=np.int64)
         starts = np.cumsum(lengths) - lengths
-        order = np.argsort(-lengths, kind="stable")
-        k = 0
-        while k < len(order):
-            j = k + max(1, min(DECODE_SENTENCES,  # the sentences of this group
-                               DECODE_CELLS // max(int(lengths[order[k]]), 1)))
-            sel = order[k:j]
-            lens = lengths[sel]
-            rows = np.repeat(starts[sel], lens) + _ranges(lens)
-            ids[rows] = head.decode(out[rows], lens, net.params)
-            k = j
-        return ids
+        has = np.zeros(len(lengths), dtype=bool)
+        has[np.repeat(np.arange(len(lengths)), lengths)[nonO]] = True
+        keep = np.flatnonzero(has)
+        lens = lengths[keep]
+        rows = np.repeat(starts[keep], lens) + _ranges(lens)
+        probs[rows] = head.columns(head.proba(out[rows], lens, net.params))
+        return probs
 
     def _projections(self, n: int) -> Any:
         """``net.projections(n)``, built once per plan: which tables it precomputes depends

@@ -298,7 +298,46 @@ def test_batch_equals_sentences_one_at_a_time(constrained, path):
     marg = crf.crf_marginals(s, lengths, A, start, end, con)
     one_by_one = [crf.crf_marginals(si, np.array([len(si)]), A, start, end, con)
                   for si in split(s, lengths)]
-    np.testing.assert_allclose(marg, np.concatenate(one_by_one), rtol=1e-12, atol=1e-15)
+    # to the bit: a sentence's marginals depend on its own scores alone
+    np.testing.assert_array_equal(marg, np.concatenate(one_by_one))
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_marginals_of_a_sentence_do_not_depend_on_the_others(constrained):
+    """crf_marginals: each sentence's rows are the same bits alone, in any batch, in any
+    order, with sentences that underflow the scaled recursions beside it (which then go
+    to log space alone), and they agree with the log-space recursions."""
+    rng = np.random.default_rng(5)
+    C = 9
+    A, start, end = rng.normal(size=(C, C)), rng.normal(size=C), rng.normal(size=C)
+    con = crf.allowed_transitions(TAGSETS[9]) if constrained else None
+    lengths = rng.integers(1, 40, size=30)
+    # scales 400 and 2,000 make the scaled path underflow for those sentences only
+    scale = rng.choice([0.1, 1.0, 10.0, 400.0, 2000.0], size=30)
+    s = np.concatenate([rng.normal(size=(n, C)) * k for n, k in zip(lengths, scale)])
+    lay = crf._layout(lengths, len(s))
+    Ae, st, en, safe, ok = crf._effective(A, start, end, con, s.dtype)
+    with np.errstate(all="ignore"):
+        node_bad = crf._node_marginals_rows(s, Ae, st, en, lay, None if ok is None else ok[1])
+    assert node_bad is not None and 0 < node_bad[1].sum() < 30  # a mixed batch
+    marg = crf.crf_marginals(s, lengths, A, start, end, con)
+    parts = split(s, lengths)
+    alone = np.concatenate([crf.crf_marginals(p, np.array([len(p)]), A, start, end, con)
+                            for p in parts])
+    np.testing.assert_array_equal(marg, alone)
+    order = rng.permutation(30)[:17]  # a subset, shuffled
+    sub = crf.crf_marginals(np.concatenate([parts[k] for k in order]), lengths[order],
+                            A, start, end, con)
+    np.testing.assert_array_equal(sub, np.concatenate([split(marg, lengths)[k]
+                                                       for k in order]))
+    # the scaled recursions agree with the log-space ones where they hold
+    crf._SCALED = False
+    try:
+        log_marg = crf.crf_marginals(s, lengths, A, start, end, con)
+    finally:
+        crf._SCALED = True
+    np.testing.assert_allclose(marg, log_marg, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(marg.sum(axis=1), 1.0, rtol=1e-9)
 
 
 def test_float32_in_float32_out_and_agrees_with_float64():

@@ -423,6 +423,148 @@ def _alpha_beta(scores, A, st, en, lay, safe, first_ok):
                         np.empty((lay.S, C, C), dtype=scores.dtype)), None
 
 
+def _node_marginals_rows(scores: np.ndarray, A: np.ndarray, start: np.ndarray,
+                         end: np.ndarray, lay: _Layout, first_ok: np.ndarray | None
+                         ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Node marginals (N, C) by scaled recursions in exp space, and bad (S,) bool (caller's
+    order): the sentences whose underflow check failed (their rows are not valid); None if
+    the parameters alone fail it. Each sentence's numbers depend on its own scores alone.
+
+    With K = exp(A − max A) (0 where forbidden) and e_t = exp(f_t − max f_t):
+
+        P_0 = exp(start − max start) ⊙ e_0,   P_t = (P_{t-1} K) ⊙ e_t / c_t
+        B_{L-1} = exp(end − max end),         B_t = K (e_{t+1} ⊙ B_{t+1}) / d_t
+
+    P_t ∝ α_t and B_t ∝ β_t (one factor per position and sentence), so
+
+        p(y_t = j) = P_t[j] B_t[j] / Σ_j' P_t[j'] B_t[j']
+
+    needs no logarithm and no record of the factors: c_t, d_t are the new state's sum at
+    every _RESCALE_EVERY-th position t (else 1), and only keep the states inside float64.
+
+    Each sentence's numbers depend on its own scores alone, to the bit, whichever other
+    sentences share the call: a step's sum over the previous tag is a product and a sum
+    over that axis (numpy adds the terms in index order, element by element) instead of a
+    matrix product, whose rows BLAS may round differently depending on how many there are;
+    the rescaling depends on the position t only; and the checks are made per sentence, so
+    that a sentence that underflows sends only itself to the log space. The states are
+    tags-major and packed: position t of the n_t sentences still running at t (sorted
+    longest first: the first n_t rows) are n_t consecutive columns, so numpy's loops run
+    along the sentences, each step is one slice, and the work and memory are the tokens',
+    not sentences × the longest.
+
+    The checks (`not >=`, so that a NaN fails them too): every state entry at least
+    C·tiny, and before a division at least C·tiny/eps (terms that underflowed inside a
+    sum, each < tiny, are then below eps of it); Σ_j P_t[j] B_t[j] at least C·tiny/eps.
+    """
+    dtype = scores.dtype
+    N, C = scores.shape
+    S, Lmax, every, n_active = lay.S, lay.Lmax, _RESCALE_EVERY, lay.n_active
+    small, big = _thresholds(dtype, C)
+    kst = np.exp(start - start.max())
+    kend = np.exp(end - end.max())
+    if not kend.min() >= small:
+        return None
+    K = np.exp(A - A.max())
+    KF = K[:, :, None]  # (i, j, 1): Σ_i P[i] K[i, j]
+    KB = K.T[:, :, None]  # (j, i, 1): Σ_j K[i, j] U[j]
+    # Packed, tags-major: position t of the n_t running sentences is columns off[t] + row.
+    off = np.zeros(Lmax + 1, dtype=np.intp)
+    np.cumsum(n_active, out=off[1:])
+    col = off[lay.pos] + lay.row  # (N,) each token's column
+    e = scores.T.copy()  # (C, N), a copy: the max over tags runs along the tokens
+    e -= e.max(axis=0)
+    np.exp(e, out=e)
+    XX = np.empty((C, N), dtype=dtype)
+    XX[:, col] = e
+    P = np.empty_like(XX)
+    B = np.empty_like(XX)
+    prod = np.empty((C, C, S), dtype=dtype)
+    low = np.full(S, np.inf, dtype=dtype)  # each sentence's smallest sum before a division
+    multiply, reduce, minimum, divide = np.multiply, np.add.reduce, np.minimum, np.divide
+    multiply(kst[:, None], XX[:, :S], out=P[:, :S])
+    for t in range(1, Lmax):
+        n, a, b0 = n_active[t], off[t], off[t - 1]
+        q = P[:, a:a + n]
+        multiply(P[:, None, b0:b0 + n], KF, out=prod[:, :, :n])
+        reduce(prod[:, :, :n], axis=0, out=q)  # Σ_i, i = 0, 1, … in turn
+        lo = low[:n]
+        minimum(lo, q.min(axis=0), out=lo)
+        if t % every == 0:
+            divide(q, _sum_tags(q), out=q)
+        multiply(q, XX[:, a:a + n], out=q)
+    U = np.empty((C, S), dtype=dtype)
+    for t in range(Lmax - 1, -1, -1):
+        n, a = n_active[t], off[t]
+        m = n_active[t + 1] if t + 1 < Lmax else 0  # rows whose sentence goes on after t
+        B[:, a + m:a + n] = kend[:, None]  # the sentences that end at t
+        if not m:
+            continue
+        u = U[:, :m]
+        b = B[:, a:a + m]
+        a1 = off[t + 1]
+        multiply(XX[:, a1:a1 + m], B[:, a1:a1 + m], out=u)
+        multiply(u[:, None, :], KB, out=prod[:, :, :m])
+        reduce(prod[:, :, :m], axis=0, out=b)  # Σ_j, j = 0, 1, … in turn
+        lo = low[:m]
+        minimum(lo, b.min(axis=0), out=lo)
+        if t % every == 0:
+            divide(b, _sum_tags(b), out=b)
+    G = P * B  # (C, N) in the packed order
+    z = _sum_tags(G)
+    G /= z
+    node = G[:, col].T  # (N, C)
+    P0 = P[:, :S].T if first_ok is None else P[first_ok, :S].T
+    bad = ~(P0.min(axis=1) >= small)
+    bad |= ~(low >= big)
+    Pmin = P.min(axis=0)
+    np.minimum(Pmin, B.min(axis=0), out=Pmin)
+    bad_tok = ~(Pmin[col] >= small)
+    bad_tok[lay.first] = False  # P_0 is checked above, at the allowed first tags only
+    bad_tok |= ~(z[col] >= big)
+    bad[lay.row[bad_tok]] = True
+    return node, bad[lay.rank]
+
+
+def _sum_tags(x: np.ndarray) -> np.ndarray:
+    """Σ_i x[i] over the first axis, added in index order for every element. (A numpy sum
+    over an axis adds in index order only while another axis runs inside it; over a single
+    row it sums pairwise, so one sentence alone would round differently from a batch.)"""
+    out = x[0].copy()
+    for i in range(1, len(x)):
+        out += x[i]
+    return out
+
+
+def _node_marginals(scores, A, st, en, lay, safe, first_ok):
+    """Node marginals (N, C), each sentence's rows a function of its own scores alone:
+    :func:`_node_marginals_rows`, and the log-space recursions (whose steps reduce over an
+    axis in index order, row by row) for the sentences it rejects."""
+    C = scores.shape[1]
+    bad = np.ones(lay.S, dtype=bool)
+    if _SCALED and not safe:
+        with np.errstate(all="ignore"):  # underflow, or 0/0 after it: the checks reject both
+            nb = _node_marginals_rows(scores, A, st, en, lay, first_ok)
+        if nb is not None:
+            node, bad = nb
+            if not bad.any():
+                return node
+    if bad.all():
+        rows, sub, sub_lay = None, scores, lay
+    else:
+        rows = np.flatnonzero(np.repeat(bad, lay.lengths))  # the tokens of those sentences
+        sub, sub_lay = scores[rows], _layout(lay.lengths[bad], rows.size)
+    buf = np.empty((sub_lay.S, C, C), dtype=scores.dtype)
+    alpha = _forward_log(_pad(sub, sub_lay), A, st, sub_lay, safe, buf)
+    beta = _backward_log(_pad(sub, sub_lay), A, en, sub_lay, safe, buf)
+    logz = _log_partition(alpha, en, sub_lay)
+    sub_node, _ = _marginals(sub, A, en, sub_lay, safe, alpha, logz, beta, pairs=False)
+    if rows is None:
+        return sub_node
+    node[rows] = sub_node
+    return node
+
+
 def _beta_log(scores, A, en, lay, safe):
     C = scores.shape[1]
     return _backward_log(_pad(scores, lay), A, en, lay, safe,
@@ -574,15 +716,15 @@ def crf_marginals(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
                   constraints: Constraints | None = None) -> np.ndarray:
     """(N, C) node marginals p(y_t = c | sentence) (for confidence scores); rows sum to 1.
 
-    Same dtype as scores."""
+    Same dtype as scores. Each sentence's marginals are a function of its own scores alone,
+    to the bit, whichever other sentences share the call (:func:`_node_marginals`): a
+    tagger may group sentences as it likes, or skip some, and read the same numbers."""
     out_dtype = _check_scores(scores).dtype
     scores = np.asarray(scores, dtype=np.float64)
     lay = _layout(lengths, scores.shape[0])
     A, st, en, safe, ok = _effective(trans, start, end, constraints, scores.dtype)
     with np.errstate(divide="ignore", under="ignore"):
-        alpha, beta = _alpha_beta(scores, A, st, en, lay, safe, None if ok is None else ok[1])
-        logz = _log_partition(alpha, en, lay)
-        node, _ = _marginals(scores, A, en, lay, safe, alpha, logz, beta, pairs=False)
+        node = _node_marginals(scores, A, st, en, lay, safe, None if ok is None else ok[1])
     return node.astype(out_dtype, copy=False)
 
 
@@ -593,31 +735,43 @@ def viterbi(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: n
     δ[0] = start + f[0];  δ[t, j] = f[t, j] + max_i(δ[t-1, i] + A[i, j]) with the argmax i
     kept as a back-pointer; the last tag is argmax_i(δ[L-1, i] + end[i]), and the path is read
     back through the pointers. Ties go to the lowest tag index.
+
+    Packed and tags-major as :func:`_node_marginals_rows`: position t of the n_t sentences
+    still running is n_t consecutive columns of (C, N) arrays, so each step is one slice,
+    numpy's loops run along the sentences, and memory is linear in the tokens whatever the
+    lengths. (Sums and maxima of each sentence's own numbers: the same tags whichever
+    sentences share the call.)
     """
     scores = _check_scores(scores)
     N, C = scores.shape
     lay = _layout(lengths, N)
     A, st, en, _, _ = _effective(trans, start, end, constraints, scores.dtype)
-    E = _pad(scores, lay)
-    S, Lmax = lay.S, lay.Lmax
+    S, Lmax, n_active = lay.S, lay.Lmax, lay.n_active
+    off = np.zeros(Lmax + 1, dtype=np.intp)
+    np.cumsum(n_active, out=off[1:])
+    col = off[lay.pos] + lay.row  # (N,) each token's column
+    E = np.empty((C, N), dtype=scores.dtype)
+    E[:, col] = scores.T
     delta = np.empty_like(E)
-    back = np.empty((Lmax, S, C), dtype=np.intp)
-    buf = np.empty((S, C, C), dtype=scores.dtype)
-    np.add(st, E[0], out=delta[0])
+    back = np.empty((C, N), dtype=np.intp)  # back[j, column of t]: the best tag at t − 1
+    buf = np.empty((C, C, S), dtype=scores.dtype)
+    Ai = A[:, :, None]  # (i, j, 1)
+    np.add(st[:, None], E[:, :S], out=delta[:, :S])
     for t in range(1, Lmax):
-        n = lay.n_active[t]
-        tmp = buf[:n]
-        np.add(delta[t - 1, :n, :, None], A, out=tmp)  # (n, i, j)
-        bp = back[t, :n]
-        np.argmax(tmp, axis=1, out=bp)
-        d = delta[t, :n]
+        n, a, a0 = n_active[t], off[t], off[t - 1]
+        tmp = buf[:, :, :n]
+        np.add(delta[:, None, a0:a0 + n], Ai, out=tmp)  # (i, j, n)
+        bp = np.argmax(tmp, axis=0)  # (j, n)
+        back[:, a:a + n] = bp
         # The maximum is the entry at the argmax: read, not found again by a second pass
         # over tmp (the same number, NaN included; half the work of the step).
-        np.add(np.take_along_axis(tmp, bp[:, None, :], axis=1)[:, 0], E[t, :n], out=d)
-    rows = np.arange(S)
-    path = np.empty((Lmax, S), dtype=np.intp)
-    path[lay.last_sorted, rows] = np.argmax(delta[lay.last_sorted, rows] + en, axis=1)
+        np.add(np.take_along_axis(tmp, bp[None], axis=0)[0], E[:, a:a + n],
+               out=delta[:, a:a + n])
+    path = np.empty(N, dtype=np.intp)  # packed, as the columns
+    last = off[lay.last_sorted] + np.arange(S)
+    path[last] = np.argmax(delta[:, last].T + en, axis=1)
     for t in range(Lmax - 1, 0, -1):
-        n = lay.n_active[t]
-        path[t - 1, :n] = back[t, rows[:n], path[t, :n]]
-    return path[lay.pos, lay.row].astype(np.int64)
+        n, a, a0 = n_active[t], off[t], off[t - 1]
+        cols = np.arange(a, a + n)
+        path[a0:a0 + n] = back[path[a:a + n], cols]
+    return path[col].astype(np.int64)
