@@ -544,9 +544,12 @@ def _viterbi_two_passes(scores, lengths, trans, start, end, constraints=None):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("ties", [False, True])
-def test_viterbi_reads_the_maximum_at_the_argmax(dtype, constrained, ties):
+@pytest.mark.parametrize("scan", [1, 10**9])  # argmax by comparisons, or numpy's
+def test_viterbi_reads_the_maximum_at_the_argmax(dtype, constrained, ties, scan, monkeypatch):
     """The maximum of each step is read at its argmax: the same paths as two passes, ties
-    (integer scores: many) and forbidden moves (−inf) included."""
+    (integer scores: many) and forbidden moves (−inf) included, whichever way a step finds
+    its argmax (_VITERBI_SCAN), NaN scores too."""
+    monkeypatch.setattr(crf, "_VITERBI_SCAN", scan)
     rng = np.random.default_rng(11)
     lengths = rng.integers(1, 40, size=60)
     s, lengths, _, A, start, end, con = random_problem(rng, list(lengths), 5, 2.0,
@@ -554,5 +557,9 @@ def test_viterbi_reads_the_maximum_at_the_argmax(dtype, constrained, ties):
     if ties:
         s, A, start, end = (np.round(x) for x in (s, A, start, end))
     s, A, start, end = (x.astype(dtype) for x in (s, A, start, end))
+    np.testing.assert_array_equal(crf.viterbi(s, lengths, A, start, end, con),
+                                  _viterbi_two_passes(s, lengths, A, start, end, con))
+    s = s.copy()
+    s[rng.random(s.shape) < 0.01] = np.nan  # a broken model's scores: argmax's rule for NaN
     np.testing.assert_array_equal(crf.viterbi(s, lengths, A, start, end, con),
                                   _viterbi_two_passes(s, lengths, A, start, end, con))

@@ -728,6 +728,12 @@ def crf_marginals(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray,
     return node.astype(out_dtype, copy=False)
 
 
+# From this many sentences running at a position on, a Viterbi step finds its argmax by
+# comparing with the maximum (C passes along the sentences) instead of numpy's argmax over
+# the leading axis; the same back-pointers (a test runs both).
+_VITERBI_SCAN = 256
+
+
 def viterbi(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: np.ndarray,
             end: np.ndarray, constraints: Constraints | None = None) -> np.ndarray:
     """(N,) int64 best tag path per sentence (the argmax of the path score), batched.
@@ -761,12 +767,23 @@ def viterbi(scores: np.ndarray, lengths: np.ndarray, trans: np.ndarray, start: n
         n, a, a0 = n_active[t], off[t], off[t - 1]
         tmp = buf[:, :, :n]
         np.add(delta[:, None, a0:a0 + n], Ai, out=tmp)  # (i, j, n)
+        d = delta[:, a:a + n]
+        if n >= _VITERBI_SCAN:
+            # Many sentences: the maximum over i runs along them, and the argmax is the
+            # lowest i that reaches it (numpy's argmax over a leading axis copies the array
+            # first, and is slower here). NaN: argmax's own rule, below.
+            m = tmp.max(axis=0)
+            if not np.isnan(m).any():
+                bp = back[:, a:a + n]
+                for i in range(C - 1, -1, -1):
+                    bp[tmp[i] == m] = i
+                np.add(m, E[:, a:a + n], out=d)
+                continue
         bp = np.argmax(tmp, axis=0)  # (j, n)
         back[:, a:a + n] = bp
         # The maximum is the entry at the argmax: read, not found again by a second pass
         # over tmp (the same number, NaN included; half the work of the step).
-        np.add(np.take_along_axis(tmp, bp[None], axis=0)[0], E[:, a:a + n],
-               out=delta[:, a:a + n])
+        np.add(np.take_along_axis(tmp, bp[None], axis=0)[0], E[:, a:a + n], out=d)
     path = np.empty(N, dtype=np.intp)  # packed, as the columns
     last = off[lay.last_sorted] + np.arange(S)
     path[last] = np.argmax(delta[:, last].T + en, axis=1)
