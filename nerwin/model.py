@@ -132,7 +132,8 @@ class Model:
         return [to_iob2([labels[i] for i in s], head.scheme)[0]
                 for s in split_rows(lengths, pred)]
 
-    def evaluate(self, corpus: Corpus, data: WindowData | None = None
+    def evaluate(self, corpus: Corpus, data: WindowData | None = None,
+                 workspace: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], list[list[str]]]:
         """Entity-level scores on ``corpus`` (plus its mean loss) and the predicted tags.
 
@@ -141,11 +142,21 @@ class Model:
         the batches are weighted by their share of the windows). ``nerwin eval`` runs the
         same batches in chunks (nerwin.evaluation): :meth:`eval_part` on each, then
         :meth:`eval_finish`.
+
+        ``workspace``: a dict kept by a caller that evaluates again and again (training,
+        once an epoch): the memory of the projections is kept there and reused, not
+        allocated afresh each time (the same numbers are computed into it).
         """
         data = self.eval_encode(corpus) if data is None else data
         batches = self.eval_plan(data.lengths)
         # Built from the parameters of now (during training: this epoch's), never reused.
-        ids, terms = self.eval_part(data, batches, self.eval_projections(len(data)))
+        if workspace is None:
+            proj = self.eval_projections(len(data))
+        else:
+            proj = self.net.projections(len(data), out=workspace.get("projections"))
+            if proj is not None:
+                workspace["projections"] = proj.buffer
+        ids, terms = self.eval_part(data, batches, proj)
         return self.eval_finish(corpus, ids, terms)
 
     def eval_encode(self, corpus: Corpus) -> WindowData:

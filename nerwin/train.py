@@ -25,7 +25,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,8 @@ class _Run:
     dev_d: WindowData | None
     test_c: Corpus | None
     test_d: WindowData | None
+    # Memory the per-epoch dev evaluation reuses (Model.evaluate's workspace).
+    workspace: dict[str, Any] = field(default_factory=dict)
 
 
 # Overflow in exp/matmul is not worth a RuntimeWarning line: a non-finite loss or weight is
@@ -406,7 +408,7 @@ def _end_epoch(run: _Run, lr: float, loss_sum: float, n_seen: int, seconds: floa
                               "seconds": seconds}
     dev_scores = None
     if run.dev_c is not None:
-        dev_scores, _ = run.model.evaluate(run.dev_c, run.dev_d)
+        dev_scores, _ = run.model.evaluate(run.dev_c, run.dev_d, workspace=run.workspace)
         f1 = dev_scores["f1"]
         record.update({"dev_loss": dev_scores["loss"],
                        "dev_precision": dev_scores["precision"],
@@ -447,7 +449,7 @@ def _test_scores(run: _Run) -> dict[str, Any]:
 
     assert run.test_c is not None
     best = load_model(run.out / "best")
-    scores, _ = best.evaluate(run.test_c, run.test_d)
+    scores, _ = best.evaluate(run.test_c, run.test_d, workspace=run.workspace)
     scores["file"] = str(run.test_c.path)
     scores["best_epoch"] = run.state.best_epoch
     atomic_write_text(run.out / "test_scores.json", json.dumps(scores, indent=2) + "\n")

@@ -142,6 +142,48 @@ def test_projections_follow_the_parameters():
     assert not np.allclose(after, before)
 
 
+def test_projections_into_a_reused_buffer_are_the_same_numbers():
+    """A buffer handed back (training's workspace) is written, not reallocated, and holds
+    what a fresh one holds, after the parameters change too; a small one is not used."""
+    net = random_net(3)
+    inputs = random_inputs(net, 100, 5)
+    first = net.projections(100)
+    buf = first.buffer
+    again = net.projections(100, out=buf)
+    assert again.buffer is buf and np.shares_memory(again.P, buf)
+    np.testing.assert_array_equal(again.P, first.P)
+    net.params["W1"] *= 1.5
+    fresh = net.projections(100)
+    reused = net.projections(100, out=buf)
+    assert reused.buffer is buf
+    np.testing.assert_array_equal(reused.P, fresh.P)
+    np.testing.assert_array_equal(net.forward(inputs, proj=reused)[0],
+                                  net.forward(inputs, proj=fresh)[0])
+    small = np.empty(10, dtype=buf.dtype)
+    assert net.projections(100, out=small).buffer is not small
+
+
+def test_evaluate_with_a_workspace_scores_as_without():
+    from nerwin.config import load_config
+    from nerwin.dataset import build_lexicon, read_split
+    from nerwin.model import new_model
+
+    cfg = load_config("configs/sample.yaml", ["model.head=crf"])
+    train = read_split(cfg, cfg.data.train)
+    dev = read_split(cfg, cfg.data.dev)
+    model = new_model(cfg, build_lexicon(cfg, train, [dev]), np.random.default_rng(0))
+    data = model.encode(dev)
+    want = model.evaluate(dev, data)
+    ws: dict = {}
+    got = model.evaluate(dev, data, workspace=ws)
+    buf = ws["projections"]
+    model.net.params["W1"] *= 0.5
+    want2 = model.evaluate(dev, data)
+    got2 = model.evaluate(dev, data, workspace=ws)
+    assert ws["projections"] is buf  # reused, not reallocated
+    assert got == want and got2 == want2 and want2 != want
+
+
 def test_out_of_range_ids_are_refused_not_read_from_another_table():
     net = random_net(0)
     inputs = list(random_inputs(net, 10, 0))

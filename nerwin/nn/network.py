@@ -297,18 +297,20 @@ class WindowNet:
         data_loss, _ = self.head.loss(out, y, lengths, self.params)
         return data_loss + self._reg_loss()
 
-    def projections(self, n_tokens: int) -> Projections | None:
+    def projections(self, n_tokens: int, out: np.ndarray | None = None
+                    ) -> Projections | None:
         """Precomputed first-layer projections of the current parameters for predicting
         ``n_tokens`` tokens (nerwin.nn.project), or None when the first block is not an
         affine map of the window (or there is none). Valid until the parameters change:
-        build one per evaluation call."""
+        build one per evaluation call. ``out``: a flat buffer to reuse for them if large
+        enough (a previous one's ``buffer``, no longer in use)."""
         if not self.blocks or not self.blocks[0].projectable:
             return None
         b = self.blocks[0]
         # Not kept on the network: up to project.MAX_BYTES that would stay allocated
         # between evaluations (and a stale copy could be read after a training step).
         return Projections(self.tables, self.spec.n_positions, self.params[b.W],
-                           self.params[b.b], self.params, n_tokens)
+                           self.params[b.b], self.params, n_tokens, out=out)
 
     def predict_proba(self, inputs: Inputs, lengths: np.ndarray | None = None,
                       proj: Projections | None = None) -> np.ndarray:
