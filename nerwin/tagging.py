@@ -70,7 +70,7 @@ import numpy as np
 from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Corpus, Sentence, split_line
 from nerwin.errors import NerwinError, utf8_error
 from nerwin.model import Model, eval_batches
-from nerwin.tokenize import _ENDERS, sentence_cuts, token_spans
+from nerwin.tokenize import _ENDERS, block_sentences, block_tokens, sentence_cuts, token_spans
 from nerwin.windows import WindowData, _ranges
 
 INPUT_FORMATS = ("text", "conll")
@@ -269,6 +269,33 @@ def text_line(lineno: int, line: str, spans: list[tuple[int, int]] | None = None
             items.append(Item(texts[i:j], [a - a0 for a, _ in sp], [b - a0 for _, b in sp],
                               line[a0:b0], lineno, offset=a0))
     return TextLine(lineno, line, items)
+
+
+def text_block(first: int, text: str) -> list[TextLine]:
+    """The lines of ``text`` (joined by "\\n", numbered from ``first``) with their
+    sentences: what :func:`text_line` gives for each line, found a block at a time
+    (nerwin.tokenize.block_tokens) so that the Python steps are per sentence, not per token."""
+    tok = block_tokens(text)
+    firsts = block_sentences(text, tok)
+    records = [TextLine(n, line, []) for n, line in enumerate(text.split("\n"), start=first)]
+    if not firsts.size:
+        return records
+    n = len(tok.texts)
+    lengths = np.diff(firsts, append=n)
+    a0 = tok.starts[firsts]  # where each sentence starts and ends in the block
+    b0 = tok.ends[np.append(firsts[1:], n) - 1]
+    # offsets into each sentence's text, and where that text starts in its line
+    shift = np.repeat(a0, lengths)
+    starts, ends = (tok.starts - shift).tolist(), (tok.ends - shift).tolist()
+    line = np.searchsorted(tok.line_starts, a0, side="right") - 1
+    offset = a0 - tok.line_starts[line]
+    bounds = firsts.tolist()
+    texts = tok.texts
+    for i, j, a, b, k, off in zip(bounds, [*bounds[1:], n], a0.tolist(), b0.tolist(),
+                                  line.tolist(), offset.tolist()):
+        records[k].items.append(Item(texts[i:j], starts[i:j], ends[i:j], text[a:b], first + k,
+                                     off))
+    return records
 
 
 def text_records(lines: Iterable[tuple[int, str]]) -> Iterator[TextLine]:
@@ -829,8 +856,7 @@ def chunk_records(chunk: TextChunk | list[Record]) -> list[Record]:
     """The records of a chunk: a TextChunk's lines tokenised and split into sentences
     (:func:`text_line`), or the records themselves (CoNLL input)."""
     if isinstance(chunk, TextChunk):
-        return [text_line(n, line)
-                for n, line in enumerate(chunk.text.split("\n"), start=chunk.first)]
+        return list(text_block(chunk.first, chunk.text))
     return chunk
 
 
