@@ -5,7 +5,8 @@ model trained on it has seen, so raw text is cut the same way:
 
 * punctuation is split off: ``lamb.`` -> ``lamb .``; ``(U.S.)`` -> ``( U.S. )``;
 * abbreviations keep their periods: ``U.S.``, ``a.m.``, ``Corp.``, ``Calif.``, ``vs.``,
-  initials such as ``J.``; a number that opens a line keeps a list period (``1.``);
+  initials such as ``J.``; a number that opens a line keeps a list period when more
+  follows on the line (``1. Pivotal``);
 * numbers keep their separators: ``1,000``, ``19.32``, ``1996-08-22``, ``6-4``, ``1/2``,
   ``2:29.34``, ``.500``, ``+44``;
 * hyphenated words stay whole (``one-day``, ``Inzamam-ul-Haq``), so do ``O'Brien`` and
@@ -34,6 +35,10 @@ split inside a grapheme cluster.
 
 Sentences are cut between tokens, never inside one, so splitting a line into sentences
 never changes its tokens: see :func:`split_sentences`.
+
+``nerwin tag`` tokenises a block of lines at once (:func:`block_tokens`,
+:func:`block_sentences`): the same tokens and sentences in each line as the functions for
+one line give it, found with a few calls over the whole block.
 """
 
 from __future__ import annotations
@@ -115,13 +120,16 @@ _CLITIC = rf"(?:'{_CLITIC_TAIL}|n't|N'T)"
 # Each comes with what a line must hold for it to match anywhere (None: always tried):
 # a line without an "@" is cut by the pattern without the e-mail alternative, which
 # finds the same tokens with less work (see _pattern_for).
-# ``space`` is what a lookahead takes for "a space after it on this line": ``\s`` for a
-# line alone, ``[^\S\n]`` for a block of lines (block_tokens), where ``\s`` would also
-# see the line end, which a line alone does not have. The other lookaheads (``\s|$``,
-# ``\s*$``) give the same answer at a line end in both.
 
 
 def _alternatives(space: str) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """(name, pattern, what a line must hold) of each alternative.
+
+    ``space`` is what a lookahead takes for "a space after it on this line": ``\\s`` for a
+    line alone, ``[^\\S\\n]`` for a block of lines (block_tokens), where ``\\s`` would also
+    see the line end, which a line alone does not have. The other lookaheads (``\\s|$``,
+    ``\\s*$``) give the same answer at a line end in both.
+    """
     return [
         ("url", r"""(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}]""", ("://", "www.")),
         ("email", r"\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+", ("@",)),
@@ -380,9 +388,9 @@ def block_tokens(text: str) -> BlockTokens:
     """The tokens of every line of ``text``, lines joined by "\\n" (none holds a "\\n"):
     in each line, the tokens :func:`token_spans` finds in it, offsets into ``text``."""
     # One findall over the block (no pattern alternative matches a space, so a token never
-    # spans lines). It stops one character after the last token: the lookaheads see what
-    # they see in the whole text, and findall does not try the pattern from every
-    # position of a trailing run of spaces (each try would scan the run to its end).
+    # spans lines). It stops one character after the last token: a lookahead there sees a
+    # space as in the whole text, and findall does not try the pattern from every position
+    # of a trailing run of spaces (each try would scan the run to its end).
     end = min(len(text), len(text.rstrip()) + 1)
     texts = _block_pattern(_key(text)).findall(text, 0, end)
     # Where they are: every non-space character is in a token and no space is, so the
@@ -453,16 +461,16 @@ def block_sentences(text: str, tok: BlockTokens) -> np.ndarray:
     texts, starts, first = tok.texts, tok.starts, tok.line_first
     firsts = first[:-1][first[:-1] < first[1:]]  # every line's first token (if it has one)
     # Only an end mark can end a sentence, and not the last token of its line: look at
-    # the tokens that start with . ! or ? (few), and not their lines' last.
+    # the tokens that start with . ! or ? (few) and are not the last of their line.
     codes = _codes(text)
     marks = np.flatnonzero((codes == 46) | (codes == 33) | (codes == 63))
-    i = np.searchsorted(starts, marks, side="right") - 1
-    i = i[(i >= 0) & (starts[np.maximum(i, 0)] == marks)] if len(starts) else i[:0]
-    stops = first[np.searchsorted(first, i, side="right")]  # the end of its line
-    more = i + 1 < stops
-    cuts = [c for c in (_cut_after(texts, starts, tok.ends, k, stop)
-                        for k, stop in zip(i[more].tolist(), stops[more].tolist())
-                        if texts[k] in _ENDERS) if c]
+    k = np.searchsorted(starts, marks, side="right") - 1  # the token each mark is in
+    k = k[starts[k] == marks]
+    stops = first[np.searchsorted(first, k, side="right")]  # where its line's tokens end
+    more = k + 1 < stops
+    cuts = [_cut_after(texts, starts, tok.ends, i, stop)
+            for i, stop in zip(k[more].tolist(), stops[more].tolist()) if texts[i] in _ENDERS]
+    cuts = [c for c in cuts if c]
     if not cuts:
         return firsts
     return np.sort(np.concatenate([firsts, np.array(cuts, np.int64)]))
