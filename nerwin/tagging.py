@@ -858,7 +858,7 @@ def chunk_records(chunk: TextChunk | list[Record]) -> list[Record]:
     """The records of a chunk: a TextChunk's lines tokenised and split into sentences
     (:func:`text_block`), or the records themselves (CoNLL input)."""
     if isinstance(chunk, TextChunk):
-        return list(text_block(chunk.first, chunk.text))  # a list[Record]
+        return text_block(chunk.first, chunk.text)  # type: ignore[return-value]
     return chunk
 
 

@@ -5,8 +5,7 @@ model trained on it has seen, so raw text is cut the same way:
 
 * punctuation is split off: ``lamb.`` -> ``lamb .``; ``(U.S.)`` -> ``( U.S. )``;
 * abbreviations keep their periods: ``U.S.``, ``a.m.``, ``Corp.``, ``Calif.``, ``vs.``,
-  initials such as ``J.``; a number that opens a line keeps a list period when more
-  follows on the line (``1. Pivotal``);
+  initials such as ``J.``; a number that opens a line keeps a list period (``1.``);
 * numbers keep their separators: ``1,000``, ``19.32``, ``1996-08-22``, ``6-4``, ``1/2``,
   ``2:29.34``, ``.500``, ``+44``;
 * hyphenated words stay whole (``one-day``, ``Inzamam-ul-Haq``), so do ``O'Brien`` and
@@ -141,9 +140,9 @@ def _alternatives(space: str) -> list[tuple[str, str, tuple[str, ...] | None]]:
         ("abbrev", r"(?=[A-Za-z']{2,6}\.)(?:" + _ABBREV + r")\.(?:-\w+)*(?![\w])(?!\s*$)",
          None),
         ("initial", r"[^\W\d_]\.(?=\s|$|[,;:)\]])", None),  # J. Smith; "(D. Cox)"
-        # "1. Pivotal": a list item; "1." with nothing after it on the line is a number
-        # and a period, as any number before a line's final period.
-        ("listnum", rf"^\d{{1,3}}\.(?={space}+\S)", None),
+        # "1. Pivotal": a list item. An ASCII number and the line's final period are two
+        # tokens, as token_spans has always cut them (_PIECE), spaces after them or not.
+        ("listnum", rf"^(?![0-9]+\.\s*$)\d{{1,3}}\.(?={space})", None),
         ("number", r"[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?"
          r"(?:[-/][^\W\d_]\w*)*(?![\w'])(?![.,:/-]\w)", None),  # never stop inside a token
         ("currency", r"[A-Z]{1,3}\$", ("$",)),  # C$ A$ US$ HK$
@@ -345,8 +344,8 @@ _FAST = [
     # ASCII digits up to a character at which no number goes on (a comma goes on before
     # a digit: 1,000)
     r"""[0-9]+(?=[\s;)\]}"!?%]|,(?:\s|$)|$)""",
-    # a word of 2+ letters (one letter and a period are an initial) or a number before the
-    # line's final period, which no abbreviation keeps and which ends no list number
+    # a word of 2+ letters (one letter and a period are an initial) or an ASCII number
+    # before the line's final period, which no abbreviation or list number keeps
     r"(?:[A-Za-z]{2,}|[0-9]+)(?=\.\s*$)",
     # a character that starts no longer token: every other alternative starts with a
     # letter, digit, + - . ' * = ~ # or _

@@ -175,6 +175,9 @@ def test_fast_paths_find_what_the_full_pattern_finds(text):
     "no specials here at all 42",
     "He left the U.S.", "It ends with Corp.", "Plan a.", "at 12.", "x ab.  ", "1.", "ab.\u00a0",
     "vs.", "Wash.", "mid. sentence", "3 p.m.",
+    # a number and the line's final period: two tokens when the digits are ASCII, spaces
+    # after them or not (the full pattern had "1. " as a list number, token_spans not)
+    "1. ", "12.\t", "1.  \u00a0", "\u0661. ", "\u0661.", "\u0661. x", "1\u0661. ",
 ])
 def test_fast_paths_on_lines_with_each_special(line):
     from nerwin.tokenize import _TOKEN, token_spans
