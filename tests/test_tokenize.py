@@ -156,6 +156,7 @@ def test_long_adversarial_lines(text):
     # Each of these made an unbounded pattern rescan the rest of the line from every
     # position (about 10^10 steps here); with the bounds each takes well under a second.
     check_cover(text, tokenize(text))
+    check_block([text])  # and so does the pattern of a block of lines (nerwin tag)
 
 
 @given(TEXT)
