@@ -130,13 +130,13 @@ class Tagger:
             yield from self._tag_texts(batch)
 
     def _tag_texts(self, texts: list[str]) -> list[Doc]:
-        from nerwin.tagging import tag_items, text_records
+        from nerwin.tagging import tag_items, text_block
 
         per_text = []
         all_items = []
         for text in texts:
-            lines = list(_lines(text))
-            records = list(text_records((n, line) for n, _, line in lines))
+            lines = list(_lines(text))  # numbered from 1, none holding a line end
+            records = text_block(1, "\n".join(line for _, _, line in lines))
             placed = [(start + it.offset, it) for (_, start, _), rec in zip(lines, records)
                       for it in rec.items]
             per_text.append(placed)

@@ -34,6 +34,10 @@ split inside a grapheme cluster.
 
 Sentences are cut between tokens, never inside one, so splitting a line into sentences
 never changes its tokens: see :func:`split_sentences`.
+
+``nerwin tag`` tokenises a block of lines at once (:func:`block_tokens`,
+:func:`block_sentences`): the same tokens and sentences in each line as the functions for
+one line give it, found with a few calls over the whole block.
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from typing import NamedTuple
+
+import numpy as np
 
 # Abbreviations that keep their period (seen with a period in CoNLL-2003, or common in
 # news text). Matched case-sensitively, in this form or all in capitals.
@@ -111,31 +119,47 @@ _CLITIC = rf"(?:'{_CLITIC_TAIL}|n't|N'T)"
 # Each comes with what a line must hold for it to match anywhere (None: always tried):
 # a line without an "@" is cut by the pattern without the e-mail alternative, which
 # finds the same tokens with less work (see _pattern_for).
-_ALTERNATIVES: list[tuple[str, tuple[str, ...] | None]] = [
-    (r"""(?P<url>(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}])""", ("://", "www.")),
-    (r"(?P<email>\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+)", ("@",)),
-    (r"(?P<initialism>(?:[^\W\d_]\.){2,}(?:-\w+)+)", None),  # U.S.-led
-    (r"(?P<initialism_>(?:[^\W\d_]\.)+[^\W\d_](?=\.\s*$))", None),  # "the U.S." ending a line
-    (r"(?P<initialism__>(?:[^\W\d_]\.){2,})", None),  # U.S. a.m. F.C.
-    # Wash.-based; a period ending the line is split. The lookahead skips the long list of
-    # names at once where no short word and a period follow.
-    (r"(?P<abbrev>(?=[A-Za-z']{2,6}\.)(?:" + _ABBREV + r")\.(?:-\w+)*)(?![\w])(?!\s*$)",
-     None),
-    (r"(?P<initial>[^\W\d_]\.)(?=\s|$|[,;:)\]])", None),  # J. Smith; "(D. Cox)"
-    (r"(?P<listnum>^\d{1,3}\.)(?=\s)", None),  # "1. Pivotal": a list item
-    (r"(?P<number>[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?"
-     r"(?:[-/][^\W\d_]\w*)*)(?![\w'])(?![.,:/-]\w)", None),  # never stop inside a token
-    (r"(?P<currency>[A-Z]{1,3}\$)", ("$",)),  # C$ A$ US$ HK$
-    (r"(?P<rating>[A-Z]{1,3}\+{1,2})(?![\w+])", ("+",)),  # BBB+ AA+
-    (r"(?P<negword>[^\W\d_]+(?=n't\b|N'T\b))", ("n't", "N'T")),  # do|n't, ca|n't
-    (r"(?P<clitic>" + _CLITIC + ")", ("'",)),
-    (r"(?P<word>\w(?:[\w" + _EXTEND + r"]|[-&.](?=\w)|'(?!" + _CLITIC_TAIL
-     + r")(?=\w))*(?:-(?=[\s,]))?)", None),  # suspended hyphen: "three-, five-"
-    (r"(?P<run>(?P<ch>[-.*=_~#+])(?P=ch)+)", None),  # -- ... ** as one token
-    (r"(?P<other>\S)", None),
-]
-_TOKEN = re.compile("|".join(p for p, _ in _ALTERNATIVES))
-_OPTIONAL = [(k, needs) for k, (_, needs) in enumerate(_ALTERNATIVES) if needs is not None]
+
+
+def _alternatives(space: str) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """(name, pattern, what a line must hold) of each alternative.
+
+    ``space`` is what a lookahead takes for "a space after it on this line": ``\\s`` for a
+    line alone, ``[^\\S\\n]`` for a block of lines (block_tokens), where ``\\s`` would also
+    see the line end, which a line alone does not have. The other lookaheads (``\\s|$``,
+    ``\\s*$``) give the same answer at a line end in both.
+    """
+    return [
+        ("url", r"""(?:https?://|ftp://|www\.)[^\s<>"]*[^\s<>"'`,.;:!?)\]}]""", ("://", "www.")),
+        ("email", r"\w[\w.+-]{0,63}@\w[\w-]{0,62}(?:\.\w[\w-]{0,62})+", ("@",)),
+        ("initialism", r"(?:[^\W\d_]\.){2,}(?:-\w+)+", None),  # U.S.-led
+        ("initialism_", r"(?:[^\W\d_]\.)+[^\W\d_](?=\.\s*$)", None),  # "the U.S." ends a line
+        ("initialism__", r"(?:[^\W\d_]\.){2,}", None),  # U.S. a.m. F.C.
+        # Wash.-based; a period ending the line is split. The lookahead skips the long list
+        # of names at once where no short word and a period follow.
+        ("abbrev", r"(?=[A-Za-z']{2,6}\.)(?:" + _ABBREV + r")\.(?:-\w+)*(?![\w])(?!\s*$)",
+         None),
+        ("initial", r"[^\W\d_]\.(?=\s|$|[,;:)\]])", None),  # J. Smith; "(D. Cox)"
+        # "1. Pivotal": a list item. An ASCII number and the line's final period are two
+        # tokens, as token_spans has always cut them (_PIECE), spaces after them or not.
+        ("listnum", rf"^(?![0-9]+\.\s*$)\d{{1,3}}\.(?={space})", None),
+        ("number", r"[+-]?(?:\d+|(?<!\w)(?=\.\d))(?:[.,:/-]\d+){0,8}(?:st|nd|rd|th)?"
+         r"(?:[-/][^\W\d_]\w*)*(?![\w'])(?![.,:/-]\w)", None),  # never stop inside a token
+        ("currency", r"[A-Z]{1,3}\$", ("$",)),  # C$ A$ US$ HK$
+        ("rating", r"[A-Z]{1,3}\+{1,2}(?![\w+])", ("+",)),  # BBB+ AA+
+        ("negword", r"[^\W\d_]+(?=n't\b|N'T\b)", ("n't", "N'T")),  # do|n't, ca|n't
+        ("clitic", _CLITIC, ("'",)),
+        ("word", r"\w(?:[\w" + _EXTEND + r"]|[-&.](?=\w)|'(?!" + _CLITIC_TAIL
+         + rf")(?=\w))*(?:-(?={space}|,))?", None),  # suspended hyphen: "three-, five-"
+        # -- ... ** as one token (a run of one of these characters)
+        ("run", "|".join(re.escape(c) + "{2,}" for c in "-.*=_~#+"), None),
+        ("other", r"\S", None),
+    ]
+
+
+_ALTERNATIVES = _alternatives(r"\s")
+_TOKEN = re.compile("|".join(f"(?P<{name}>{p})" for name, p, _ in _ALTERNATIVES))
+_OPTIONAL = [(k, needs) for k, (_, _, needs) in enumerate(_ALTERNATIVES) if needs is not None]
 _PATTERNS: dict[int, re.Pattern[str]] = {}
 # A plain piece (group None), one with a comma (1) or a line-ending period (2) after a word of
 # 2+ letters or a number (a single letter and a period is an initial), or any other (3).
@@ -143,17 +167,22 @@ _PIECE = re.compile(r"(?:[A-Za-z]+|[0-9]+)(?=\s|$)|(?P<comma>(?:[A-Za-z]+|[0-9]+
                     r"|(?P<period>(?:[A-Za-z]{2,}|[0-9]+)\.)(?=\s*$)|(?P<other>\S+)")
 
 
+def _key(text: str) -> int:
+    """Which optional alternatives can match in ``text``: one bit per entry of _OPTIONAL,
+    in its order (written out: this runs once a line)."""
+    return (("://" in text or "www." in text) | ("@" in text) << 1 | ("$" in text) << 2
+            | ("+" in text) << 3 | ("n't" in text or "N'T" in text) << 4 | ("'" in text) << 5)
+
+
 def _pattern_for(text: str) -> re.Pattern[str]:
     """The token pattern without the alternatives that cannot match anywhere in ``text``
     (an alternative that fails everywhere changes nothing: it finds the same tokens)."""
-    # One bit per entry of _OPTIONAL, in its order (written out: this runs once a line).
-    key = (("://" in text or "www." in text) | ("@" in text) << 1 | ("$" in text) << 2
-           | ("+" in text) << 3 | ("n't" in text or "N'T" in text) << 4 | ("'" in text) << 5)
+    key = _key(text)
     pat = _PATTERNS.get(key)
     if pat is None:
         dropped = {k for bit, (k, _) in enumerate(_OPTIONAL) if not key >> bit & 1}
         pat = _PATTERNS[key] = re.compile(
-            "|".join(p for k, (p, _) in enumerate(_ALTERNATIVES) if k not in dropped))
+            "|".join(p for k, (_, p, _) in enumerate(_ALTERNATIVES) if k not in dropped))
     return pat
 
 
@@ -265,16 +294,21 @@ def split_sentences(tokens: list[Token]) -> list[list[Token]]:
 def sentence_cuts(texts: list[str], spans: Sequence[tuple[int, int]]) -> list[int]:
     """Where :func:`split_sentences` cuts tokens ``texts`` (at ``spans`` of their line):
     the index of the first token of every sentence but the first."""
-    cuts: list[int] = []
     n = len(texts)
+    starts, ends = [a for a, _ in spans], [b for _, b in spans]
     # Only an end mark can end a sentence: look at those alone (most tokens are not).
-    for i in [i for i, t in enumerate(texts) if t in _ENDERS]:
-        # a quote or bracket right after the end mark (no space between) closes it
-        while i + 1 < n and texts[i + 1] in _CLOSERS and spans[i + 1][0] == spans[i][1]:
-            i += 1
-        if i + 1 < n and _starts_sentence(texts[i + 1]):
-            cuts.append(i + 1)
-    return cuts
+    cuts = [_cut_after(texts, starts, ends, i, n) for i, t in enumerate(texts) if t in _ENDERS]
+    return [c for c in cuts if c]
+
+
+def _cut_after(texts: Sequence[str], starts: Sequence[int], ends: Sequence[int], i: int,
+               n: int) -> int:
+    """Where the sentence that the end mark ``texts[i]`` may end is cut, among the tokens
+    before ``n`` of its line: the index of the token that starts the next one, or 0."""
+    # a quote or bracket right after the end mark (no space between) closes it
+    while i + 1 < n and texts[i + 1] in _CLOSERS and starts[i + 1] == ends[i]:
+        i += 1
+    return i + 1 if i + 1 < n and _starts_sentence(texts[i + 1]) else 0
 
 
 def _starts_sentence(tok: str) -> bool:
@@ -292,6 +326,153 @@ def iter_line_sentences(text: str) -> Iterator[list[Token]]:
     for line in text.splitlines():
         if line.strip():
             yield from sentences(line)
+
+
+# ---------------------------------------------------------------------------------------
+# A block of lines at once: `nerwin tag` reads text a chunk of lines at a time
+# (nerwin.tagging.TextChunk), and tokenises the chunk with a few calls over all of it rather
+# than Python steps for each token.
+
+# Tried before the alternatives above. Each matches only where the first of those that
+# matches finds the same token (so together they change nothing but the time taken: most
+# tokens of running text are one of these, and a pattern spends its time failing the
+# alternatives before the one that matches).
+_FAST = [
+    # ASCII letters up to a character at which no word, abbreviation, initial, URL or e-mail
+    # address goes on (nor a currency or a rating: no $ or + either)
+    r"""[A-Za-z]+(?=[\s,;)\]}"!?%/]|$)""",
+    # ASCII digits up to a character at which no number goes on (a comma goes on before
+    # a digit: 1,000)
+    r"""[0-9]+(?=[\s;)\]}"!?%]|,(?:\s|$)|$)""",
+    # a word of 2+ letters (one letter and a period are an initial) or an ASCII number
+    # before the line's final period, which no abbreviation or list number keeps
+    r"(?:[A-Za-z]{2,}|[0-9]+)(?=\.\s*$)",
+    # a character that starts no longer token: every other alternative starts with a
+    # letter, digit, + - . ' * = ~ # or _
+    r"""[,;:()"$%/!?&\[\]{}]""",
+    # a period that starts no number (.5) and no run (...)
+    r"\.(?![.\d])",
+]
+_BLOCK_ALTERNATIVES = _alternatives(r"[^\S\n]")
+_BLOCK_PATTERNS: dict[int, re.Pattern[str]] = {}
+
+
+def _block_pattern(key: int) -> re.Pattern[str]:
+    """The pattern that finds the tokens of a block of lines holding what ``key`` says
+    (_key): the fast alternatives, then those that can match (see _pattern_for).
+
+    The spaces before a token are part of the match, outside the one group, so findall
+    returns the tokens alone and skips the spaces in one step (rather than by failing
+    every alternative at each); with re.MULTILINE, ^ and $ see each line's start and end.
+    """
+    pat = _BLOCK_PATTERNS.get(key)
+    if pat is None:
+        dropped = {k for bit, (k, _) in enumerate(_OPTIONAL) if not key >> bit & 1}
+        alts = _FAST + [p for k, (_, p, _) in enumerate(_BLOCK_ALTERNATIVES) if k not in dropped]
+        pat = _BLOCK_PATTERNS[key] = re.compile(r"\s*(" + "|".join(alts) + ")", re.MULTILINE)
+    return pat
+
+
+class BlockTokens(NamedTuple):
+    """The tokens of a block of lines (:func:`block_tokens`)."""
+
+    texts: list[str]
+    starts: np.ndarray  # [start, end) of each token in the block (int64)
+    ends: np.ndarray
+    line_starts: np.ndarray  # where each line starts in the block
+    line_first: np.ndarray  # index of each line's first token, then len(texts)
+
+
+def block_tokens(text: str) -> BlockTokens:
+    """The tokens of every line of ``text``, lines joined by "\\n" (none holds a "\\n"):
+    in each line, the tokens :func:`token_spans` finds in it, offsets into ``text``."""
+    # One findall over the block (no pattern alternative matches a space, so a token never
+    # spans lines). It stops one character after the last token: a lookahead there sees a
+    # space as in the whole text, and findall does not try the pattern from every position
+    # of a trailing run of spaces (each try would scan the run to its end).
+    end = min(len(text), len(text.rstrip()) + 1)
+    texts = _block_pattern(_key(text)).findall(text, 0, end)
+    # Where they are: every non-space character is in a token and no space is, so the
+    # tokens put together are the text's non-space characters in order, and a token that
+    # begins with the k-th of them begins where that character is.
+    ascii_ = text.isascii()
+    codes = _codes(text)
+    if ascii_:
+        space = _ASCII_SPACE[codes]
+    else:  # the spaces among the characters it holds (a few of all there are)
+        space = np.isin(codes, [ord(c) for c in set(text) if c.isspace()])
+    nonspace = np.flatnonzero(~space)
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    upto = np.cumsum(lengths)  # non-space characters up to the end of each token
+    starts = nonspace[upto - lengths]
+    ends = nonspace[upto - 1] + 1
+    line_starts = np.concatenate([[0], np.flatnonzero(codes == 10) + 1])
+    line_first = np.append(np.searchsorted(starts, line_starts), len(texts))
+    if not ascii_ and _SPECIAL.search(text) is not None:
+        texts, starts, ends = _glue_lines(text, texts, starts, ends, line_starts, line_first)
+        line_first = np.append(np.searchsorted(starts, line_starts), len(texts))
+    return BlockTokens(texts, starts, ends, line_starts, line_first)
+
+
+def _codes(text: str) -> np.ndarray:
+    """The code points of ``text``."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), np.uint8)
+    return np.frombuffer(text.encode("utf-32-le"), np.uint32)
+
+
+# Whether each ASCII character is a space to ``\s`` (str.isspace: \t \n \v \f \r,
+# \x1c-\x1f and the space).
+_ASCII_SPACE = np.array([chr(c).isspace() for c in range(128)])
+
+
+def _glue_lines(text: str, texts: list[str], starts: np.ndarray, ends: np.ndarray,
+                line_starts: np.ndarray, line_first: np.ndarray
+                ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The tokens with those of every line holding a mark, joiner or format character
+    glued as token_spans glues them (_glue; a line's tokens never touch another's)."""
+    out_texts: list[list[str]] = []
+    out_starts: list[np.ndarray] = []
+    out_ends: list[np.ndarray] = []
+    done = 0  # tokens before this are in the output
+    m = _SPECIAL.search(text)
+    while m is not None:
+        k = int(np.searchsorted(line_starts, m.start(), side="right")) - 1
+        i, j = int(line_first[k]), int(line_first[k + 1])
+        spans = _glue(text, list(zip(starts[i:j].tolist(), ends[i:j].tolist())))
+        out_texts += [texts[done:i], [text[a:b] for a, b in spans]]
+        out_starts += [starts[done:i], np.array([a for a, _ in spans], np.int64)]
+        out_ends += [ends[done:i], np.array([b for _, b in spans], np.int64)]
+        done = j
+        if k + 1 == len(line_starts):
+            break
+        m = _SPECIAL.search(text, int(line_starts[k + 1]))
+    out_texts.append(texts[done:])
+    out_starts.append(starts[done:])
+    out_ends.append(ends[done:])
+    return (list(chain.from_iterable(out_texts)), np.concatenate(out_starts),
+            np.concatenate(out_ends))
+
+
+def block_sentences(text: str, tok: BlockTokens) -> np.ndarray:
+    """The index of the first token of every sentence of the lines of ``text`` (tokens
+    ``tok``), each line split into sentences as :func:`split_sentences` splits it."""
+    texts, starts, first = tok.texts, tok.starts, tok.line_first
+    firsts = first[:-1][first[:-1] < first[1:]]  # every line's first token (if it has one)
+    # Only an end mark can end a sentence, and not the last token of its line: look at
+    # the tokens that start with . ! or ? (few) and are not the last of their line.
+    codes = _codes(text)
+    marks = np.flatnonzero((codes == 46) | (codes == 33) | (codes == 63))
+    k = np.searchsorted(starts, marks, side="right") - 1  # the token each mark is in
+    k = k[starts[k] == marks]
+    stops = first[np.searchsorted(first, k, side="right")]  # where its line's tokens end
+    more = k + 1 < stops
+    cuts = [_cut_after(texts, starts, tok.ends, i, stop)
+            for i, stop in zip(k[more].tolist(), stops[more].tolist()) if texts[i] in _ENDERS]
+    cuts = [c for c in cuts if c]
+    if not cuts:
+        return firsts
+    return np.sort(np.concatenate([firsts, np.array(cuts, np.int64)]))
 
 
 # ---------------------------------------------------------------------------------------

@@ -668,6 +668,21 @@ def test_text_lines_split_as_the_tokenizer_does(text):
                 assert [it.text[a:b] for a, b in zip(it.starts, it.ends)] == it.tokens
 
 
+@given(UNICODE_TEXT)
+def test_a_chunk_of_lines_is_split_as_each_line_alone(text):
+    """chunk_records tokenises a chunk's lines together (text_block): the records are
+    those text_line makes of each line alone, the sentences' offsets included."""
+    from nerwin.tagging import TextChunk, chunk_records, text_block, text_line
+
+    lines = input_lines(text) + [text.replace("\n", " ") + " Ok. Yes! No?", "",
+                                 'He left. "Why?" she asked. Acme Corp. Ltd. grew 5 pct.',
+                                 "  Then Mr. Smith came!  (Really.) Yes. ", "end."]
+    want = [text_line(7 + k, line) for k, line in enumerate(lines)]
+    assert text_block(7, "\n".join(lines)) == want
+    assert chunk_records(TextChunk(7, "\n".join(lines))) == want
+    assert text_block(1, "") == [text_line(1, "")]
+
+
 def test_projections_are_built_once_per_plan(fresh_model):
     """The Tagger keeps one Projections per plan: for every chunk size it precomputes the
     same tables as net.projections would, with the same numbers."""

@@ -156,6 +156,7 @@ def test_long_adversarial_lines(text):
     # Each of these made an unbounded pattern rescan the rest of the line from every
     # position (about 10^10 steps here); with the bounds each takes well under a second.
     check_cover(text, tokenize(text))
+    check_block([text])  # and so does the pattern of a block of lines (nerwin tag)
 
 
 @given(TEXT)
@@ -175,8 +176,132 @@ def test_fast_paths_find_what_the_full_pattern_finds(text):
     "no specials here at all 42",
     "He left the U.S.", "It ends with Corp.", "Plan a.", "at 12.", "x ab.  ", "1.", "ab.\u00a0",
     "vs.", "Wash.", "mid. sentence", "3 p.m.",
+    # a number and the line's final period: two tokens when the digits are ASCII, spaces
+    # after them or not (the full pattern had "1. " as a list number, token_spans not)
+    "1. ", "12.\t", "1.  \u00a0", "\u0661. ", "\u0661.", "\u0661. x", "1\u0661. ",
 ])
 def test_fast_paths_on_lines_with_each_special(line):
     from nerwin.tokenize import _TOKEN, token_spans
 
     assert token_spans(line) == [m.span() for m in _TOKEN.finditer(line)]
+
+
+# --------------------------------------------------------------------------- blocks of lines
+# nerwin tag tokenises a chunk of lines at once (block_tokens, block_sentences): every
+# line must get exactly what token_spans and split_sentences give it alone.
+
+def block_per_line(text):
+    """block_tokens' tokens of each line of ``text``, as (text, start, end) in the line."""
+    from nerwin.tokenize import block_tokens
+
+    tok = block_tokens(text)
+    lines = text.split("\n")
+    assert len(tok.line_starts) == len(lines) and len(tok.line_first) == len(lines) + 1
+    assert len(tok.texts) == len(tok.starts) == len(tok.ends) == tok.line_first[-1]
+    out = []
+    for k, (line, ls) in enumerate(zip(lines, tok.line_starts.tolist())):
+        assert text[ls:ls + len(line)] == line
+        i, j = tok.line_first[k], tok.line_first[k + 1]
+        out.append([(t, a - ls, b - ls) for t, a, b in zip(
+            tok.texts[i:j], tok.starts[i:j].tolist(), tok.ends[i:j].tolist())])
+        assert all(t == text[a + ls:b + ls] for t, a, b in out[-1])
+    return out
+
+
+def block_sentences_per_line(text):
+    """The sentences block_sentences finds in each line of ``text``, as token lists."""
+    from nerwin.tokenize import block_sentences, block_tokens
+
+    tok = block_tokens(text)
+    firsts = set(block_sentences(text, tok).tolist())
+    out = []
+    for k in range(len(tok.line_starts)):
+        sents = []
+        for i in range(tok.line_first[k], tok.line_first[k + 1]):
+            if i in firsts or not sents:
+                assert i in firsts, "a line's first token starts a sentence"
+                sents.append([])
+            sents[-1].append(tok.texts[i])
+        out.append(sents)
+    assert len(firsts) == sum(len(s) for s in out)
+    return out
+
+
+def check_block(lines):
+    from nerwin.tokenize import token_spans
+
+    text = "\n".join(lines)
+    assert block_per_line(text) == [[(line[a:b], a, b) for a, b in token_spans(line)]
+                                    for line in lines]
+    assert block_sentences_per_line(text) == [[[t.text for t in s] for s in sentences(line)]
+                                              for line in lines]
+
+
+BLOCK_LINES = [
+    "EU rejects German call to boycott British lamb.",
+    'He left. "Why?" she asked. Acme Corp. Ltd. grew 5 pct. Then Mr. Smith came!',
+    "Acme Corp. of Calif. beat a U.S.-led bid, 6-4 7-6. Mr. Smith's team won 1,000.",
+    "Visit http://www.x.com/a?b=1. Mail jo.x@reuters.com. See www.x.org, or ftp://y.",
+    "Clinton's aides don't know; O'Brien can't. They'll go, I'm sure; we'd 've gone.",
+    "He paid C$5 (1,000) at 10:30 a.m. in the U.S.",
+    "1. Pivotal 100-30 (ridden by J. Smith)",
+    "1. ", "12.", "1.\t", "\u0661. ", "\u0661. x", "x 12. ", "at 12.", "It ends with Corp.",
+    "the U.S.", "Plan a.", "x ab.  ", "vs.", "Wash.", "three-", "three- and five-, six-",
+    "1,000, 2,000,3,000, 4, 5,", "rose 1.5m, .500 avg, 1990s, the 3,000th, +44, S&P BBB+.",
+    '"It is over," said Inzamam-ul-Haq -- the one-day star... (who?) [no] {x} 50% a/b $5',
+    "http: said: www www. x.", "a+b@x.com c@d and US$ 5 A$5 AA+ BBB++ jo@x.com,mary@y.org",
+    "", "   ", " \t ", "  leading spaces. And two sentences.", "trailing spaces   ",
+    # the non-ASCII (grapheme) path: marks, joiners, flags, format characters, BOMs
+    "Zoe\u0308 met Zoe\u0308l. \u0939\u093f\u0928\u094d\u0926\u0940 \u092d\u093e\u0937\u093e!",
+    "\U0001F468\u200d\U0001F469 \U0001F44D\U0001F3FD \U0001F1E8\U0001F1FF\U0001F1E9\U0001F1EA.",
+    "ex\u00adample a\u2060b \u200eShalom. Thai\u200bwords , \u200b .",
+    "joined \ufeffText and\ufeff \ufeff", "\ufeff", "\u0301stray", "caf\u00e9, na\u00efve.",
+    "\u00a0nbsp\u00a0line\u2003end.\u3000", "x\x1cy\x0bz\x0cw\u2028v\x85u",
+]
+
+
+@pytest.mark.parametrize("lines", [
+    BLOCK_LINES,  # all at once: lines of every kind next to each other
+    *([line] for line in BLOCK_LINES),  # each alone
+    ["", "", "a", ""], ["a b", "c d."] * 3, [" x. Y. "] * 2, ["end   "], ["end\t", "   "],
+    ["three-  "], ["x", "five- "], ["\u0661.  "],  # what follows the last token counts
+])
+def test_block_finds_each_lines_tokens_and_sentences(lines):
+    check_block(lines)
+
+
+@given(st.lists(TEXT.map(lambda s: s.replace("\n", " ")), min_size=1, max_size=6))
+def test_block_of_any_lines_is_each_line_alone(lines):
+    check_block(lines)
+
+
+# Characters and pieces around which the fast alternatives must stop or go on.
+FAST_TEXT = st.lists(st.sampled_from([
+    *"aZx09 \n\t.,;:'\"()[]{}-+$@/!?%&*=~#_\u00a0\u00e9\u0301\u0661",
+    "Corp", "U", "S", "vs", "www", "http", "://", "n't", "'s", "1,000", "12", "ab", "@x.com",
+]), max_size=30).map("".join)
+
+
+@given(FAST_TEXT)
+def test_fast_alternatives_find_what_the_pattern_finds(text):
+    """Wherever one of block_tokens' fast alternatives matches, the full pattern finds the
+    same token there (so they change nothing but the time taken)."""
+    import re
+
+    from nerwin.tokenize import _BLOCK_ALTERNATIVES, _FAST
+
+    full = re.compile("|".join(p for _, p, _ in _BLOCK_ALTERNATIVES), re.MULTILINE)
+    for fast in _FAST:
+        pat = re.compile(fast, re.MULTILINE)
+        for pos in range(len(text)):
+            m = pat.match(text, pos)
+            if m is not None:
+                assert full.match(text, pos).span() == m.span(), (fast, text, pos)
+    check_block(text.split("\n"))
+
+
+def test_block_tokens_is_linear_in_trailing_and_inner_spaces():
+    # findall would retry from every position of a trailing run of spaces (each try
+    # scanning to the end): about 10^11 steps here without the stop after the last token.
+    text = "a" + " " * 300_000 + "\n" + "b" + " " * 300_000
+    assert block_per_line(text) == [[("a", 0, 1)], [("b", 0, 1)]]
