@@ -237,3 +237,61 @@ def test_conll_writer_of_a_text_chunk_equals_per_record():
     assert format_chunk(recs, "conll") == want and want
     assert format_chunk([], "conll") == ""
     assert format_chunk(recs[1:2], "conll") == format_record(recs[1], "conll")
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _casing_by_letters(word: str) -> int:
+    """nerwin.vocab.casing as first written, a Python step per character: the reference."""
+    letters = [ch for ch in word if ch.isalpha()]
+    if not letters:
+        return 5
+    if all(ch.islower() for ch in letters):
+        return 1
+    if all(ch.isupper() for ch in letters):
+        return 2
+    if letters[0].isupper() and word[0].isalpha() and all(ch.islower() for ch in letters[1:]):
+        return 3
+    return 4
+
+
+def _shape_by_chars(token: str) -> str:
+    """nerwin.features.word_shape as first written: the reference."""
+    out: list[str] = []
+    run = 0
+    for ch in token:
+        if ch.isdigit():
+            s = "d"
+        elif ch.isalpha():
+            s = "X" if ch.isupper() else "x"
+        else:
+            s = ch
+        run = run + 1 if out and out[-1] == s else 1
+        if run <= 3:
+            out.append(s)
+    return "".join(out)
+
+
+def _words() -> list[str]:
+    rng = random.Random(0)
+    words = sorted({t for s in read_tokens(TEST) for t in s.tokens})
+    alphabet = ("aAzZ09 .-'_\n\t\x00xXd" "éÉßİıǅǈªº²٣Ⅻ\u0301\u2028日本\U0001F600" "ΣσςДд")
+    words += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9)))
+              for _ in range(20_000)]
+    ascii_ = [chr(c) for c in range(128)]
+    words += ["".join(rng.choice(ascii_) for _ in range(rng.randint(0, 6)))
+              for _ in range(20_000)]
+    words += ["", "A", "a", "1", "A1", "1A", "aB", "Ab", "AB", "ab", "_Ab", "-ab", "A-b",
+              "A-B", "a-B", "McDonald", "iPhone", "NATO", "U.S.", "x" * 10, "X" * 10,
+              "1111", "----", "aaaa\n\n\n\n", "ǅemal", "ǅ", "İstanbul", "ß", "ÉLAN"]
+    return words
+
+
+def test_casing_and_shape_equal_their_per_character_rules():
+    from nerwin.features import word_shape
+    from nerwin.vocab import casing
+
+    words = _words()
+    assert [casing(w) for w in words] == [_casing_by_letters(w) for w in words]
+    assert [word_shape(w) for w in words] == [_shape_by_chars(w) for w in words]
