@@ -39,12 +39,14 @@ whole sentences by its tokens. A runner (nerwin.parallel.Workers, ``nerwin tag
 the same, so the output is too.
 
 Speed (see bench/tag_breakdown.py): text is cut into tokens with few Python steps a token
-(nerwin.tokenize.token_spans), a chunk is encoded straight from its flat tokens, the
+(nerwin.tokenize.token_spans), a chunk is encoded straight from its flat tokens, each
+token string's feature ids are kept from chunk to chunk (nerwin.features.TypeCache), the
 network's first-layer projections are kept from chunk to chunk (:class:`Tagger`), the
 chunk's scores are decoded by the head once per group of sentences rather than once per
 forward batch (:meth:`Tagger._decode`), tags are repaired and entities found and scored
-with array operations over the whole chunk, and the JSON of each distinct token is made
-once per chunk. Every one of these computes the same
+with array operations over the whole chunk, the JSON of each distinct token is made
+once per chunk and that of the entities in one pass over the chunk, and the conll output
+of text is joined once per chunk. Every one of these computes the same
 numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
 for byte).
 
