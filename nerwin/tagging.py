@@ -797,21 +797,38 @@ def _entities_json(items: list[Item]) -> list[str]:
         _scores_json(list(map(attrgetter("score"), ents))))))
 
 
+class _JsonStrings(dict):
+    """A string -> its JSON (``encode_basestring``: ``ensure_ascii=False``), made on first
+    sight and kept for the run: the same tokens come back chunk after chunk. Emptied when
+    it holds JSON_STRINGS_LIMIT strings, so memory stays bounded."""
+
+    def __missing__(self, s: str) -> str:
+        js = self[s] = encode_basestring(s)
+        return js
+
+
+JSON_STRINGS_LIMIT = 1 << 17
+_TOKEN_JSON = _JsonStrings()
+# The characters encode_basestring escapes (ensure_ascii=False): a tag without any is
+# written as itself in quotes.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
 def jsonl_lines(items: list[Item]) -> str:
     """The jsonl output of ``items``: what ``json.dumps`` of each one's object gives
     (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), put together from the JSON of
-    each distinct token (made once per chunk), of each offset (made once per run) and of
-    every entity of the chunk (:func:`_entities_json`) with C-level joins."""
-    distinct = dict.fromkeys(chain.from_iterable(it.tokens for it in items))
-    tok_json = dict(zip(distinct, map(encode_basestring, distinct)))
-    tj = tok_json.__getitem__
+    each token string (made once per run, :class:`_JsonStrings`), of each offset (made
+    once per run) and of every entity of the chunk (:func:`_entities_json`) with C-level
+    joins."""
+    if len(_TOKEN_JSON) > JSON_STRINGS_LIMIT:
+        _TOKEN_JSON.clear()
+    tj = _TOKEN_JSON.__getitem__
     top = max((it.ends[-1] for it in items if it.ends), default=0)
     if top >= len(_INT_STR):
         _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
     num = _INT_STR.__getitem__
     # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
-    plain = all(encode_basestring(t) == f'"{t}"'
-                for t in set(chain.from_iterable(it.tags for it in items)))
+    plain = not _JSON_ESCAPED.search("".join(chain.from_iterable(it.tags for it in items)))
     ent_json = _entities_json(items)
     out = []
     k = 0

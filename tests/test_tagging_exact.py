@@ -295,3 +295,21 @@ def test_casing_and_shape_equal_their_per_character_rules():
     words = _words()
     assert [casing(w) for w in words] == [_casing_by_letters(w) for w in words]
     assert [word_shape(w) for w in words] == [_shape_by_chars(w) for w in words]
+
+
+def test_token_json_kept_across_calls_is_bounded_and_exact(monkeypatch):
+    import nerwin.tagging as tagging
+
+    monkeypatch.setattr(tagging, "JSON_STRINGS_LIMIT", 25)
+    rng = random.Random(5)
+    for _ in range(30):  # each call brings new strings; the kept ones start afresh
+        items = _items(rng, 20)
+        for it in items:
+            it.tokens = [t + str(rng.randrange(1000)) for t in it.tokens]
+            it.text = " ".join(it.tokens)
+            it.starts = [sum(len(t) + 1 for t in it.tokens[:k]) for k in range(len(it.tokens))]
+            it.ends = [a + len(t) for a, t in zip(it.starts, it.tokens)]
+            it.entities = []
+        assert jsonl_lines(items) == "".join(map(_dumps, items))
+        # emptied before a call once past the limit: at most one call's strings over it
+        assert len(tagging._TOKEN_JSON) <= 25 + sum(len(it.tokens) for it in items)
