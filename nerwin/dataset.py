@@ -19,7 +19,7 @@ import numpy as np
 from nerwin.config import Config, FeaturesConfig, train_files
 from nerwin.conll import Corpus, concat_corpora, read_conll
 from nerwin.errors import NerwinError
-from nerwin.features import Feature, build_features
+from nerwin.features import Feature, TypeCache, build_features
 from nerwin.vectors import Coverage, load_vectors, lookup_candidates, match_rows
 from nerwin.vocab import (
     SPECIALS,
@@ -145,10 +145,13 @@ def check_tags(train: Corpus, others: Sequence[Corpus], tags: Vocab) -> None:
                               f"{', '.join(types)}")
 
 
-def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig) -> WindowData:
+def encode(corpus: Corpus, lex: Lexicon, f: FeaturesConfig,
+           cache: TypeCache | None = None) -> WindowData:
     """Every feature's id of every token of ``corpus``, plus tag ids (windows are built
-    per batch by WindowData.rows). Each feature encodes each distinct token once."""
-    inputs = tuple(feat.encode(corpus) for feat in lex.features)
+    per batch by WindowData.rows). Each feature encodes each distinct token once; with
+    ``cache`` (built on ``lex.features``), once for as long as the cache keeps it."""
+    inputs = (cache.encode(corpus) if cache is not None
+              else tuple(feat.encode(corpus) for feat in lex.features))
     return WindowData(inputs=inputs, labels=encode_labels(corpus, lex.tags),
                       lengths=corpus.lengths, window=f.window)
 

@@ -40,12 +40,15 @@ the same, so the output is too.
 
 Speed (see bench/tag_breakdown.py): a chunk of text is cut into tokens and sentences with
 no Python step a token, all its lines at once (:func:`text_block`,
-nerwin.tokenize.block_tokens), a chunk is encoded straight from its flat tokens, the
+nerwin.tokenize.block_tokens), a chunk is encoded straight from its flat tokens, each
+token string's feature ids are kept from chunk to chunk (nerwin.features.TypeCache), the
 network's first-layer projections are kept from chunk to chunk (:class:`Tagger`), the
-chunk's scores are decoded by the head once per group of sentences rather than once per
-forward batch (:meth:`Tagger._decode`), tags are repaired and entities found and scored
-with array operations over the whole chunk, and the JSON of each distinct token is made
-once per chunk. Every one of these computes the same
+chunk's scores are decoded by the head once per chunk rather than once per forward batch
+(:meth:`Tagger._decode`), the probabilities computed once per chunk and only for the
+sentences with an entity (:meth:`Tagger._probabilities`), tags are repaired and entities found and scored
+with array operations over the whole chunk, the JSON of each distinct token is made
+once per chunk and that of the entities in one pass over the chunk, and the conll output
+of text is joined once per chunk. Every one of these computes the same
 numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
 for byte).
 
@@ -63,13 +66,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from json.encoder import encode_basestring
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple
 
 import numpy as np
 
 from nerwin.conll import _TAG, BOM, DOCSTART, EOL_BYTES, Corpus, Sentence, split_line
+from nerwin.dataset import encode
 from nerwin.errors import NerwinError, utf8_error
+from nerwin.features import TypeCache
 from nerwin.model import Model, eval_batches
 from nerwin.tokenize import _ENDERS, block_sentences, block_tokens, sentence_cuts, token_spans
 from nerwin.windows import WindowData, _ranges
@@ -423,14 +429,19 @@ class Tagger:
         # Seconds per stage, when a profiler (bench/tag_breakdown.py) sets this to a dict.
         self.timings: dict[str, float] | None = None
         self._proj: dict[tuple[bool, ...], Any] = {}
+        # Each token string's feature ids, kept from chunk to chunk (see encode).
+        self._types = TypeCache(model.lex.features) if self.fast else None
 
     # ---------------------------------------------------------------- encoding
 
     def encode(self, tokens: list[str], lengths: Sequence[int]
                ) -> tuple[WindowData, list[str], np.ndarray]:
         """(the encoded windows, the distinct tokens in order of first appearance, each
-        token's index among them): Model.encode of these sentences (each feature encodes
-        each distinct token once), from a Corpus built straight from the flat tokens."""
+        token's index among them): Model.encode of these sentences, from a Corpus built
+        straight from the flat tokens. The ids of a feature that depends on the token
+        string alone come from a TypeCache kept across calls: the same strings come back
+        chunk after chunk, and each is encoded once per run rather than once per chunk
+        (the ids are the same either way; tests compare them)."""
         types = list(dict.fromkeys(tokens))  # in order of first appearance, as Corpus
         index = dict(zip(types, range(len(types))))
         tid = np.fromiter(map(index.__getitem__, tokens), dtype=np.int32, count=len(tokens))
@@ -439,7 +450,7 @@ class Tagger:
         corpus = Corpus.from_arrays(Path("<input>"), types, tid, ("O",),
                                     np.zeros(len(tokens), dtype=np.int32), offsets,
                                     np.ones(len(lens), dtype=np.int64))
-        return self.model.encode(corpus), types, tid
+        return encode(corpus, self.model.lex, self.model.cfg.features, self._types), types, tid
 
     # ---------------------------------------------------------------- predicting
 
@@ -647,8 +658,8 @@ class _Clock:
 
 def fill_items(items: list[Item], res: Tagged) -> None:
     """Put the tags and entities of ``res`` (flat over ``items``' tokens) into ``items``."""
-    names = res.names
-    tags = list(map(names.__getitem__, res.ids.tolist()))
+    # one take over an object array: no Python step per token
+    tags = np.array(res.names, dtype=object)[res.ids].tolist()
     types = res.types
     ents = list(zip(res.ent_start.tolist(), res.ent_end.tolist(), res.ent_type.tolist(),
                     res.ent_score.tolist()))
@@ -773,30 +784,94 @@ def _json_float(x: float) -> str:
     return repr(r) if math.isfinite(r) else json.dumps(r)
 
 
+# repr(k / 10000) for k = 0..10000: the JSON of every score in [0, 1] rounded to 4 places.
+# round(x, 4) is the double nearest the decimal x correctly rounded to 4 places, k / 10000
+# (a correctly rounded division) is the double nearest that same decimal k / 10^4: the
+# same double, so the same repr.
+_SCORE_JSON = [repr(k / 10000) for k in range(10001)]
+
+
+def _scores_json(scores: list[float]) -> list[str]:
+    """``_json_float`` of each score, with array operations: k = rint(x * 10^4) is the
+    decimal of round(x, 4) unless x * 10^4 lies within 1e-6 of a half (its float product
+    is off by at most about 1e-12, so only there can it round the other way) or x is not
+    in [0, 1] (or is -0.0, or NaN): those few go through _json_float itself."""
+    x = np.fromiter(scores, dtype=np.float64, count=len(scores))
+    y = x * 1e4
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, not ok, as it should be
+        ok = (x >= 0.0) & (x <= 1.0) & ~np.signbit(x) & (np.abs(y - np.floor(y) - 0.5) > 1e-6)
+    k = np.where(ok, np.rint(y), 0.0).astype(np.int64)
+    out = list(map(_SCORE_JSON.__getitem__, k.tolist()))
+    for j in np.flatnonzero(~ok).tolist():
+        out[j] = _json_float(scores[j])
+    return out
+
+
 _INT_STR: list[str] = []  # str(i), made once for every offset seen
+_ENTITY_JSON = '{"type": %s, "start": %d, "end": %d, "text": %s, "score": %s}'
+
+
+def _entities_json(items: list[Item]) -> list[str]:
+    """The JSON object of every entity of ``items``, in order: what json.dumps gives for
+    its dict, one %-format each over columns read with C-level maps."""
+    ents = list(chain.from_iterable(it.entities for it in items))
+    if not ents:
+        return []
+    types = list(map(attrgetter("type"), ents))
+    type_json = {t: encode_basestring(t) for t in set(types)}
+    # "%d" of an int is str(int); an offset that is not an int (a caller's own Entity)
+    # goes through the f-string, as before.
+    starts = list(map(attrgetter("start"), ents))
+    ends = list(map(attrgetter("end"), ents))
+    if not all(type(v) is int for v in chain(starts, ends)):
+        return [f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
+                f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
+                for e in ents]
+    return list(map(_ENTITY_JSON.__mod__, zip(
+        map(type_json.__getitem__, types), starts, ends,
+        map(encode_basestring, map(attrgetter("text"), ents)),
+        _scores_json(list(map(attrgetter("score"), ents))))))
+
+
+class _JsonStrings(dict):
+    """A string -> its JSON (``encode_basestring``: ``ensure_ascii=False``), made on first
+    sight and kept for the run: the same tokens come back chunk after chunk. Emptied when
+    it holds JSON_STRINGS_LIMIT strings, so memory stays bounded."""
+
+    def __missing__(self, s: str) -> str:
+        js = self[s] = encode_basestring(s)
+        return js
+
+
+JSON_STRINGS_LIMIT = 1 << 17
+_TOKEN_JSON = _JsonStrings()
+# The characters encode_basestring escapes (ensure_ascii=False): a tag without any is
+# written as itself in quotes.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 def jsonl_lines(items: list[Item]) -> str:
     """The jsonl output of ``items``: what ``json.dumps`` of each one's object gives
     (``ensure_ascii=False``, U+0085/U+2028/U+2029 escaped), put together from the JSON of
-    each distinct token (made once per chunk) and of each offset (made once per run) with
-    C-level joins."""
-    distinct = dict.fromkeys(chain.from_iterable(it.tokens for it in items))
-    tok_json = dict(zip(distinct, map(encode_basestring, distinct)))
-    tj = tok_json.__getitem__
+    each token string (made once per run, :class:`_JsonStrings`), of each offset (made
+    once per run) and of every entity of the chunk (:func:`_entities_json`) with C-level
+    joins."""
+    if len(_TOKEN_JSON) > JSON_STRINGS_LIMIT:
+        _TOKEN_JSON.clear()
+    tj = _TOKEN_JSON.__getitem__
     top = max((it.ends[-1] for it in items if it.ends), default=0)
     if top >= len(_INT_STR):
         _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
     num = _INT_STR.__getitem__
     # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
-    plain = all(encode_basestring(t) == f'"{t}"'
-                for t in set(chain.from_iterable(it.tags for it in items)))
+    plain = not _JSON_ESCAPED.search("".join(chain.from_iterable(it.tags for it in items)))
+    ent_json = _entities_json(items)
     out = []
+    k = 0
     for it in items:
-        ents = ", ".join(
-            f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
-            f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
-            for e in it.entities)
+        n_ent = len(it.entities)
+        ents = ", ".join(ent_json[k:k + n_ent]) if n_ent else ""
+        k += n_ent
         offsets = "], [".join(map(", ".join, zip(map(num, it.starts), map(num, it.ends))))
         tags = ('"' + '", "'.join(it.tags) + '"' if plain
                 else ", ".join(map(encode_basestring, it.tags)))
@@ -841,7 +916,30 @@ def format_chunk(chunk: list[Record], output_format: str) -> str:
     """The output text of a chunk of records."""
     if output_format == "jsonl":
         return jsonl_lines([it for rec in chunk for it in _items_of(rec)])
+    if output_format == "conll" and all(type(rec) is TextLine for rec in chunk):
+        return _conll_text([it for rec in chunk for it in rec.items])
     return "".join([format_record(rec, output_format) for rec in chunk])
+
+
+def _conll_text(items: list[Item]) -> str:
+    """format_record's conll output of text input's sentences ("token tag" lines, a blank
+    line after each sentence), for a whole chunk at once: the pieces of every line laid
+    out in one list by slice assignments, each sentence's last line end doubled, one join
+    (no Python step per token)."""
+    if not all(it.tokens and len(it.tags) == len(it.tokens) for it in items):
+        # an empty sentence is just its blank line; untagged tokens are left out (zip)
+        return "".join(format_record(TextLine(0, "", [it]), "conll") for it in items)
+    tokens = list(chain.from_iterable(it.tokens for it in items))
+    n = len(tokens)
+    parts = [" "] * (4 * n)
+    parts[0::4] = tokens
+    parts[2::4] = chain.from_iterable(it.tags for it in items)
+    parts[3::4] = ["\n"] * n
+    last = np.cumsum(np.fromiter(map(len, (it.tokens for it in items)), dtype=np.int64,
+                                 count=len(items))) * 4 - 1
+    for k in last.tolist():
+        parts[k] = "\n\n"
+    return "".join(parts)
 
 
 @dataclass

@@ -35,6 +35,17 @@ def normalise(word: str, *, lowercase: bool, digits: bool) -> str:
 
 def casing(word: str) -> int:
     """Casing class id of a raw word (1..5, see :data:`CASINGS`)."""
+    if word.isascii():
+        # In ASCII the letters are exactly the cased characters, so str's own tests (in C)
+        # answer the questions of the general rule below, in its order of precedence.
+        if word.islower():  # a letter, and no capital
+            return 1
+        if word.isupper():  # a letter, and no small one
+            return 2
+        if not word[:1].isupper():  # no letters, or both cases not led by a capital
+            return 5 if word.lower() == word.upper() else 4
+        rest = word[1:]
+        return 3 if rest == rest.lower() else 4
     letters = [ch for ch in word if ch.isalpha()]
     if not letters:
         return 5
