@@ -45,12 +45,13 @@ token string's feature ids are kept from chunk to chunk (nerwin.features.TypeCac
 network's first-layer projections are kept from chunk to chunk (:class:`Tagger`), the
 chunk's scores are decoded by the head once per chunk rather than once per forward batch
 (:meth:`Tagger._decode`), the probabilities computed once per chunk and only for the
-sentences with an entity (:meth:`Tagger._probabilities`), tags are repaired and entities found and scored
-with array operations over the whole chunk, the JSON of each distinct token is made
-once per chunk and that of the entities in one pass over the chunk, and the conll output
-of text is joined once per chunk. Every one of these computes the same
+sentences with an entity (:meth:`Tagger._probabilities`), tags are repaired and entities
+found and scored with array operations over the whole chunk, the JSON of each distinct
+token is made once per chunk and that of the entities in one pass over the chunk, and the
+conll output of text is joined once per chunk. Every one of these computes the same
 numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
-for byte).
+for byte), but for the crf's marginals, which differ from the batch-by-batch matrix
+products of before in their last bits (see nerwin.nn.crf.crf_marginals).
 
 For a program: :func:`tag_texts` (strings) and :func:`tag_tokens` (token lists) return
 :class:`Item` objects with tags and scored entities.
