@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from nerwin import __version__
+from nerwin.allocator import keep_freed_memory
 from nerwin.atomic import atomic_write_text, check_destination
 from nerwin.errors import NerwinError, os_error
 from nerwin.threads import default_to_one_blas_thread
@@ -731,6 +732,7 @@ def _stdout_failed(e: OSError) -> int:
 
 def main() -> None:
     """Console-script entry point: the CLI, and the one handler of a failed stdout."""
+    keep_freed_memory()  # before numpy loads, for this process and its workers
     _guard_stdout()
     code: Any = 0
     try:
