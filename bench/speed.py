@@ -50,9 +50,11 @@ if _THREADS is not None:
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_var] = _THREADS
 
+from nerwin.allocator import keep_freed_memory  # noqa: E402
 from nerwin.threads import blas_threads, default_to_one_blas_thread  # noqa: E402
 
 default_to_one_blas_thread()  # as the nerwin command does; before numpy is imported
+keep_freed_memory()  # so does this (nerwin/allocator.py)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

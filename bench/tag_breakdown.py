@@ -28,6 +28,9 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI runs it (before numpy)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+from nerwin.allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()  # as the CLI does (nerwin/allocator.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "conll2003" / "train.txt"
