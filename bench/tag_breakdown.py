@@ -28,7 +28,7 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI runs it (before numpy)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-from nerwin.allocator import keep_freed_memory  # noqa: E402
+from nerwin.allocator import collect_less, keep_freed_memory  # noqa: E402
 
 keep_freed_memory()  # as the CLI does (nerwin/allocator.py)
 
@@ -79,6 +79,7 @@ def main() -> None:
         src = Path(tmp) / "in.txt"
         write_input(src, Path(args.data), args.tokens)
         tagger = Tagger(model)
+        collect_less()  # as nerwin tag does once its model is loaded
         tagger.timings = {}
         times: dict[str, float] = {"read": 0.0, "tokenise": 0.0}
         n_tokens = 0

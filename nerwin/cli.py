@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from nerwin import __version__
-from nerwin.allocator import keep_freed_memory
+from nerwin.allocator import collect_less, keep_freed_memory
 from nerwin.atomic import atomic_write_text, check_destination
 from nerwin.errors import NerwinError, os_error
 from nerwin.threads import default_to_one_blas_thread
@@ -238,6 +238,7 @@ def eval_cmd(model_dir: str, data_file: str, as_json: bool, conlleval: bool,
     try:
         with sigint:
             model = load_model(model_dir)  # also when workers load their own: fail early
+            collect_less()
             runner = None
             if workers > 1:
                 from functools import partial
@@ -432,6 +433,7 @@ def tag(model_dir: str, input_file: str, input_format: str, output_format: str,
     try:
         with sigint:
             model = load_model(model_dir)  # also when workers load their own: fail early
+            collect_less()
             # A full or closed standard output is main()'s to report, as for every command.
             _tag_to(model, input_file, output, input_format, output_format, quiet, workers,
                     model_dir, sigint)

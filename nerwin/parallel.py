@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
+from nerwin.allocator import collect_less
 from nerwin.errors import NerwinError
 
 POLL_S = 0.2  # how often a waiting parent checks that its workers are alive
@@ -75,6 +76,7 @@ def _worker(model_dir: str, task: Callable[[str], Callable[[Any], Any]], tasks: 
         results.put(("error", -1, f"{type(e).__name__}: {e}" if not isinstance(
             e, NerwinError) else str(e)))
         return
+    collect_less()  # as nerwin tag does in one process, once the model is loaded
     while True:
         item = tasks.get()
         if item is None:

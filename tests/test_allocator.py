@@ -78,3 +78,16 @@ def test_the_command_line_applies_it_before_numpy(tmp_path):
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "0", r.stdout + r.stderr
+
+
+def test_collect_less_freezes_what_is_loaded_and_collects_less_often():
+    code = ("import gc, json\nfrom nerwin import allocator\nbefore = gc.get_threshold()\n"
+            "allocator.collect_less()\n"
+            "print(json.dumps([before[0], gc.get_threshold()[0], gc.get_freeze_count()]))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    default, young, frozen = json.loads(r.stdout)
+    from nerwin.allocator import GC_YOUNG
+
+    assert default < GC_YOUNG == young and frozen > 1000
