@@ -97,7 +97,8 @@ def main() -> None:
                 times["tokenise"] += time.perf_counter() - t
                 items = [it for rec in records for it in _items_of(rec)]
                 n_tokens += sum(len(it.tokens) for it in items)
-                tag_items(tagger, items, scores=args.format == "jsonl")
+                tag_items(tagger, items, scores=args.format == "jsonl",
+                          plan_tokens=getattr(chunk, "plan_tokens", 0))  # as tag_chunk
                 t = time.perf_counter()
                 out.write(format_chunk(records, args.format))
                 times["write"] = times.get("write", 0.0) + time.perf_counter() - t
