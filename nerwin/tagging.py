@@ -759,7 +759,10 @@ def _scores_json(scores: list[float]) -> list[str]:
     """``_json_float`` of each score, with array operations: k = rint(x * 10^4) is the
     decimal of round(x, 4) unless x * 10^4 lies within 1e-6 of a half (its float product
     is off by at most about 1e-12, so only there can it round the other way) or x is not
-    in [0, 1] (or is -0.0, or NaN): those few go through _json_float itself."""
+    in [0, 1] (or is -0.0, or NaN): those few go through _json_float itself, as does
+    every score when one is not a float (a caller's own Entity: round(1, 4) is 1)."""
+    if not set(map(type, scores)) <= {float}:
+        return list(map(_json_float, scores))
     x = np.fromiter(scores, dtype=np.float64, count=len(scores))
     y = x * 1e4
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, not ok, as it should be
@@ -787,7 +790,7 @@ def _entities_json(items: list[Item]) -> list[str]:
     # goes through the f-string, as before.
     starts = list(map(attrgetter("start"), ents))
     ends = list(map(attrgetter("end"), ents))
-    if not all(type(v) is int for v in chain(starts, ends)):
+    if not set(map(type, chain(starts, ends))) <= {int}:  # (a C-level pass)
         return [f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
                 f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
                 for e in ents]
