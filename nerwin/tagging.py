@@ -44,8 +44,8 @@ token string's feature ids are kept from chunk to chunk (nerwin.features.TypeCac
 network's first-layer projections are kept from chunk to chunk (:class:`Tagger`), the
 chunk's scores are decoded by the head once per group of sentences rather than once per
 forward batch (:meth:`Tagger._decode`), tags are repaired and entities found and scored
-with array operations over the whole chunk, the JSON of each distinct token is made
-once per chunk and that of the entities in one pass over the chunk, and the conll output
+with array operations over the whole chunk, the JSON of each token string is made once
+per run and that of the entities in one pass over the chunk, and the conll output
 of text is joined once per chunk. Every one of these computes the same
 numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
 for byte).
