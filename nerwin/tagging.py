@@ -59,6 +59,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -775,6 +776,7 @@ def _scores_json(scores: list[float]) -> list[str]:
 
 
 _INT_STR: list[str] = []  # str(i), made once for every offset seen
+_INT_LOCK = threading.Lock()
 _ENTITY_JSON = '{"type": %s, "start": %d, "end": %d, "text": %s, "score": %s}'
 
 
@@ -828,7 +830,11 @@ def jsonl_lines(items: list[Item]) -> str:
     tj = _TOKEN_JSON.__getitem__
     top = max((it.ends[-1] for it in items if it.ends), default=0)
     if top >= len(_INT_STR):
-        _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
+        # Under a lock: threads (a Dask worker's) extending it at once would each append
+        # the same numbers, and _INT_STR[i] would no longer be str(i).
+        with _INT_LOCK:
+            if top >= len(_INT_STR):
+                _INT_STR.extend([str(i) for i in range(len(_INT_STR), 2 * top + 1)])
     num = _INT_STR.__getitem__
     # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
     plain = not _JSON_ESCAPED.search("".join(chain.from_iterable(it.tags for it in items)))

@@ -316,3 +316,34 @@ def test_token_json_kept_across_calls_is_bounded_and_exact(monkeypatch):
         assert jsonl_lines(items) == "".join(map(_dumps, items))
         # emptied before a call once past the limit: at most one call's strings over it
         assert len(tagging._TOKEN_JSON) <= 25 + sum(len(it.tokens) for it in items)
+
+
+def test_offset_strings_stay_right_when_threads_write_at_once(monkeypatch):
+    """Threads (a Dask worker's) writing jsonl at once each extend the shared table of
+    offset strings; it must stay str(i) at i."""
+    import threading
+
+    import nerwin.tagging as tagging
+
+    monkeypatch.setattr(tagging, "_INT_STR", [])
+    rng = random.Random(9)
+    batches = []
+    for k in range(16):
+        items = _items(rng, 5)
+        for it in items:  # offsets far into a long line: each batch needs a longer table
+            shift = 5000 * (k + 1)
+            it.starts = [a + shift for a in it.starts]
+            it.ends = [b + shift for b in it.ends]
+            it.text = " " * shift + it.text
+            it.entities = []
+        batches.append(items)
+    outs: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda k=k: outs.__setitem__(k, jsonl_lines(
+        batches[k]))) for k in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(s == str(i) for i, s in enumerate(tagging._INT_STR))
+    for k, items in enumerate(batches):
+        assert outs[k] == "".join(map(_dumps, items))
