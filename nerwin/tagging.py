@@ -46,8 +46,8 @@ network's first-layer projections are kept from chunk to chunk (:class:`Tagger`)
 chunk's scores are decoded by the head once per chunk rather than once per forward batch
 (:meth:`Tagger._decode`), the probabilities computed once per chunk and only for the
 sentences with an entity (:meth:`Tagger._probabilities`), tags are repaired and entities
-found and scored with array operations over the whole chunk, the JSON of each distinct
-token is made once per chunk and that of the entities in one pass over the chunk, and the
+found and scored with array operations over the whole chunk, the JSON of each token
+string is made once per run and that of the entities in one pass over the chunk, and the
 conll output of text is joined once per chunk. Every one of these computes the same
 numbers as the per-sentence code it replaced (bench/tag_speed.py checks the output byte
 for byte), but for the crf's marginals, which differ from the batch-by-batch matrix
@@ -62,6 +62,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -796,7 +797,10 @@ def _scores_json(scores: list[float]) -> list[str]:
     """``_json_float`` of each score, with array operations: k = rint(x * 10^4) is the
     decimal of round(x, 4) unless x * 10^4 lies within 1e-6 of a half (its float product
     is off by at most about 1e-12, so only there can it round the other way) or x is not
-    in [0, 1] (or is -0.0, or NaN): those few go through _json_float itself."""
+    in [0, 1] (or is -0.0, or NaN): those few go through _json_float itself, as does
+    every score when one is not a float (a caller's own Entity: round(1, 4) is 1)."""
+    if not set(map(type, scores)) <= {float}:
+        return list(map(_json_float, scores))
     x = np.fromiter(scores, dtype=np.float64, count=len(scores))
     y = x * 1e4
     with np.errstate(invalid="ignore"):  # inf - inf: NaN, not ok, as it should be
@@ -809,6 +813,7 @@ def _scores_json(scores: list[float]) -> list[str]:
 
 
 _INT_STR: list[str] = []  # str(i), made once for every offset seen
+_INT_LOCK = threading.Lock()
 _ENTITY_JSON = '{"type": %s, "start": %d, "end": %d, "text": %s, "score": %s}'
 
 
@@ -824,7 +829,7 @@ def _entities_json(items: list[Item]) -> list[str]:
     # goes through the f-string, as before.
     starts = list(map(attrgetter("start"), ents))
     ends = list(map(attrgetter("end"), ents))
-    if not all(type(v) is int for v in chain(starts, ends)):
+    if not set(map(type, chain(starts, ends))) <= {int}:  # (a C-level pass)
         return [f'{{"type": {encode_basestring(e.type)}, "start": {e.start}, "end": {e.end}, '
                 f'"text": {encode_basestring(e.text)}, "score": {_json_float(e.score)}}}'
                 for e in ents]
@@ -862,7 +867,11 @@ def jsonl_lines(items: list[Item]) -> str:
     tj = _TOKEN_JSON.__getitem__
     top = max((it.ends[-1] for it in items if it.ends), default=0)
     if top >= len(_INT_STR):
-        _INT_STR.extend(str(i) for i in range(len(_INT_STR), 2 * top + 1))
+        # Under a lock: threads (a Dask worker's) extending it at once would each append
+        # the same numbers, and _INT_STR[i] would no longer be str(i).
+        with _INT_LOCK:
+            if top >= len(_INT_STR):
+                _INT_STR.extend([str(i) for i in range(len(_INT_STR), 2 * top + 1)])
     num = _INT_STR.__getitem__
     # A tag's JSON is the tag in quotes unless it holds a quote, backslash or control.
     plain = not _JSON_ESCAPED.search("".join(chain.from_iterable(it.tags for it in items)))

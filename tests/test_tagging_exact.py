@@ -164,7 +164,7 @@ _TRICKY = ['"', "\\", "a\"b", "\x00", "\x1f", "\x7f", "\u0085", "\u2028", "\u202
            "日本", "\U0001F600", "\ud800", "tab\there", "</script>", "'", "{}", "[1, 2]"]
 _SCORES = [0.0, 1.0, 0.5, 0.03125, 0.00005, 0.00015, 0.99995, 0.12345, 1e-5, 1e-9,
            0.1 + 0.2, 2 / 3, -0.0, -1e-9, 1.0000001, 2.5, float("nan"), float("inf"),
-           float("-inf"), 5e-324, 0.99999999]
+           float("-inf"), 5e-324, 0.99999999, 1, 0, True]
 
 
 def _items(rng: random.Random, n: int, plain_tags: bool = True) -> list[Item]:
@@ -221,8 +221,11 @@ def test_entity_scores_are_written_as_round_then_repr():
               *(k / 10000 for k in range(10001)), *((k + 0.5) / 10000 for k in range(10000)),
               *(math.nextafter((k + 0.5) / 10000, d) for k in range(0, 10000, 7)
                 for d in (0.0, 1.0))]
+    floats = [x for x in scores if type(x) is float]  # the table's path
+    assert len(floats) > 100_000 and _scores_json(floats) == [_json_float(x) for x in floats]
     assert _scores_json(scores) == [_json_float(x) for x in scores]
     assert _scores_json([]) == []
+    assert _scores_json([0.5, 1]) == ["0.5", "1"]  # an int stays an int
 
 
 def test_conll_writer_of_a_text_chunk_equals_per_record():
@@ -313,3 +316,34 @@ def test_token_json_kept_across_calls_is_bounded_and_exact(monkeypatch):
         assert jsonl_lines(items) == "".join(map(_dumps, items))
         # emptied before a call once past the limit: at most one call's strings over it
         assert len(tagging._TOKEN_JSON) <= 25 + sum(len(it.tokens) for it in items)
+
+
+def test_offset_strings_stay_right_when_threads_write_at_once(monkeypatch):
+    """Threads (a Dask worker's) writing jsonl at once each extend the shared table of
+    offset strings; it must stay str(i) at i."""
+    import threading
+
+    import nerwin.tagging as tagging
+
+    monkeypatch.setattr(tagging, "_INT_STR", [])
+    rng = random.Random(9)
+    batches = []
+    for k in range(16):
+        items = _items(rng, 5)
+        for it in items:  # offsets far into a long line: each batch needs a longer table
+            shift = 5000 * (k + 1)
+            it.starts = [a + shift for a in it.starts]
+            it.ends = [b + shift for b in it.ends]
+            it.text = " " * shift + it.text
+            it.entities = []
+        batches.append(items)
+    outs: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda k=k: outs.__setitem__(k, jsonl_lines(
+        batches[k]))) for k in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(s == str(i) for i, s in enumerate(tagging._INT_STR))
+    for k, items in enumerate(batches):
+        assert outs[k] == "".join(map(_dumps, items))
