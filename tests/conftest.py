@@ -29,6 +29,9 @@ settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+# Config overrides that turn on every token feature but gazetteers (tests of features).
+ALL_FEATURES = ["features.prefixes=[2]", "features.suffixes=[2,3]", "features.shape_dim=4",
+                "features.char_filters=8", "features.char_dim=5", "features.affix_dim=6"]
 
 
 def docs_text() -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ALL_FEATURES, train_and_resume
 from conftest import run_cli as run
-from conftest import train_and_resume
 
 from nerwin.checkpoint import load_checkpoint
 from nerwin.config import ConfigError, load_config
@@ -29,8 +29,7 @@ from nerwin.vocab import UNK_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
-ALL = ["features.prefixes=[2]", "features.suffixes=[2,3]", "features.shape_dim=4",
-       "features.char_filters=8", "features.char_dim=5", "features.affix_dim=6"]
+ALL = ALL_FEATURES
 
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ALL_FEATURES
 
 from nerwin.config import load_config
 from nerwin.conll import Corpus, read_tokens
@@ -38,9 +39,7 @@ from nerwin.windows import TokenIds
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "configs" / "sample.yaml"
 TEST = ROOT / "data" / "sample" / "test.txt"
-EVERY_FEATURE = ["features.prefixes=[2]", "features.suffixes=[2,3]", "features.shape_dim=4",
-                 "features.char_filters=8", "features.char_dim=5", "features.affix_dim=6",
-                 "features.gazetteer_dim=3"]
+EVERY_FEATURE = [*ALL_FEATURES, "features.gazetteer_dim=3"]
 
 
 @pytest.fixture(scope="module")
@@ -245,20 +244,6 @@ def test_conll_writer_of_a_text_chunk_equals_per_record():
 # --------------------------------------------------------------------------- features
 
 
-def _casing_by_letters(word: str) -> int:
-    """nerwin.vocab.casing as first written, a Python step per character: the reference."""
-    letters = [ch for ch in word if ch.isalpha()]
-    if not letters:
-        return 5
-    if all(ch.islower() for ch in letters):
-        return 1
-    if all(ch.isupper() for ch in letters):
-        return 2
-    if letters[0].isupper() and word[0].isalpha() and all(ch.islower() for ch in letters[1:]):
-        return 3
-    return 4
-
-
 def _shape_by_chars(token: str) -> str:
     """nerwin.features.word_shape as first written: the reference."""
     out: list[str] = []
@@ -293,10 +278,10 @@ def _words() -> list[str]:
 
 def test_casing_and_shape_equal_their_per_character_rules():
     from nerwin.features import word_shape
-    from nerwin.vocab import casing
+    from nerwin.vocab import casing, casing_by_letters
 
     words = _words()
-    assert [casing(w) for w in words] == [_casing_by_letters(w) for w in words]
+    assert [casing(w) for w in words] == [casing_by_letters(w) for w in words]
     assert [word_shape(w) for w in words] == [_shape_by_chars(w) for w in words]
 
 
