@@ -45,15 +45,23 @@ ENV = {
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
+def numpy_multiarray() -> object:
+    """numpy's ``multiarray`` module: ``numpy._core`` from numpy 2 on, ``numpy.core``
+    before (setup.cfg allows numpy >= 1.22)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return multiarray
+
+
 def keep_freed_memory() -> bool:
     """Apply the settings above to this process and its future children; True if glibc
     took them (False elsewhere: then only the variables are set)."""
     for var, value in ENV.items():
         os.environ.setdefault(var, value)
     if "numpy" in sys.modules:  # too late for the variable: ask numpy directly
-        from numpy._core import multiarray
-
-        setter = getattr(multiarray, "_set_madvise_hugepage", None)
+        setter = getattr(numpy_multiarray(), "_set_madvise_hugepage", None)
         if setter is not None and os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0":
             setter(False)
     if not sys.platform.startswith("linux"):

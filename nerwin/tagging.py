@@ -533,7 +533,8 @@ class Tagger:
         the tokens), so skipping rows and taking the chunk's sentences in one call changes
         no number: these are the probabilities
         Model.tag_and_probabilities gives batch by batch (a test checks it for every head).
-        A sentence without an entity (a sixth of CoNLL-2003's tokens) costs nothing."""
+        A sentence without an entity costs nothing (in CoNLL-2003 train a sixth of the tokens
+        are in sentences without a gold one)."""
         net, head = self.model.net, self.model.net.head
         labels = head.labels
         n = len(ids)

@@ -159,6 +159,30 @@ def descendants(pid: int) -> list[tuple[int, int, str]]:
     return out
 
 
+def forkserver_workers(p: Any, n: int, timeout: float) -> list[int]:
+    """The pids of the worker processes of ``p`` (children of its fork server, itself a
+    child of ``p``), waited for until there are ``n``, ``p`` ends or ``timeout`` s pass."""
+    import time
+
+    workers: list[int] = []
+    deadline = time.monotonic() + timeout
+    while len(workers) < n and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.1)
+        kids = descendants(p.pid)
+        ids = {c for c, _, _ in kids}
+        workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
+    return workers
+
+
+def wait_for_no_descendants(pid: int, timeout: float = 10) -> None:
+    """Wait until ``pid`` has no process below it (at most ``timeout`` s)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while descendants(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def default_sigint() -> None:
     """A child's preexec_fn: SIGINT at its default, as a terminal gives it. A test run
     started as a background job of a script has SIGINT ignored, and children inherit that."""

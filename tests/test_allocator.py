@@ -47,9 +47,9 @@ def test_the_users_own_settings_are_kept():
 
 def test_numpy_already_loaded_is_told_directly(monkeypatch):
     np = pytest.importorskip("numpy")
-    from numpy._core import multiarray
-
     from nerwin import allocator
+
+    multiarray = allocator.numpy_multiarray()
 
     if not hasattr(multiarray, "_set_madvise_hugepage"):
         pytest.skip("this numpy has no huge-page switch")

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, default_sigint, descendants, shared_file
+from conftest import (
+    ROOT,
+    default_sigint,
+    descendants,
+    forkserver_workers,
+    shared_file,
+    wait_for_no_descendants,
+)
 from conftest import run_cli as run
 
 import nerwin.ensemble
@@ -260,14 +267,7 @@ def _start_eval(model, tmp_path):
                           str(tmp_path / "conf.png"), "--workers", "2"], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=default_sigint)
-    workers: list[int] = []
-    deadline = time.monotonic() + 120
-    while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.1)
-        kids = descendants(p.pid)
-        ids = {c for c, _, _ in kids}
-        # workers: children of the fork server, itself a child of the evaluating process
-        workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
+    workers = forkserver_workers(p, 2, timeout=120)
     assert len(workers) == 2, descendants(p.pid)
     time.sleep(1.0)  # mid-run
     assert p.poll() is None
@@ -280,9 +280,7 @@ def _check_clean(p, tmp_path, pred):
     """The old --predictions file as it was, no --confusion picture, no temporary file."""
     assert pred.read_text() == "previous\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt", "pred.txt"]
-    deadline = time.monotonic() + 10
-    while descendants(p.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_no_descendants(p.pid)
 
 
 def test_a_killed_worker_is_one_line_exit_2_and_no_output(models, tmp_path):

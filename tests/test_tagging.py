@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import default_sigint, descendants
+from conftest import default_sigint, descendants, forkserver_workers, wait_for_no_descendants
 from conftest import run_cli as run
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -599,14 +599,7 @@ def _start_tagging(trained, tmp_path):
                           "--output", str(target), "--output-format", "jsonl",
                           "--workers", "2", "--quiet"], env=env, stderr=subprocess.PIPE,
                          text=True, preexec_fn=default_sigint)
-    workers: list[int] = []
-    deadline = time.monotonic() + 60
-    while len(workers) < 2 and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.1)
-        kids = descendants(p.pid)
-        ids = {c for c, _, _ in kids}
-        # workers: children of the fork server, itself a child of the tagging process
-        workers = [c for c, pp, cmd in kids if pp in ids and "forkserver" in cmd]
+    workers = forkserver_workers(p, 2, timeout=60)
     assert len(workers) == 2, descendants(p.pid)
     time.sleep(1.0)  # mid-run
     # Provably still in progress: the workers alive, the output's temporary file there
@@ -619,13 +612,10 @@ def _start_tagging(trained, tmp_path):
 
 
 def _check_clean(p, tmp_path, target):
-    import time
 
     assert target.read_text() == "previous\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["big.txt", "out.jsonl"]
-    deadline = time.monotonic() + 10
-    while descendants(p.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for_no_descendants(p.pid)
 
 
 def test_a_killed_worker_is_a_clear_error_and_no_output(trained, tmp_path):
